@@ -1,0 +1,1 @@
+"""Cloud providers behind one interface (server groups, load balancers, images)."""

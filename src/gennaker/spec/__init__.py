@@ -1,0 +1,1 @@
+"""Pipeline and configuration documents: YAML with positions, models, expressions, durations."""

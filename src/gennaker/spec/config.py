@@ -1,0 +1,80 @@
+"""The configuration file ``gennaker.yml``: accounts, and one section per subsystem.
+
+Each subsystem validates its own section with its own model (``ops``, ``auth``, ...), so this module
+stays the one place that knows the file's outer shape and nothing of what is inside the sections.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gennaker.errors import ConfigError, ValidationFailed
+from gennaker.spec.validation import pydantic_problems
+from gennaker.spec.yamlload import Located, load_yaml, load_yaml_file
+
+
+class Account(BaseModel):
+    """One AWS account Gennaker may act in. Credentials come from the standard AWS chain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    regions: list[str] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
+    profile: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    endpoint_url: str | None = None
+    account_id: str | None = None
+    dr_region: str | None = None
+    environment: str | None = None
+    # Static keys are for simulated AWS (the sandbox) only; real accounts use the credential chain.
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accounts: dict[str, Account] = Field(default_factory=dict)
+    ops: dict[str, Any] = Field(default_factory=dict)
+    auth: dict[str, Any] = Field(default_factory=dict)
+    server: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(default=None, exclude=True)
+
+    def account(self, name: str) -> Account:
+        try:
+            return self.accounts[name]
+        except KeyError:
+            known = ", ".join(sorted(self.accounts)) or "none configured"
+            raise ConfigError(f"unknown account '{name}' (known: {known})") from None
+
+
+def parse_config(located: Located) -> Config:
+    if located.value is None:
+        return Config(source=located.file)
+    if not isinstance(located.value, dict):
+        raise ValidationFailed([located.problem((), "the configuration must be a mapping")])
+    try:
+        cfg = Config.model_validate(located.value)
+    except ValidationError as exc:
+        raise ValidationFailed(pydantic_problems(exc, located)) from None
+    cfg.source = located.file
+    return cfg
+
+
+def load_config(path: str | None = None) -> Config:
+    """Load the config named by ``path``, ``$GENNAKER_CONFIG`` or ``./gennaker.yml``; empty if none."""
+    explicit = path or os.environ.get("GENNAKER_CONFIG")
+    candidate = explicit or "gennaker.yml"
+    if not Path(candidate).exists():
+        if explicit:
+            raise ConfigError(f"configuration file not found: {explicit}")
+        return Config()
+    return parse_config(load_yaml_file(candidate))
+
+
+def config_from_text(text: str, file: str = "<config>") -> Config:
+    return parse_config(load_yaml(text, file))

@@ -1,0 +1,111 @@
+"""Pipeline documents: the common fields every stage accepts, and the pipeline around them.
+
+Stage types add their own fields by subclassing ``StageConfig`` (in ``gennaker.stages``); the loader
+is handed the registry of types, so this layer knows no stage type by name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gennaker.spec.durations import Duration
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class Retries(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(default=0, ge=0, le=100)
+    backoff: Duration = 5.0
+
+
+class StageConfig(BaseModel):
+    """Fields common to every stage type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    type: str
+    name: str | None = None
+    requires: list[str] = Field(default_factory=list)
+    when: str | None = None
+    timeout: Duration | None = None
+    retries: Retries = Field(default_factory=Retries)
+    continue_on_failure: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not ID_PATTERN.match(v):
+            raise ValueError(f"'{v}' is not a valid stage id (letters, digits, '-', '_', '.'; max 100)")
+        return v
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class Parameter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    default: Any = None
+    required: bool = False
+    description: str | None = None
+    options: list[Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, v: str) -> str:
+        if not ID_PATTERN.match(v):
+            raise ValueError(f"'{v}' is not a valid parameter name")
+        return v
+
+
+class Concurrency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int | None = Field(default=None, ge=1)
+
+
+class PipelineHeader(BaseModel):
+    """Everything in a pipeline but its stages (which are validated one by one, per type)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    application: str
+    description: str | None = None
+    parameters: list[Parameter] = Field(default_factory=list)
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    stages: list[Any] = Field(min_length=1)
+
+    @field_validator("name", "application")
+    @classmethod
+    def _name_shape(cls, v: str) -> str:
+        if not ID_PATTERN.match(v):
+            raise ValueError(f"'{v}' is not a valid name (letters, digits, '-', '_', '.')")
+        return v
+
+
+class Pipeline(BaseModel):
+    """A validated pipeline: header fields plus typed stage configs."""
+
+    name: str
+    application: str
+    description: str | None = None
+    parameters: list[Parameter]
+    concurrency: Concurrency
+    stages: list[StageConfig]
+    source: str | None = None  # file it came from
+    text: str | None = None  # its YAML, kept with each execution
+
+    def stage(self, stage_id: str) -> StageConfig:
+        for s in self.stages:
+            if s.id == stage_id:
+                return s
+        raise KeyError(stage_id)

@@ -1,0 +1,37 @@
+"""Turn pydantic's errors into located problems (file:line:column: message)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from gennaker.errors import Problem
+from gennaker.spec.yamlload import Located, Path
+
+
+def _describe(err: dict) -> str:  # type: ignore[type-arg]
+    kind = err.get("type", "")
+    loc = err.get("loc", ())
+    field = str(loc[-1]) if loc else "value"
+    if kind == "extra_forbidden":
+        return f"unknown field '{field}'"
+    if kind == "missing":
+        return f"missing required field '{field}'"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    return f"{field}: {msg}" if loc else msg
+
+
+def pydantic_problems(exc: ValidationError, located: Located, prefix: Path = ()) -> list[Problem]:
+    """Locate each of pydantic's errors in the document; skip values still holding ``${...}``.
+
+    A field holding an expression is checked again once the expression is resolved at run time, so a
+    type error on ``"${trigger.params.count}"`` for an int field is not a problem at load time.
+    """
+    problems = []
+    for err in exc.errors():
+        value = err.get("input")
+        if isinstance(value, str) and "${" in value and err.get("type") != "extra_forbidden":
+            continue
+        loc = tuple(x for x in err.get("loc", ()) if not (isinstance(x, str) and x.startswith("function-")))
+        problems.append(located.problem((*prefix, *loc), _describe(err)))
+    return problems

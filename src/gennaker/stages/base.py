@@ -1,0 +1,98 @@
+"""What a stage type is: a config model (its YAML schema) and an ordered list of idempotent tasks.
+
+The engine runs a stage's tasks one after the other. A task is a function ``(ctx) -> TaskResult``:
+- ``TaskResult.running(after=…)`` asks to be called again later (no thread is held meanwhile);
+- ``succeeded(...)`` moves to the next task; ``failed(...)`` / ``terminal(...)`` end the stage.
+A task may be called again after a crash or a lost lease, so it must find what it already did
+(by name, by tag, or from ``ctx.context``) instead of doing it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from gennaker.spec.models import StageConfig
+
+TaskStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TERMINAL"]
+
+
+@dataclass
+class TaskResult:
+    status: TaskStatus
+    outputs: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    poll_after: float = 1.0
+
+    @classmethod
+    def running(cls, after: float = 1.0, context: dict[str, Any] | None = None, message: str | None = None,
+                outputs: dict[str, Any] | None = None) -> TaskResult:
+        return cls("RUNNING", outputs or {}, context or {}, message, after)
+
+    @classmethod
+    def succeeded(cls, outputs: dict[str, Any] | None = None, context: dict[str, Any] | None = None,
+                  message: str | None = None) -> TaskResult:
+        return cls("SUCCEEDED", outputs or {}, context or {}, message)
+
+    @classmethod
+    def failed(cls, message: str, outputs: dict[str, Any] | None = None,
+               context: dict[str, Any] | None = None) -> TaskResult:
+        return cls("FAILED", outputs or {}, context or {}, message)
+
+    @classmethod
+    def terminal(cls, message: str, outputs: dict[str, Any] | None = None) -> TaskResult:
+        """Stop the pipeline on purpose (e.g. a judgment said Stop); continue_on_failure does not apply."""
+        return cls("TERMINAL", outputs or {}, {}, message)
+
+
+@dataclass
+class TaskContext:
+    """What a task sees. ``context`` is the stage's persisted scratch state (read-only here: return
+    changes in ``TaskResult.context``); ``services`` is whatever the host process wired in."""
+
+    execution_id: str
+    stage_id: str
+    pipeline: str
+    application: str
+    trigger: dict[str, Any]
+    config: Any  # the stage type's Config model, expressions resolved
+    context: dict[str, Any]
+    outputs: dict[str, Any]
+    attempt: int
+    stage_started_at: float
+    services: Any
+    log: Callable[[str], None]
+    worker_id: str = ""
+    now: Callable[[], float] = time.time
+
+    @property
+    def elapsed(self) -> float:
+        return self.now() - self.stage_started_at
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    run: Callable[[TaskContext], TaskResult]
+
+
+class StageType:
+    """Base of stage types. Subclasses set ``type`` and ``Config`` and implement ``tasks``."""
+
+    type: ClassVar[str]
+    Config: ClassVar[type[StageConfig]]
+    description: ClassVar[str] = ""
+
+    def tasks(self, config: Any) -> list[Task]:
+        raise NotImplementedError
+
+    def on_cancel(self, ctx: TaskContext) -> None:
+        """Stop whatever the stage started (a process, a deploy); called once when canceled."""
+
+    def on_worker_lost(self, ctx: TaskContext) -> str | None:
+        """Called when the task's worker died mid-task. Return a failure reason to fail the
+        attempt (it is retried if the stage has retries left), or None to simply run the task again."""
+        return None

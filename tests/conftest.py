@@ -1,0 +1,52 @@
+"""Shared fixtures: simulated AWS (moto in server mode, over real HTTP), databases, config."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never let a test reach a real account: fake keys, no profile, a fixed default region."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server for the session; tests reset it through ``moto_endpoint``."""
+    pytest.importorskip("moto", reason="moto (gennaker[sandbox]) is not installed")
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_endpoint(moto_server: str) -> str:
+    """A clean simulated AWS for one test (moto's reset API over HTTP)."""
+    import httpx
+
+    httpx.post(f"{moto_server}/moto-api/reset", timeout=30).raise_for_status()
+    return moto_server
+
+
+POSTGRES_URL = os.environ.get("GENNAKER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
