@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gennaker.spec.durations import Duration
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 
 class Retries(BaseModel):
@@ -41,7 +41,7 @@ class StageConfig(BaseModel):
     @classmethod
     def _id_shape(cls, v: str) -> str:
         if not ID_PATTERN.match(v):
-            raise ValueError(f"'{v}' is not a valid stage id (letters, digits, '-', '_', '.'; max 100)")
+            raise ValueError(f"'{v}' is not a valid stage id (letters, digits, '-', '_'; max 100)")
         return v
 
     @property
@@ -88,7 +88,7 @@ class PipelineHeader(BaseModel):
     @classmethod
     def _name_shape(cls, v: str) -> str:
         if not ID_PATTERN.match(v):
-            raise ValueError(f"'{v}' is not a valid name (letters, digits, '-', '_', '.')")
+            raise ValueError(f"'{v}' is not a valid name (letters, digits, '-', '_')")
         return v
 
 

@@ -29,8 +29,13 @@ class TaskResult:
 
     @classmethod
     def running(cls, after: float = 1.0, context: dict[str, Any] | None = None, message: str | None = None,
-                outputs: dict[str, Any] | None = None) -> TaskResult:
-        return cls("RUNNING", outputs or {}, context or {}, message, after)
+                outputs: dict[str, Any] | None = None, pin: bool = False) -> TaskResult:
+        """Poll again in ``after`` seconds. ``pin`` keeps the polling on this worker (it holds a local
+        process); if this worker dies, the stage type's ``on_worker_lost`` decides what happens."""
+        ctx = dict(context or {})
+        if pin:
+            ctx["_pin"] = True
+        return cls("RUNNING", outputs or {}, ctx, message, after)
 
     @classmethod
     def succeeded(cls, outputs: dict[str, Any] | None = None, context: dict[str, Any] | None = None,
@@ -85,6 +90,8 @@ class StageType:
     type: ClassVar[str]
     Config: ClassVar[type[StageConfig]]
     description: ClassVar[str] = ""
+    waits: ClassVar[bool] = False  # shown as WAITING (for time or people) rather than RUNNING
+    skippable: ClassVar[bool] = False  # an operator may skip it (the ``skip`` signal)
 
     def tasks(self, config: Any) -> list[Task]:
         raise NotImplementedError

@@ -1,0 +1,105 @@
+"""A durable queue of messages in the database, each with a due time and a lease.
+
+A worker claims due messages by setting a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite
+the write lock taken by BEGIN IMMEDIATE makes the claim atomic). It then handles a message and, in
+the same transaction as the state change, deletes it and pushes the next ones. A worker that dies
+stops extending its leases; its messages become claimable again when the lease runs out.
+
+``affinity`` pins a message to one worker (the one holding a running process) while that worker's
+heartbeat is fresh; once it is stale, anyone may claim the message and the stage learns its worker
+was lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+
+from gennaker.engine.model import Kind
+from gennaker.store.db import Database
+from gennaker.store.tables import messages, workers
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    kind: Kind
+    execution_id: str
+    stage_id: str | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+def push(conn: Connection, kind: Kind, execution_id: str, stage_id: str | None = None, *, due_at: float,
+         payload: dict[str, Any] | None = None, held: bool = False, affinity: str | None = None) -> None:
+    conn.execute(insert(messages).values(
+        kind=str(kind), execution_id=execution_id, stage_id=stage_id, payload=payload or {}, due_at=due_at,
+        held=held, affinity=affinity, attempts=0,
+    ))
+
+
+def claim(db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float) -> list[Message]:
+    live = select(workers.c.id).where(workers.c.heartbeat_at >= now - worker_ttl)
+    due = (
+        select(messages.c.id)
+        .where(
+            messages.c.held == False,  # noqa: E712  (an index-friendly comparison)
+            messages.c.due_at <= now,
+            or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
+            or_(messages.c.affinity.is_(None), messages.c.affinity == worker_id, messages.c.affinity.not_in(live)),
+        )
+        .order_by(messages.c.due_at)
+        .limit(limit)
+    )
+    if not db.is_sqlite:
+        due = due.with_for_update(skip_locked=True, of=messages)
+    with db.begin() as conn:
+        rows = conn.execute(
+            update(messages)
+            .where(messages.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=worker_id, lease_until=now + lease, attempts=messages.c.attempts + 1)
+            .returning(messages.c.id, messages.c.kind, messages.c.execution_id, messages.c.stage_id,
+                       messages.c.payload, messages.c.attempts)
+        ).all()
+    out = [Message(r.id, Kind(r.kind), r.execution_id, r.stage_id, r.payload or {}, r.attempts) for r in rows]
+    out.sort(key=lambda m: m.id)
+    return out
+
+
+def ack(conn: Connection, message: Message, worker_id: str) -> bool:
+    """Delete a handled message; False if our lease was lost (someone else has it now)."""
+    result = conn.execute(delete(messages).where(messages.c.id == message.id, messages.c.lease_owner == worker_id))
+    return result.rowcount == 1
+
+
+def release(db: Database, message: Message, worker_id: str, due_at: float) -> None:
+    """Give a message back (e.g. after a failed handling) to be tried again at ``due_at``."""
+    with db.begin() as conn:
+        conn.execute(update(messages).where(messages.c.id == message.id, messages.c.lease_owner == worker_id)
+                     .values(lease_owner=None, lease_until=None, due_at=due_at))
+
+
+def extend_leases(conn: Connection, worker_id: str, ids: list[int], until: float) -> None:
+    if ids:
+        conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.lease_owner == worker_id)
+                     .values(lease_until=until))
+
+
+def hold(conn: Connection, execution_id: str, held: bool, now: float) -> None:
+    values: dict[str, Any] = {"held": held}
+    if not held:
+        values["due_at"] = now
+    conn.execute(update(messages).where(messages.c.execution_id == execution_id).values(**values))
+
+
+def drop_execution(conn: Connection, execution_id: str, keep_kinds: tuple[Kind, ...] = ()) -> None:
+    cond = messages.c.execution_id == execution_id
+    if keep_kinds:
+        cond = and_(cond, messages.c.kind.not_in([str(k) for k in keep_kinds]))
+    conn.execute(delete(messages).where(cond))
+
+
+def pending_for(conn: Connection, execution_id: str) -> int:
+    return len(conn.execute(select(messages.c.id).where(messages.c.execution_id == execution_id).limit(1)).all())

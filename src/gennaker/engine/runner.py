@@ -1,0 +1,410 @@
+"""Message handlers: how an execution moves from one committed state to the next.
+
+Each handler reads what it needs, does its work (a task may call the outside world), then in one
+transaction re-checks the state, writes the new state, pushes the next messages and deletes the one
+it handled. A handler that finds its message stale (the stage moved on, the execution ended) just
+deletes it, which is what makes redelivery after a lost lease safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, func, select, update
+
+from gennaker.engine import queue
+from gennaker.engine import logs as stage_logs
+from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Kind, Status
+from gennaker.engine.queue import Message
+from gennaker.errors import GennakerError
+from gennaker.spec import expressions
+from gennaker.spec.durations import format_duration
+from gennaker.stages.base import StageType, TaskContext, TaskResult
+from gennaker.store.db import Database
+from gennaker.store.tables import executions, pipelines, stages
+
+log = logging.getLogger("gennaker.engine")
+
+
+class LeaseLost(Exception):
+    """Our lease on a message expired and another worker took it; our changes are rolled back."""
+
+
+@dataclass
+class EngineSettings:
+    lease: float = 15.0  # how long a claimed message is ours without a heartbeat extending it
+    heartbeat: float = 2.0
+    worker_ttl: float = 10.0  # a worker silent this long is dead; its pinned messages move on
+    poll: float = 0.05  # idle poll of the queue (Orca: 50 ms)
+    max_message_attempts: int = 8  # then the message is dead-lettered and its stage fails
+    self_check_every: float = 15.0
+
+
+class Engine:
+    """Runs messages. Holds the database, the stage types and the services tasks may use."""
+
+    def __init__(self, db: Database, registry: Mapping[str, StageType], services: Any,
+                 settings: EngineSettings | None = None, clock: Callable[[], float] = time.time):
+        self.db = db
+        self.registry = registry
+        self.services = services
+        self.settings = settings or EngineSettings()
+        self.clock = clock
+        self.on_push: Callable[[], None] = lambda: None  # wakes an in-process worker
+
+    # ---- dispatch -------------------------------------------------------------------------------
+    def handle(self, msg: Message, worker_id: str) -> None:
+        if msg.kind is Kind.START_EXECUTION:
+            self._start_execution(msg, worker_id)
+        elif msg.kind is Kind.START_STAGE:
+            self._start_stage(msg, worker_id)
+        elif msg.kind is Kind.RUN_TASK:
+            self._run_task(msg, worker_id)
+        elif msg.kind is Kind.CANCEL_STAGE:
+            self._cancel_stage(msg, worker_id)
+        self.on_push()
+
+    def _ack(self, conn: Connection, msg: Message, worker_id: str) -> None:
+        if not queue.ack(conn, msg, worker_id):
+            raise LeaseLost(f"message {msg.id} was taken over by another worker")
+
+    # ---- rows -----------------------------------------------------------------------------------
+    def _lock_execution(self, conn: Connection, execution_id: str) -> Any:
+        q = select(executions).where(executions.c.id == execution_id)
+        if not self.db.is_sqlite:
+            q = q.with_for_update()
+        return conn.execute(q).first()
+
+    @staticmethod
+    def _stage(conn: Connection, execution_id: str, stage_id: str) -> Any:
+        return conn.execute(
+            select(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id)
+        ).first()
+
+    @staticmethod
+    def _set_stage(conn: Connection, execution_id: str, stage_id: str, **values: Any) -> None:
+        conn.execute(update(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id)
+                     .values(**values))
+
+    def _push(self, conn: Connection, kind: Kind, execution_id: str, stage_id: str | None = None,
+              delay: float = 0.0, held: bool = False, **kw: Any) -> None:
+        queue.push(conn, kind, execution_id, stage_id, due_at=self.clock() + delay, held=held, **kw)
+
+    def _defer_while_paused(self, conn: Connection, msg: Message) -> None:
+        """A message claimed just as its execution was paused: park it until resume."""
+        self._push(conn, msg.kind, msg.execution_id, msg.stage_id, payload=msg.payload, held=True)
+
+    # ---- StartExecution -------------------------------------------------------------------------
+    def _start_execution(self, msg: Message, worker_id: str) -> None:
+        with self.db.begin() as conn:
+            self._ack(conn, msg, worker_id)
+            ex = self._lock_execution(conn, msg.execution_id)
+            if ex is None or ex.status != Status.NOT_STARTED:
+                return
+            if ex.concurrency_limit:
+                self._lock_pipeline(conn, ex.pipeline)
+                running = conn.execute(
+                    select(func.count()).select_from(executions).where(
+                        executions.c.pipeline == ex.pipeline,
+                        executions.c.status.in_([Status.RUNNING, Status.PAUSED]),
+                    )
+                ).scalar_one()
+                if running >= ex.concurrency_limit:
+                    return  # stays queued; started when a running one finishes
+            now = self.clock()
+            conn.execute(update(executions).where(executions.c.id == ex.id)
+                         .values(status=Status.RUNNING, started_at=now))
+            roots = conn.execute(select(stages.c.stage_id, stages.c.requires)
+                                 .where(stages.c.execution_id == ex.id)).all()
+            for r in roots:
+                if not r.requires:
+                    self._push(conn, Kind.START_STAGE, ex.id, r.stage_id)
+
+    def _lock_pipeline(self, conn: Connection, name: str) -> None:
+        # Serializes concurrency-limit decisions for one pipeline across workers.
+        conn.execute(update(pipelines).where(pipelines.c.name == name).values(name=name))
+
+    # ---- StartStage -----------------------------------------------------------------------------
+    def _start_stage(self, msg: Message, worker_id: str) -> None:
+        assert msg.stage_id is not None
+        with self.db.begin() as conn:
+            self._ack(conn, msg, worker_id)
+            ex = self._lock_execution(conn, msg.execution_id)
+            if ex is not None and ex.status == Status.PAUSED:
+                self._defer_while_paused(conn, msg)
+                return
+            if ex is None or ex.status != Status.RUNNING:
+                return
+            st = self._stage(conn, ex.id, msg.stage_id)
+            if st is None or st.status != Status.NOT_STARTED:
+                return
+            now = self.clock()
+            stype = self.registry.get(st.type)
+            if stype is None:
+                self._finish_stage(conn, ex, st, Status.FAILED, f"unknown stage type '{st.type}'", now)
+                return
+            try:
+                scope = self._scope(conn, ex, st.config)
+                when = st.config.get("when")
+                if when and not expressions.evaluate_condition(when, scope):
+                    self._finish_stage(conn, ex, st, Status.SKIPPED, f"skipped: condition {when!r} is false", now,
+                                       started=now)
+                    return
+                resolved = expressions.resolve({k: v for k, v in st.config.items() if k != "when"}, scope)
+                config = stype.Config.model_validate({**resolved, "when": when})
+            except (expressions.ExpressionError, ValidationError) as exc:
+                self._finish_stage(conn, ex, st, Status.FAILED, _config_error(exc), now, started=now)
+                return
+            tasks = [{"name": t.name, "status": Status.NOT_STARTED, "started_at": None, "ended_at": None}
+                     for t in stype.tasks(config)]
+            tasks[0].update(status=Status.RUNNING, started_at=now)
+            attempt = st.attempt + 1
+            self._set_stage(conn, ex.id, st.stage_id, status=Status.WAITING if stype.waits else Status.RUNNING,
+                            started_at=now, ended_at=None, message=None, task_index=0, attempt=attempt,
+                            tasks=tasks, context={"resolved": config.model_dump(mode="json")}, worker_id=None)
+            self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": 0, "attempt": attempt})
+
+    def _scope(self, conn: Connection, ex: Any, raw_config: dict[str, Any]) -> dict[str, Any]:
+        """What expressions may read. Only the stages a config names are loaded (no O(n) per stage)."""
+        trigger = dict(ex.trigger or {})
+        named = {ref.split(".")[1] for ref in expressions.references(raw_config)
+                 if ref.startswith("stages.") and "." in ref[7:]}
+        stage_scope: dict[str, Any] = {}
+        if named:
+            rows = conn.execute(select(stages.c.stage_id, stages.c.status, stages.c.outputs)
+                                .where(stages.c.execution_id == ex.id, stages.c.stage_id.in_(named))).all()
+            stage_scope = {r.stage_id: {"status": r.status, "outputs": r.outputs or {}} for r in rows}
+        return {
+            "trigger": trigger,
+            "parameters": trigger.get("params", {}),
+            "stages": stage_scope,
+            "execution": {"id": ex.id, "pipeline": ex.pipeline, "application": ex.application},
+            "pipeline": {"name": ex.pipeline},
+            "application": ex.application,
+        }
+
+    # ---- RunTask --------------------------------------------------------------------------------
+    def _run_task(self, msg: Message, worker_id: str) -> None:
+        assert msg.stage_id is not None
+        task_index, attempt = int(msg.payload.get("task", 0)), int(msg.payload.get("attempt", 0))
+        with self.db.read() as conn:
+            ex = conn.execute(select(executions).where(executions.c.id == msg.execution_id)).first()
+            st = self._stage(conn, msg.execution_id, msg.stage_id)
+        if (ex is None or st is None or ex.status not in (Status.RUNNING, Status.PAUSED)
+                or st.status not in STAGE_ACTIVE or st.task_index != task_index or st.attempt != attempt):
+            with self.db.begin() as conn:
+                self._ack(conn, msg, worker_id)
+            return
+        if ex.status == Status.PAUSED:
+            with self.db.begin() as conn:
+                self._ack(conn, msg, worker_id)
+                self._defer_while_paused(conn, msg)
+            return
+        stype = self.registry[st.type]
+        ctx = self._task_context(ex, st, stype, worker_id)
+        result = self._call_task(stype, ctx, st, worker_id)
+        with self.db.begin() as conn:
+            self._ack(conn, msg, worker_id)
+            ex = self._lock_execution(conn, msg.execution_id)
+            st = self._stage(conn, msg.execution_id, msg.stage_id)
+            if (ex.status not in (Status.RUNNING, Status.PAUSED) or st.status not in STAGE_ACTIVE
+                    or st.task_index != task_index or st.attempt != attempt):
+                return  # canceled or restarted meanwhile: the cancel path stops what the task started
+            self._apply(conn, ex, st, stype, ctx, result, worker_id, paused=ex.status == Status.PAUSED)
+
+    def _task_context(self, ex: Any, st: Any, stype: StageType, worker_id: str) -> TaskContext:
+        context = dict(st.context or {})
+        config = stype.Config.model_validate(context.get("resolved", st.config))
+        attempt = st.attempt
+
+        def write_log(line: str) -> None:
+            stage_logs.append(self.db, ex.id, st.stage_id, attempt, "engine", [line], self.clock())
+
+        return TaskContext(
+            execution_id=ex.id, stage_id=st.stage_id, pipeline=ex.pipeline, application=ex.application,
+            trigger=dict(ex.trigger or {}), config=config, context=context, outputs=dict(st.outputs or {}),
+            attempt=attempt, stage_started_at=st.started_at or self.clock(), services=self.services,
+            log=write_log, worker_id=worker_id, now=self.clock,
+        )
+
+    def _call_task(self, stype: StageType, ctx: TaskContext, st: Any, worker_id: str) -> TaskResult:
+        if st.worker_id and st.worker_id != worker_id:
+            # The task was pinned to a worker (it holds a process) and that worker stopped beating.
+            reason = stype.on_worker_lost(ctx)
+            if reason:
+                return TaskResult.failed(reason)
+        timeout = getattr(ctx.config, "timeout", None)
+        if timeout is not None and ctx.elapsed > timeout:
+            self._safe_cancel(stype, ctx)
+            return TaskResult.failed(f"timed out after {format_duration(timeout)}")
+        task = stype.tasks(ctx.config)[st.task_index]
+        try:
+            result = task.run(ctx)
+        except GennakerError as exc:
+            ctx.log(f"{task.name} failed: {exc}")
+            return TaskResult.failed(str(exc))
+        except Exception as exc:  # a bug in a task: fail the stage, keep the traceback in its log
+            ctx.log(f"{task.name} raised {type(exc).__name__}:\n{traceback.format_exc()}")
+            return TaskResult.failed(f"internal error in task {task.name}: {type(exc).__name__}: {exc}")
+        if result.status == "RUNNING" and timeout is not None:
+            result.poll_after = max(0.0, min(result.poll_after, timeout - ctx.elapsed + 0.01))
+        return result
+
+    def _safe_cancel(self, stype: StageType, ctx: TaskContext) -> None:
+        try:
+            stype.on_cancel(ctx)
+        except Exception as exc:  # reported, and the stage still ends
+            ctx.log(f"stopping the stage failed: {type(exc).__name__}: {exc}")
+
+    def _apply(self, conn: Connection, ex: Any, st: Any, stype: StageType, ctx: TaskContext,
+               result: TaskResult, worker_id: str, paused: bool = False) -> None:
+        now = self.clock()
+        context = {**(st.context or {}), **result.context}
+        outputs = {**(st.outputs or {}), **result.outputs}
+        tasks = [dict(t) for t in st.tasks]
+        if result.status == "RUNNING":
+            pin = bool(result.context.get("_pin"))
+            self._set_stage(conn, ex.id, st.stage_id, context=context, outputs=outputs,
+                            worker_id=worker_id if pin else None, message=result.message or st.message)
+            self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, delay=result.poll_after, held=paused,
+                       payload={"task": st.task_index, "attempt": st.attempt}, affinity=worker_id if pin else None)
+            return
+        tasks[st.task_index].update(status=_task_status(result), ended_at=now)
+        if result.status == "SUCCEEDED" and st.task_index + 1 < len(tasks):
+            nxt = st.task_index + 1
+            tasks[nxt].update(status=Status.RUNNING, started_at=now)
+            self._set_stage(conn, ex.id, st.stage_id, context=context, outputs=outputs, tasks=tasks,
+                            task_index=nxt, worker_id=None)
+            self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": nxt, "attempt": st.attempt},
+                       held=paused)
+            return
+        self._set_stage(conn, ex.id, st.stage_id, context=context, outputs=outputs, tasks=tasks, worker_id=None)
+        if result.status == "SUCCEEDED":
+            self._finish_stage(conn, ex, st, Status.SUCCEEDED, result.message, now)
+            return
+        message = result.message or "failed"
+        retries = ctx.config.retries
+        if result.status == "FAILED" and st.attempt <= retries.count:
+            ctx.log(f"attempt {st.attempt} failed: {message}; retrying in {format_duration(retries.backoff)}")
+            self._set_stage(conn, ex.id, st.stage_id, status=Status.NOT_STARTED, message=f"retrying: {message}")
+            self._push(conn, Kind.START_STAGE, ex.id, st.stage_id, delay=retries.backoff)
+            return
+        if result.status == "TERMINAL":
+            status = Status.TERMINAL
+        else:
+            status = Status.FAILED_CONTINUE if ctx.config.continue_on_failure else Status.FAILED
+        self._finish_stage(conn, ex, st, status, message, now)
+
+    # ---- finishing ------------------------------------------------------------------------------
+    def _finish_stage(self, conn: Connection, ex: Any, st: Any, status: Status, message: str | None,
+                      now: float, started: float | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "ended_at": now, "message": message}
+        if started is not None:
+            values["started_at"] = started
+        self._set_stage(conn, ex.id, st.stage_id, **values)
+        if status in STAGE_LETS_THROUGH:
+            self._start_ready_dependents(conn, ex.id, st.dependents or [])
+            self._maybe_complete(conn, ex, now)
+        else:
+            stop = Status.TERMINAL if status == Status.TERMINAL else Status.FAILED
+            what = "stopped" if stop == Status.TERMINAL else "failed"
+            self._stop_execution(conn, ex, stop, f"stage '{st.stage_id}' {what}: {message}", now)
+
+    def _start_ready_dependents(self, conn: Connection, execution_id: str, dependents: list[str]) -> None:
+        if not dependents:
+            return
+        rows = conn.execute(select(stages.c.stage_id, stages.c.status, stages.c.requires)
+                            .where(stages.c.execution_id == execution_id, stages.c.stage_id.in_(dependents))).all()
+        needed = {r for row in rows for r in row.requires}
+        status = dict(conn.execute(select(stages.c.stage_id, stages.c.status)
+                                   .where(stages.c.execution_id == execution_id, stages.c.stage_id.in_(needed))).all())
+        for row in rows:
+            if row.status == Status.NOT_STARTED and all(status.get(r) in STAGE_LETS_THROUGH for r in row.requires):
+                self._push(conn, Kind.START_STAGE, execution_id, row.stage_id)
+
+    def _maybe_complete(self, conn: Connection, ex: Any, now: float) -> None:
+        """Finish the execution when nothing is left to do: no message queued, no stage active."""
+        if queue.pending_for(conn, ex.id):
+            return
+        counts = dict(conn.execute(select(stages.c.status, func.count()).where(stages.c.execution_id == ex.id)
+                                   .group_by(stages.c.status)).all())
+        if any(counts.get(s) for s in STAGE_ACTIVE):
+            return
+        self._end_execution(conn, ex, Status.SUCCEEDED, None, now)
+
+    def _stop_execution(self, conn: Connection, ex: Any, status: Status, message: str, now: float) -> None:
+        """End an execution early: cancel every active stage (their processes are stopped too)."""
+        cancel_active_stages(conn, ex.id, now, self.clock)
+        self._end_execution(conn, ex, status, message, now)
+
+    def _end_execution(self, conn: Connection, ex: Any, status: Status, message: str | None, now: float) -> None:
+        conn.execute(update(executions).where(executions.c.id == ex.id)
+                     .values(status=status, ended_at=now, message=message))
+        start_next_queued(conn, ex.pipeline, ex.concurrency_limit, self.clock)
+
+    # ---- CancelStage ----------------------------------------------------------------------------
+    def _cancel_stage(self, msg: Message, worker_id: str) -> None:
+        assert msg.stage_id is not None
+        with self.db.read() as conn:
+            ex = conn.execute(select(executions).where(executions.c.id == msg.execution_id)).first()
+            st = self._stage(conn, msg.execution_id, msg.stage_id)
+        if ex is not None and st is not None and st.type in self.registry:
+            stype = self.registry[st.type]
+            self._safe_cancel(stype, self._task_context(ex, st, stype, worker_id))
+        with self.db.begin() as conn:
+            self._ack(conn, msg, worker_id)
+
+    # ---- dead letters ---------------------------------------------------------------------------
+    def dead_letter(self, msg: Message, worker_id: str, error: str) -> None:
+        """A message that kept failing to be handled: fail its stage so the execution does not hang."""
+        with self.db.begin() as conn:
+            self._ack(conn, msg, worker_id)
+            ex = self._lock_execution(conn, msg.execution_id)
+            if ex is None or ex.status in EXECUTION_DONE:
+                return
+            now = self.clock()
+            reason = f"internal error: {msg.kind} could not be handled after {msg.attempts} attempts: {error}"
+            st = self._stage(conn, ex.id, msg.stage_id) if msg.stage_id else None
+            if st is not None and st.status in (*STAGE_ACTIVE, Status.NOT_STARTED):
+                self._finish_stage(conn, ex, st, Status.FAILED, reason, now)
+            else:
+                self._stop_execution(conn, ex, Status.FAILED, reason, now)
+
+
+def _task_status(result: TaskResult) -> Status:
+    return {"SUCCEEDED": Status.SUCCEEDED, "FAILED": Status.FAILED, "TERMINAL": Status.TERMINAL}[result.status]
+
+
+def _config_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return "invalid stage configuration after resolving expressions: " + "; ".join(parts)
+    return str(exc)
+
+
+def cancel_active_stages(conn: Connection, execution_id: str, now: float, clock: Callable[[], float]) -> None:
+    """Mark running and waiting stages CANCELED, drop queued work, and ask each stage to stop."""
+    active = conn.execute(select(stages.c.stage_id, stages.c.worker_id)
+                          .where(stages.c.execution_id == execution_id, stages.c.status.in_(list(STAGE_ACTIVE)))).all()
+    queue.drop_execution(conn, execution_id)
+    for row in active:
+        conn.execute(update(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == row.stage_id)
+                     .values(status=Status.CANCELED, ended_at=now, message="canceled"))
+        queue.push(conn, Kind.CANCEL_STAGE, execution_id, row.stage_id, due_at=clock(), affinity=row.worker_id)
+
+
+def start_next_queued(conn: Connection, pipeline: str, limit: int | None, clock: Callable[[], float]) -> None:
+    """With a concurrency limit, a finished execution lets the oldest queued one of its pipeline start."""
+    if not limit:
+        return
+    nxt = conn.execute(select(executions.c.id).where(executions.c.pipeline == pipeline,
+                                                     executions.c.status == Status.NOT_STARTED)
+                       .order_by(executions.c.created_at).limit(1)).first()
+    if nxt is not None:
+        queue.push(conn, Kind.START_EXECUTION, nxt.id, due_at=clock())

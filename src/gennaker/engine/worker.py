@@ -1,0 +1,188 @@
+"""A worker: claims due messages, hands them to a small thread pool, beats its heart, repairs zombies.
+
+Any number of workers may run against one database; none is special. A worker that dies stops
+beating: its leases run out and its pinned messages become claimable by the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from gennaker.engine import queue
+from gennaker.engine.model import STAGE_ACTIVE, STAGE_LETS_THROUGH, Kind, Status, new_id
+from gennaker.engine.queue import Message
+from gennaker.engine.runner import Engine, LeaseLost
+from gennaker.store.tables import executions, messages, stages, workers
+
+log = logging.getLogger("gennaker.worker")
+
+
+class Worker:
+    def __init__(self, engine: Engine, threads: int = 4, worker_id: str | None = None):
+        self.engine = engine
+        self.db = engine.db
+        self.settings = engine.settings
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{new_id()[-6:]}"
+        self.threads = threads
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._inflight: dict[int, Message] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gennaker-task")
+        self._loops: list[threading.Thread] = []
+        engine.on_push = self._wake.set
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._beat()
+        self.self_check()
+        for target, name in ((self._claim_loop, "claim"), (self._heartbeat_loop, "heartbeat")):
+            t = threading.Thread(target=target, name=f"gennaker-{name}", daemon=True)
+            t.start()
+            self._loops.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._loops:
+            t.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=False)
+        with self.db.begin() as conn:
+            conn.execute(delete(workers).where(workers.c.id == self.id))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # ---- claiming -------------------------------------------------------------------------------
+    def _claim_loop(self) -> None:
+        s = self.settings
+        while not self._stop.is_set():
+            with self._lock:
+                free = self.threads - len(self._inflight)
+            batch: list[Message] = []
+            if free > 0:
+                try:
+                    batch = queue.claim(self.db, self.id, time.time(), s.lease, free, s.worker_ttl)
+                except DBAPIError as exc:  # database unreachable for a moment: say so, retry
+                    log.warning("claiming messages failed: %s", exc.orig)
+                    self._stop.wait(1.0)
+                    continue
+            for msg in batch:
+                with self._lock:
+                    self._inflight[msg.id] = msg
+                self._pool.submit(self._handle, msg).add_done_callback(self._done)
+            if not batch:
+                self._wake.wait(s.poll)
+                self._wake.clear()
+
+    def _done(self, _f: Future[None]) -> None:
+        self._wake.set()
+
+    def _handle(self, msg: Message) -> None:
+        try:
+            if msg.attempts > self.settings.max_message_attempts:
+                self.engine.dead_letter(msg, self.id, "giving up")
+            else:
+                self.engine.handle(msg, self.id)
+        except LeaseLost as exc:
+            log.info("%s", exc)
+        except Exception as exc:
+            log.exception("handling %s %s failed (attempt %s)", msg.kind, msg.id, msg.attempts)
+            backoff = min(30.0, 0.5 * 2 ** msg.attempts)
+            try:
+                if msg.attempts >= self.settings.max_message_attempts:
+                    self.engine.dead_letter(msg, self.id, f"{type(exc).__name__}: {exc}")
+                else:
+                    queue.release(self.db, msg, self.id, time.time() + backoff)
+            except Exception:
+                log.exception("could not release message %s; its lease will expire", msg.id)
+        finally:
+            with self._lock:
+                self._inflight.pop(msg.id, None)
+
+    # ---- heartbeat and repair -------------------------------------------------------------------
+    def _beat(self) -> None:
+        now = time.time()
+        values = {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "started_at": now,
+                  "heartbeat_at": now}
+        with self._lock:
+            ids = list(self._inflight)
+        with self.db.begin() as conn:
+            if self.db.is_sqlite:
+                stmt = sqlite.insert(workers).values(**values)
+            else:
+                stmt = postgresql.insert(workers).values(**values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now}))
+            queue.extend_leases(conn, self.id, ids, now + self.settings.lease)
+
+    def _heartbeat_loop(self) -> None:
+        last_check = time.time()
+        while not self._stop.wait(self.settings.heartbeat):
+            try:
+                self._beat()
+                if time.time() - last_check >= self.settings.self_check_every:
+                    last_check = time.time()
+                    self.self_check()
+            except DBAPIError as exc:
+                log.warning("heartbeat failed: %s", exc.orig)
+
+    def self_check(self) -> int:
+        """Repair executions that are RUNNING (or queued) with no message left: zombies. Returns count."""
+        return repair_zombies(self.engine)
+
+
+def repair_zombies(engine: Engine) -> int:
+    db = engine.db
+    now = time.time()
+    no_message = ~exists().where(messages.c.execution_id == executions.c.id)
+    with db.read() as conn:
+        ids = [r.id for r in conn.execute(
+            select(executions.c.id).where(executions.c.status.in_([Status.RUNNING, Status.NOT_STARTED]), no_message)
+        )]
+    repaired = 0
+    for execution_id in ids:
+        with db.begin() as conn:
+            ex = engine._lock_execution(conn, execution_id)
+            if ex is None or ex.status not in (Status.RUNNING, Status.NOT_STARTED) or queue.pending_for(conn, ex.id):
+                continue
+            if ex.status == Status.NOT_STARTED:
+                queue.push(conn, Kind.START_EXECUTION, ex.id, due_at=now)
+                repaired += 1
+                continue
+            rows = conn.execute(select(stages.c.stage_id, stages.c.status, stages.c.requires, stages.c.task_index,
+                                       stages.c.attempt).where(stages.c.execution_id == ex.id)).all()
+            status = {r.stage_id: r.status for r in rows}
+            pushed = 0
+            for r in rows:
+                if r.status in STAGE_ACTIVE:
+                    queue.push(conn, Kind.RUN_TASK, ex.id, r.stage_id, due_at=now,
+                               payload={"task": r.task_index, "attempt": r.attempt})
+                    pushed += 1
+                elif r.status == Status.NOT_STARTED and all(status.get(q) in STAGE_LETS_THROUGH for q in r.requires):
+                    queue.push(conn, Kind.START_STAGE, ex.id, r.stage_id, due_at=now)
+                    pushed += 1
+            if not pushed:
+                failed = any(s in (Status.FAILED, Status.TERMINAL) for s in status.values())
+                final = Status.FAILED if failed else Status.SUCCEEDED
+                conn.execute(update(executions).where(executions.c.id == ex.id)
+                             .values(status=final, ended_at=now, message="completed by self-check"))
+            log.warning("self-check repaired execution %s (%d messages)", ex.id, pushed)
+            repaired += 1
+    return repaired

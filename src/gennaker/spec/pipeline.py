@@ -1,0 +1,185 @@
+"""Load and validate a pipeline document, reporting every problem with its file:line:column."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from gennaker.errors import Problem, ValidationFailed
+from gennaker.spec import expressions
+from gennaker.spec.models import Pipeline, PipelineHeader, StageConfig
+from gennaker.spec.validation import pydantic_problems
+from gennaker.spec.yamlload import Located, load_yaml, load_yaml_file
+
+StageSchemas = Mapping[str, type[StageConfig]]
+
+
+def load_pipeline(path: str, schemas: StageSchemas) -> Pipeline:
+    located = load_yaml_file(path)
+    return validate_pipeline(located, schemas, text=_read(path))
+
+
+def pipeline_from_text(text: str, schemas: StageSchemas, file: str = "<pipeline>") -> Pipeline:
+    return validate_pipeline(load_yaml(text, file), schemas, text=text)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def validate_pipeline(doc: Located, schemas: StageSchemas, text: str | None = None) -> Pipeline:
+    if not isinstance(doc.value, dict):
+        raise ValidationFailed([doc.problem((), "a pipeline must be a mapping with name, application and stages")])
+    problems: list[Problem] = []
+    try:
+        header = PipelineHeader.model_validate(doc.value)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, doc))
+        header = None
+    raw_stages = doc.value.get("stages")
+    stages = _stages(doc, raw_stages if isinstance(raw_stages, list) else [], schemas, problems)
+    params = {p.name for p in header.parameters} if header else _param_names(doc.value.get("parameters"))
+    problems.extend(_graph_problems(doc, stages))
+    if not any("requires" in p.message or "cycle" in p.message for p in problems):
+        problems.extend(_expression_problems(doc, stages, params))
+    if problems or header is None:
+        problems.sort(key=lambda p: (p.line, p.column))
+        raise ValidationFailed(problems)
+    return Pipeline(
+        name=header.name,
+        application=header.application,
+        description=header.description,
+        parameters=header.parameters,
+        concurrency=header.concurrency,
+        stages=[s for _, s in stages],
+        source=doc.file,
+        text=text,
+    )
+
+
+def _param_names(raw: Any) -> set[str]:
+    if not isinstance(raw, list):
+        return set()
+    return {str(p["name"]) for p in raw if isinstance(p, dict) and "name" in p}
+
+
+def _stages(doc: Located, raw: list[Any], schemas: StageSchemas, problems: list[Problem]) -> list[tuple[int, StageConfig]]:
+    out = []
+    for i, item in enumerate(raw):
+        where = ("stages", i)
+        if not isinstance(item, dict):
+            problems.append(doc.problem(where, "a stage must be a mapping with at least id and type"))
+            continue
+        kind = item.get("type")
+        if not isinstance(kind, str):
+            problems.append(doc.problem(where, "stage has no 'type'" if kind is None else "'type' must be text"))
+            continue
+        schema = schemas.get(kind)
+        if schema is None:
+            known = ", ".join(sorted(schemas))
+            problems.append(doc.problem((*where, "type"), f"unknown stage type '{kind}' (known: {known})"))
+            continue
+        try:
+            out.append((i, schema.model_validate(item)))
+        except ValidationError as exc:
+            found = pydantic_problems(exc, doc, prefix=where)
+            problems.extend(found)
+            if not found:  # every error was in a ${...} field: checked again at run time
+                out.append((i, schema.model_construct(**item)))
+    return out
+
+
+def _graph_problems(doc: Located, stages: list[tuple[int, StageConfig]]) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, s in stages:
+        if s.id in seen:
+            problems.append(doc.problem(("stages", i, "id"), f"duplicate stage id '{s.id}' (first at stage {seen[s.id] + 1})"))
+        else:
+            seen[s.id] = i
+    for i, s in stages:
+        for j, req in enumerate(s.requires):
+            if req == s.id:
+                problems.append(doc.problem(("stages", i, "requires", j), f"stage '{s.id}' requires itself"))
+            elif req not in seen:
+                problems.append(doc.problem(("stages", i, "requires", j), f"stage '{s.id}' requires unknown stage '{req}'"))
+    if problems:
+        return problems
+    cycle = _find_cycle({s.id: list(s.requires) for _, s in stages})
+    if cycle:
+        first = seen[cycle[0]]
+        problems.append(doc.problem(("stages", first, "requires"), "requires form a cycle: " + " -> ".join(cycle)))
+    return problems
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    for start in graph:
+        if state.get(start):
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path: list[str] = []
+        while stack:
+            node, idx = stack.pop()
+            if idx == 0:
+                state[node] = 1
+                path.append(node)
+            deps = graph.get(node, [])
+            if idx < len(deps):
+                stack.append((node, idx + 1))
+                nxt = deps[idx]
+                if state.get(nxt) == 1:
+                    return [*path[path.index(nxt):], nxt]
+                if not state.get(nxt):
+                    stack.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+    return None
+
+
+def upstream(graph: dict[str, list[str]], stage_id: str) -> set[str]:
+    """Every stage that ``stage_id`` transitively requires."""
+    seen: set[str] = set()
+    todo = list(graph.get(stage_id, []))
+    while todo:
+        s = todo.pop()
+        if s not in seen:
+            seen.add(s)
+            todo.extend(graph.get(s, []))
+    return seen
+
+
+def _expression_problems(doc: Located, stages: list[tuple[int, StageConfig]], params: set[str]) -> list[Problem]:
+    problems = []
+    ids = {s.id for _, s in stages}
+    graph = {s.id: list(s.requires) for _, s in stages}
+    raw_stages = doc.value.get("stages", [])
+    for i, s in stages:
+        before = upstream(graph, s.id)
+        for path, value in _strings(raw_stages[i], ("stages", i)):
+            for ref in expressions.references(value):
+                msg = expressions.check_reference(ref, ids, params)
+                parts = ref.split(".")
+                if msg is None and parts[0] == "stages" and parts[1] not in before:
+                    msg = f"${{{ref}}}: stage '{parts[1]}' is not upstream of '{s.id}' (add it to requires)"
+                if msg:
+                    problems.append(doc.problem(path, msg))
+        if s.when:
+            msg = expressions.check_condition(s.when)
+            if msg:
+                problems.append(doc.problem(("stages", i, "when"), msg))
+    return problems
+
+
+def _strings(value: Any, path: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _strings(v, (*path, k))]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in _strings(v, (*path, i))]
+    return []

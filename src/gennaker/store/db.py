@@ -1,0 +1,155 @@
+"""Open a database (SQLite by default, PostgreSQL to scale out) and bring its schema up to date."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from gennaker.errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def default_url() -> str:
+    env = os.environ.get("GENNAKER_DB")
+    if env:
+        return env
+    data = Path(platformdirs.user_data_dir("gennaker"))
+    data.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data / 'gennaker.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept a bare path for SQLite and plain postgresql:// (meaning psycopg 3)."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Database:
+    """An Engine plus the dialect facts the queue needs. Pass it down; there is no global one."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite, so writers queue instead of deadlocking)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection (a deferred BEGIN on SQLite: readers never block writers)."""
+        with self.engine.connect() as conn:
+            conn.info["readonly"] = True
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, poolclass=NullPool
+                           if path == ":memory:" else None)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN" if conn.info.get("readonly") else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def open_database(url: str | None = None, migrate: bool = True) -> Database:
+    raw = normalize_url(url or default_url())
+    try:
+        if raw.startswith("sqlite"):
+            engine = _sqlite_engine(raw)
+        else:
+            engine = create_engine(raw, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"cannot use database URL {raw!r}: {exc}") from None
+    db = Database(engine)
+    if migrate:
+        try:
+            upgrade(db)
+        except OperationalError as exc:
+            raise ConfigError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: "
+                              f"{exc.orig}") from None
+    return db
+
+
+def _alembic_config(db: Database) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = db.engine
+    return cfg
+
+
+def _current_heads(db: Database) -> set[str]:
+    with db.engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def upgrade(db: Database) -> None:
+    """Migrate to the newest schema; a fast no-op when already there. Concurrent openers wait."""
+    cfg = _alembic_config(db)
+    heads = set(ScriptDirectory.from_config(cfg).get_heads())
+    if _current_heads(db) == heads:
+        return
+    with _migration_lock(db):
+        if _current_heads(db) != heads:
+            command.upgrade(cfg, "heads")
+
+
+@contextmanager
+def _migration_lock(db: Database) -> Iterator[None]:
+    if db.is_sqlite:
+        path = db.engine.url.database
+        if not path or path == ":memory:":
+            yield
+            return
+        with open(f"{path}.migrate-lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    else:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(7243001)"))
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(7243001)"))
+                conn.commit()

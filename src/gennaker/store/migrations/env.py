@@ -1,0 +1,15 @@
+"""Alembic environment: runs against the Engine that ``gennaker.store.db`` hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import gennaker.store.tables  # noqa: F401  (registers the tables on the metadata)
+from gennaker.store.schema import metadata
+
+engine = context.config.attributes["engine"]
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()
