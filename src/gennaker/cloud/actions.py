@@ -1,0 +1,143 @@
+"""Steps that change a cluster, as data: strategies and plans produce them, one executor runs them.
+
+Because the deploy stage runs exactly the list the planner shows, ``gennaker plan`` cannot drift
+from what a deploy does. Every action is idempotent and may be run again after a crash; the ones
+that wait keep their deadline in a small state dict that the caller persists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gennaker.cloud.provider import Capacity, CloudProvider
+
+ActionKind = Literal[
+    "create", "enable", "disable", "disable_share", "resize", "destroy", "wait", "wait_healthy"
+]
+
+
+class HealthTimeout(Exception):
+    """A server group did not reach its healthy count in time (a deploy failure, not a crash)."""
+
+
+@dataclass
+class Action:
+    kind: ActionKind
+    server_group: str = ""
+    capacity: Capacity | None = None
+    percent: int | None = None  # disable_share: share of instances to take out of rotation
+    count: int | None = None  # wait_healthy: instances that must be healthy
+    seconds: float = 0.0  # wait: how long; wait_healthy: timeout
+    reason: str = ""
+
+    def describe(self) -> str:
+        sg = self.server_group
+        text = {
+            "create": f"create {sg} ({self.capacity})",
+            "enable": f"enable {sg}",
+            "disable": f"disable {sg}",
+            "disable_share": f"disable {self.percent}% of {sg}'s instances",
+            "resize": f"resize {sg} to {self.capacity}",
+            "destroy": f"destroy {sg}",
+            "wait": f"wait {self.seconds:g}s",
+            "wait_healthy": f"wait until {self.count} instances of {sg} are healthy",
+        }[self.kind]
+        return f"{text} ({self.reason})" if self.reason else text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "server_group": self.server_group,
+            "capacity": self.capacity.as_dict() if self.capacity else None,
+            "percent": self.percent,
+            "count": self.count,
+            "seconds": self.seconds,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Action:
+        cap = d.get("capacity")
+        return cls(
+            d["kind"],
+            d.get("server_group", ""),
+            Capacity.from_dict(cap) if cap else None,
+            d.get("percent"),
+            d.get("count"),
+            float(d.get("seconds") or 0),
+            d.get("reason", ""),
+        )
+
+
+@dataclass
+class StepOutcome:
+    done: bool
+    poll_after: float = 0.0
+    state: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+def run_action(
+    provider: CloudProvider, action: Action, state: dict[str, Any], now: float, poll_interval: float
+) -> StepOutcome:
+    """Run (or continue) one action. ``state`` is what the previous call for this action returned.
+
+    Raises HealthTimeout when a wait_healthy runs out of time; AWS errors propagate as CloudError.
+    """
+    sg = action.server_group
+    if action.kind == "wait":
+        until = float(state.get("until", now + action.seconds))
+        if now >= until:
+            return StepOutcome(True)
+        return StepOutcome(
+            False, min(poll_interval, until - now), {"until": until}, f"waiting {until - now:.0f}s"
+        )
+    if action.kind == "wait_healthy":
+        deadline = float(state.get("deadline", now + action.seconds))
+        group = provider.get_server_group(sg)
+        if group is None:
+            raise HealthTimeout(f"server group {sg} disappeared while waiting for it to be healthy")
+        healthy = len(group.healthy_instances())
+        wanted = action.count if action.count is not None else group.capacity.desired
+        if healthy >= wanted:
+            return StepOutcome(True, message=f"{sg}: {healthy}/{wanted} healthy")
+        if now >= deadline:
+            unhealthy = [
+                f"{i.id} ({i.lifecycle}, {i.health}, "
+                + ", ".join(f"{s}" for s in i.target_health.values())
+                + ")"
+                for i in group.instances
+                if not i.healthy(group.target_groups)
+            ]
+            raise HealthTimeout(
+                f"{sg}: only {healthy} of {wanted} instances healthy after "
+                f"{action.seconds:g}s; not healthy: {'; '.join(unhealthy) or 'none launched'}"
+            )
+        return StepOutcome(
+            False,
+            min(poll_interval, max(deadline - now, 0.0)),
+            {"deadline": deadline},
+            f"{sg}: {healthy}/{wanted} healthy",
+        )
+    if action.kind == "enable":
+        provider.enable_server_group(sg)
+    elif action.kind == "disable":
+        provider.disable_server_group(sg)
+    elif action.kind == "disable_share":
+        group = provider.get_server_group(sg)
+        if group is not None:
+            # The source's capacity is pinned during the cutover, so its instance list is stable and
+            # taking the first N by id gives the same N on a re-run.
+            n = math.ceil(len(group.instances) * (action.percent or 0) / 100)
+            provider.deregister_instances(sg, [i.id for i in group.instances[:n]])
+    elif action.kind == "resize":
+        if action.capacity is None:
+            raise ValueError("resize needs a capacity")
+        provider.resize_server_group(sg, action.capacity)
+    elif action.kind == "destroy":
+        provider.destroy_server_group(sg)
+    elif action.kind == "create":
+        raise ValueError("create is run by the deploy stage itself, not by run_action")
+    return StepOutcome(True, message=action.describe())

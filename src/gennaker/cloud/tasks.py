@@ -1,0 +1,115 @@
+"""Glue between stage tasks and the cloud layer: config pieces shared by the cloud stage types, the
+provider lookup, and a runner that advances a persisted list of actions one poll at a time.
+
+The functions here take plain arguments (a provider, a context dict) so that the API can run the
+same actions outside the engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gennaker.cloud.actions import Action, run_action
+from gennaker.cloud.aws.provider import AwsProvider
+from gennaker.cloud.provider import Capacity, CloudProvider
+from gennaker.errors import ConfigError
+from gennaker.spec.durations import Duration
+from gennaker.spec.models import StageConfig
+
+
+class CapacityModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+    desired: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CapacityModel:
+        if not self.min <= self.desired <= self.max:
+            raise ValueError(
+                f"capacity needs min <= desired <= max (got {self.min}/{self.desired}/{self.max})"
+            )
+        return self
+
+    def to_capacity(self) -> Capacity:
+        return Capacity(self.min, self.max, self.desired)
+
+
+class CloudStageConfig(StageConfig):
+    """Where a cloud stage acts, and how often it polls AWS while waiting."""
+
+    account: str
+    region: str
+    poll_interval: Duration = 10.0
+
+
+def provider_for(services: Any, account: str, region: str) -> CloudProvider:
+    """The provider for an account and region named in the config (region checked against it)."""
+    acct = services.config.account(account)
+    if region not in acct.regions:
+        raise ConfigError(
+            f"region {region} is not configured for account {account} (configured: {', '.join(acct.regions)})"
+        )
+    return AwsProvider(services.aws, account, region)
+
+
+@dataclass
+class Progress:
+    done: bool
+    context: dict[str, Any]
+    poll_after: float = 0.0
+    message: str | None = None
+    performed: list[str] = field(default_factory=list)
+
+
+def advance(
+    provider: CloudProvider,
+    saved: dict[str, Any] | None,
+    make: Callable[[], list[Action]],
+    now: Callable[[], float],
+    poll_interval: float,
+    log: Callable[[str], None],
+) -> Progress:
+    """Run the saved action list (or ``make()`` it on first call) from where it stopped.
+
+    Returns when every action is done or one needs to be polled later; ``context`` is the state to
+    persist. Errors propagate: the caller decides between failing and rolling back.
+    """
+    state = saved or {"actions": [a.to_dict() for a in make()], "step": 0, "state": {}}
+    actions = [Action.from_dict(d) for d in state["actions"]]
+    step, step_state = int(state["step"]), dict(state.get("state") or {})
+    performed: list[str] = []
+    while step < len(actions):
+        outcome = run_action(provider, actions[step], step_state, now(), poll_interval)
+        if not outcome.done:
+            saved_state = {"actions": state["actions"], "step": step, "state": outcome.state}
+            return Progress(False, saved_state, outcome.poll_after, outcome.message, performed)
+        log(outcome.message or actions[step].describe())
+        performed.append(actions[step].describe())
+        step, step_state = step + 1, {}
+    return Progress(True, {"actions": state["actions"], "step": step, "state": {}}, 0.0, None, performed)
+
+
+def run_to_completion(
+    provider: CloudProvider,
+    actions: list[Action],
+    poll_interval: float = 2.0,
+    log: Callable[[str], None] = lambda _line: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Run actions synchronously (the API's direct actions; tests). Returns what was done."""
+    saved: dict[str, Any] | None = None
+    done: list[str] = []
+    while True:
+        progress = advance(provider, saved, lambda: actions, time.time, poll_interval, log)
+        done += progress.performed
+        if progress.done:
+            return done
+        saved = progress.context
+        sleep(progress.poll_after)

@@ -1,0 +1,290 @@
+"""The deploy stage: create the cluster's next server group, wait until it is healthy, apply the
+strategy, and roll back when it fails.
+
+Tasks: create_server_group → wait_for_healthy → apply_strategy. Each keeps its progress in the
+stage context and finds what an earlier attempt created (by name and by the execution/stage tags),
+so a worker killed at any point and restarted never makes a second ASG or launch template.
+A failure after the new group exists (unhealthy, timed out, an AWS error) switches the running
+task into rollback mode: the previous group is re-enabled and healthy before the new one is taken
+out, then the task fails with both stories in its message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gennaker.cloud import naming
+from gennaker.cloud.actions import Action, HealthTimeout
+from gennaker.cloud.provider import Capacity, CloudProvider, ServerGroup, ServerGroupSpec
+from gennaker.cloud.strategies import (
+    StrategyName,
+    StrategyOptions,
+    initial_capacity,
+    previous_server_group,
+    rollback_actions,
+    strategy_actions,
+)
+from gennaker.cloud.tasks import CapacityModel, CloudStageConfig, advance, provider_for
+from gennaker.errors import GennakerError
+from gennaker.spec.durations import Duration
+from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
+
+# Failures that mean "this deploy did not work" (roll back), as opposed to bugs in Gennaker.
+DEPLOY_FAILURES = (GennakerError, HealthTimeout, ValueError)
+MAX_ROLLBACK_ATTEMPTS = 5
+
+
+class TargetGroupRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    load_balancer: str | None = None
+    target_group: str
+
+
+class DeployConfig(CloudStageConfig):
+    stack: str = ""
+    detail: str = ""
+    image: str
+    instance_type: str
+    subnets: list[str] = Field(default_factory=list)
+    vpc: str | None = None
+    subnet_tag: str | None = None  # "key" or "key=value", with vpc
+    security_groups: list[str] = Field(default_factory=list)
+    target_groups: list[str | TargetGroupRef] = Field(default_factory=list)
+    capacity: CapacityModel
+    health_check_type: Literal["EC2", "ELB"] | None = None  # default: ELB behind target groups
+    health_check_grace_period: Duration = 300.0
+    user_data: str | None = None
+    key_name: str | None = None
+    instance_profile: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    strategy: StrategyName = "red_black"
+    max_remaining_server_groups: int = Field(default=0, ge=0)
+    delay_before_disable: Duration = 0.0
+    scale_down: bool = False
+    delay_before_scale_down: Duration = 0.0
+    target_percentages: list[int] = Field(default_factory=lambda: [50, 100])
+    pause_between_steps: Duration = 0.0
+    rollback_on_failure: bool = True
+    destroy_on_rollback: bool = False
+    health_timeout: Duration = 1800.0
+
+    def options(self) -> StrategyOptions:
+        return StrategyOptions(
+            strategy=self.strategy,
+            max_remaining_server_groups=self.max_remaining_server_groups,
+            delay_before_disable=self.delay_before_disable,
+            scale_down=self.scale_down,
+            delay_before_scale_down=self.delay_before_scale_down,
+            target_percentages=list(self.target_percentages),
+            pause_between_steps=self.pause_between_steps,
+            destroy_on_rollback=self.destroy_on_rollback,
+            health_timeout=self.health_timeout,
+        )
+
+    def cluster(self, application: str) -> str:
+        return naming.cluster_name(application, self.stack, self.detail)
+
+    def target_group_refs(self) -> list[str | dict[str, str]]:
+        return [r if isinstance(r, str) else r.model_dump(exclude_none=True) for r in self.target_groups]
+
+
+def choose_name(provider: CloudProvider, cluster: str, groups: list[ServerGroup]) -> str:
+    """The next free name, counting orphan launch templates so a crashed create's name is not reused
+    by another execution."""
+    used = [g.name for g in groups] + provider.launch_template_names(cluster)
+    return naming.next_server_group(used, cluster)
+
+
+def _snapshot(group: ServerGroup | None) -> dict[str, Any] | None:
+    return None if group is None else {"name": group.name, "capacity": group.capacity.as_dict()}
+
+
+class Deploy(StageType):
+    type = "deploy"
+    Config = DeployConfig
+    description = "Create the next server group of a cluster and cut over with a strategy"
+
+    def tasks(self, config: Any) -> list[Task]:
+        return [
+            Task("create_server_group", self._guarded(self.create_server_group)),
+            Task("wait_for_healthy", self._guarded(self.wait_for_healthy)),
+            Task("apply_strategy", self._guarded(self.apply_strategy)),
+        ]
+
+    # --- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _provider(ctx: TaskContext) -> CloudProvider:
+        cfg: DeployConfig = ctx.config
+        return provider_for(ctx.services, cfg.account, cfg.region)
+
+    @staticmethod
+    def _outputs(ctx: TaskContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        c = {**ctx.context, **(extra or {})}
+        return {
+            "server_group": c.get("server_group"),
+            "previous_server_group": c.get("previous_server_group"),
+            "image_id": c.get("image_id"),
+            "cluster": c.get("cluster"),
+            "account": ctx.config.account,
+            "region": ctx.config.region,
+        }
+
+    def _guarded(self, step: Any) -> Any:
+        def run(ctx: TaskContext) -> TaskResult:
+            if ctx.context.get("rollback"):
+                return self._roll_back(ctx)
+            try:
+                result: TaskResult = step(ctx)
+                return result
+            except DEPLOY_FAILURES as exc:
+                return self._fail(ctx, str(exc))
+
+        return run
+
+    def _fail(self, ctx: TaskContext, reason: str) -> TaskResult:
+        cfg: DeployConfig = ctx.config
+        new = ctx.context.get("server_group")
+        previous = ctx.context.get("previous")
+        ctx.log(f"deploy failed: {reason}")
+        if not (cfg.rollback_on_failure and new and previous):
+            why = "rollback_on_failure is off" if not cfg.rollback_on_failure else "nothing to roll back to"
+            return TaskResult.failed(f"{reason} (no rollback: {why})", outputs=self._outputs(ctx))
+        ctx.log(f"rolling back to {previous['name']}")
+        return TaskResult.running(
+            after=0,
+            context={"rollback": {"reason": reason, "progress": None, "errors": 0}},
+            message=f"rolling back to {previous['name']}",
+        )
+
+    def _roll_back(self, ctx: TaskContext) -> TaskResult:
+        cfg: DeployConfig = ctx.config
+        rb = dict(ctx.context["rollback"])
+        new, prev = ctx.context["server_group"], ctx.context["previous"]
+        try:
+            progress = advance(
+                self._provider(ctx),
+                rb["progress"],
+                lambda: rollback_actions(
+                    cfg.options(), prev["name"], Capacity.from_dict(prev["capacity"]), new
+                ),
+                ctx.now,
+                cfg.poll_interval,
+                ctx.log,
+            )
+        except DEPLOY_FAILURES as exc:
+            rb["errors"] = int(rb.get("errors", 0)) + 1
+            if rb["errors"] >= MAX_ROLLBACK_ATTEMPTS:
+                return TaskResult.failed(
+                    f"{rb['reason']}; rollback to {prev['name']} failed too: {exc}",
+                    outputs=self._outputs(ctx),
+                    context={"rollback": rb},
+                )
+            ctx.log(f"rollback step failed ({exc}); retrying")
+            return TaskResult.running(after=cfg.poll_interval, context={"rollback": rb})
+        rb["progress"] = progress.context
+        if not progress.done:
+            return TaskResult.running(
+                after=progress.poll_after, context={"rollback": rb}, message=progress.message
+            )
+        tail = "destroyed" if cfg.destroy_on_rollback else "disabled"
+        return TaskResult.failed(
+            f"{rb['reason']}; rolled back: {prev['name']} is serving again, {new} {tail}",
+            outputs=self._outputs(ctx),
+            context={"rollback": rb},
+        )
+
+    # --- tasks ---------------------------------------------------------------------------------
+    def create_server_group(self, ctx: TaskContext) -> TaskResult:
+        cfg: DeployConfig = ctx.config
+        if ctx.context.get("server_group"):
+            return TaskResult.succeeded(outputs=self._outputs(ctx))
+        provider = self._provider(ctx)
+        cluster = cfg.cluster(ctx.application)
+        groups = provider.list_server_groups(cluster=cluster, with_health=False)
+        name = provider.find_created_by(cluster, ctx.execution_id, ctx.stage_id)
+        if name:
+            ctx.log(f"found {name} from an earlier attempt of this stage; reusing it")
+        else:
+            name = choose_name(provider, cluster, groups)
+        previous = previous_server_group([g for g in groups if g.name != name])
+        image_id = provider.resolve_image(cfg.image)
+        capacity = initial_capacity(cfg.options(), cfg.capacity.to_capacity(), previous is not None)
+        target_groups = provider.resolve_target_groups(cfg.target_group_refs())
+        spec = ServerGroupSpec(
+            name=name,
+            application=ctx.application,
+            image_id=image_id,
+            instance_type=cfg.instance_type,
+            subnets=provider.resolve_subnets(cfg.subnets, cfg.vpc, cfg.subnet_tag),
+            capacity=capacity,
+            security_groups=provider.resolve_security_groups(cfg.security_groups, cfg.vpc),
+            target_groups=target_groups,
+            health_check_type=cfg.health_check_type or ("ELB" if target_groups else "EC2"),
+            health_check_grace_period=int(cfg.health_check_grace_period),
+            user_data=cfg.user_data,
+            key_name=cfg.key_name,
+            instance_profile=cfg.instance_profile,
+            tags=cfg.tags,
+            execution_id=ctx.execution_id,
+            stage_id=ctx.stage_id,
+        )
+        provider.create_server_group(spec)
+        ctx.log(
+            f"created {name} from {image_id} ({capacity}); previous: {previous.name if previous else 'none'}"
+        )
+        context = {
+            "server_group": name,
+            "cluster": cluster,
+            "image_id": image_id,
+            "previous_server_group": previous.name if previous else None,
+            "previous": _snapshot(previous),
+            "initial_capacity": capacity.as_dict(),
+        }
+        return TaskResult.succeeded(outputs=self._outputs(ctx, context), context=context)
+
+    def wait_for_healthy(self, ctx: TaskContext) -> TaskResult:
+        cfg: DeployConfig = ctx.config
+        desired = Capacity.from_dict(ctx.context["initial_capacity"]).desired
+        if desired == 0:  # rolling red/black grows (and checks) the group step by step
+            return TaskResult.succeeded()
+        name = ctx.context["server_group"]
+        progress = advance(
+            self._provider(ctx),
+            ctx.context.get("health"),
+            lambda: [Action("wait_healthy", name, count=desired, seconds=cfg.health_timeout)],
+            ctx.now,
+            cfg.poll_interval,
+            ctx.log,
+        )
+        if not progress.done:
+            return TaskResult.running(
+                after=progress.poll_after, context={"health": progress.context}, message=progress.message
+            )
+        return TaskResult.succeeded(context={"health": progress.context})
+
+    def apply_strategy(self, ctx: TaskContext) -> TaskResult:
+        cfg: DeployConfig = ctx.config
+        provider = self._provider(ctx)
+        name = ctx.context["server_group"]
+
+        def make() -> list[Action]:
+            others = [
+                g for g in provider.list_server_groups(cluster=ctx.context["cluster"]) if g.name != name
+            ]
+            actions = strategy_actions(cfg.options(), others, name, cfg.capacity.to_capacity())
+            ctx.log(f"{cfg.strategy}: " + ("; ".join(a.describe() for a in actions) or "nothing to do"))
+            return actions
+
+        progress = advance(provider, ctx.context.get("strategy"), make, ctx.now, cfg.poll_interval, ctx.log)
+        if not progress.done:
+            return TaskResult.running(
+                after=progress.poll_after, context={"strategy": progress.context}, message=progress.message
+            )
+        return TaskResult.succeeded(
+            outputs=self._outputs(ctx),
+            context={"strategy": progress.context},
+            message=f"{name} deployed ({cfg.strategy})",
+        )
