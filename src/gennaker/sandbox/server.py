@@ -1,0 +1,94 @@
+"""Start moto's server on the loopback interface and seed it; hand back the endpoint and a config."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from gennaker.cloud.aws.session import AwsSessions
+from gennaker.errors import ConfigError
+from gennaker.sandbox.seed import ShopWorld, seed_shop
+from gennaker.spec.config import config_from_text
+
+ACCOUNT = "sandbox"
+REGIONS = ("us-east-1", "us-west-2")
+# Static keys: moto accepts any; they only keep boto3 from looking for real credentials.
+ACCESS_KEY = "testing"
+SECRET_KEY = "testing"
+AUDIT_SEED_MODULE = "gennaker.ops.sandbox_seed"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config_text(endpoint: str, world: ShopWorld | None = None) -> str:
+    """A ready ``gennaker.yml`` for the sandbox, with the seeded ids as comments for pipelines."""
+    lines = [
+        "# Gennaker configuration for the local sandbox (simulated AWS; nothing here is real).",
+        "accounts:",
+        f"  {ACCOUNT}:",
+        f'    endpoint_url: "{endpoint}"',
+        f"    regions: [{', '.join(REGIONS)}]",
+        f"    aws_access_key_id: {ACCESS_KEY}",
+        f"    aws_secret_access_key: {SECRET_KEY}",
+    ]
+    if world is not None:
+        lines += [
+            "# Seeded for the sample application 'shop':",
+            f"#   vpc:            {world.vpc_id} (Name=shop; subnets tagged tier=app)",
+            f"#   subnets:        [{', '.join(world.subnets)}]",
+            f"#   security group: {world.security_groups['shop-web']} (shop-web)",
+            f"#   target group:   {world.target_group_arn}",
+            f"#   load balancer:  shop ({world.load_balancer_dns})",
+            f"#   base image:     {world.base_image_id} (shop-base-ubuntu-22.04)",
+            f"#   release image:  {world.release_image_id} (shop-1.0.0)",
+            f"#   serving:        {world.server_group}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _seed_audit_examples(sessions: AwsSessions, account: str, region: str) -> bool:
+    """Seed the operations-readiness examples when that subsystem is installed."""
+    if importlib.util.find_spec(AUDIT_SEED_MODULE) is None:
+        return False
+    module: Any = importlib.import_module(AUDIT_SEED_MODULE)
+    module.seed_audit_examples(sessions, account, region)
+    return True
+
+
+@dataclass
+class Sandbox:
+    endpoint: str
+    config_text: str
+    world: ShopWorld
+    server: Any
+    audit_seeded: bool
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_sandbox(port: int | None = None, audit_examples: bool = True) -> Sandbox:
+    """Run simulated AWS on 127.0.0.1:``port`` (a free one when None) seeded with ``shop``."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        raise ConfigError("the sandbox needs moto: pip install 'gennaker[sandbox]'") from exc
+    port = port or free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        sessions = AwsSessions(config_from_text(config_text(endpoint)))
+        world = seed_shop(sessions, ACCOUNT, REGIONS[0])
+        audit = _seed_audit_examples(sessions, ACCOUNT, REGIONS[0]) if audit_examples else False
+    except BaseException:
+        server.stop()
+        raise
+    return Sandbox(endpoint, config_text(endpoint, world), world, server, audit)
