@@ -72,7 +72,7 @@ def start_execution(db: Database, pipeline: Pipeline, params: dict[str, Any], ac
         save_pipeline(conn, pipeline, actor, registered=False)
         conn.execute(insert(executions).values(
             id=execution_id, pipeline=pipeline.name, application=pipeline.application, status=Status.NOT_STARTED,
-            trigger={"type": trigger_type, "user": actor, "params": bound, "at": now},
+            trigger={"type": trigger_type, "user": actor, "params": bound, "at": now, "base_dir": base_dir},
             pipeline_text=pipeline.text, source=pipeline.source, base_dir=base_dir,
             concurrency_limit=pipeline.concurrency.limit, created_at=now,
         ))

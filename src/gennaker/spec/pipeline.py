@@ -42,8 +42,8 @@ def validate_pipeline(doc: Located, schemas: StageSchemas, text: str | None = No
     raw_stages = doc.value.get("stages")
     stages = _stages(doc, raw_stages if isinstance(raw_stages, list) else [], schemas, problems)
     params = {p.name for p in header.parameters} if header else _param_names(doc.value.get("parameters"))
-    problems.extend(_graph_problems(doc, stages))
-    if not any("requires" in p.message or "cycle" in p.message for p in problems):
+    problems.extend(_graph_problems(doc, _raw_graph(raw_stages if isinstance(raw_stages, list) else [])))
+    if not any("requires" in p.message or "cycle" in p.message or "duplicate" in p.message for p in problems):
         problems.extend(_expression_problems(doc, stages, params))
     if problems or header is None:
         problems.sort(key=lambda p: (p.line, p.column))
@@ -92,23 +92,34 @@ def _stages(doc: Located, raw: list[Any], schemas: StageSchemas, problems: list[
     return out
 
 
-def _graph_problems(doc: Located, stages: list[tuple[int, StageConfig]]) -> list[Problem]:
+def _raw_graph(raw: list[Any]) -> list[tuple[int, str, list[str]]]:
+    """(index, id, requires) of every stage with a usable id, valid or not, so that graph problems are
+    reported even for stages that have other problems too."""
+    out = []
+    for i, item in enumerate(raw):
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            req = item.get("requires") or []
+            out.append((i, item["id"], [r for r in req if isinstance(r, str)] if isinstance(req, list) else []))
+    return out
+
+
+def _graph_problems(doc: Located, stages: list[tuple[int, str, list[str]]]) -> list[Problem]:
     problems = []
     seen: dict[str, int] = {}
-    for i, s in stages:
-        if s.id in seen:
-            problems.append(doc.problem(("stages", i, "id"), f"duplicate stage id '{s.id}' (first at stage {seen[s.id] + 1})"))
+    for i, sid, _ in stages:
+        if sid in seen:
+            problems.append(doc.problem(("stages", i, "id"), f"duplicate stage id '{sid}' (first at stage {seen[sid] + 1})"))
         else:
-            seen[s.id] = i
-    for i, s in stages:
-        for j, req in enumerate(s.requires):
-            if req == s.id:
-                problems.append(doc.problem(("stages", i, "requires", j), f"stage '{s.id}' requires itself"))
+            seen[sid] = i
+    for i, sid, requires in stages:
+        for j, req in enumerate(requires):
+            if req == sid:
+                problems.append(doc.problem(("stages", i, "requires", j), f"stage '{sid}' requires itself"))
             elif req not in seen:
-                problems.append(doc.problem(("stages", i, "requires", j), f"stage '{s.id}' requires unknown stage '{req}'"))
+                problems.append(doc.problem(("stages", i, "requires", j), f"stage '{sid}' requires unknown stage '{req}'"))
     if problems:
         return problems
-    cycle = _find_cycle({s.id: list(s.requires) for _, s in stages})
+    cycle = _find_cycle({sid: requires for _, sid, requires in stages})
     if cycle:
         first = seen[cycle[0]]
         problems.append(doc.problem(("stages", first, "requires"), "requires form a cycle: " + " -> ".join(cycle)))

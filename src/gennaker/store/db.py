@@ -58,8 +58,11 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A read-only connection (a deferred BEGIN on SQLite: readers never block writers)."""
         with self.engine.connect() as conn:
-            conn.info["readonly"] = True
-            yield conn
+            conn.info["readonly"] = True  # info belongs to the pooled DBAPI connection: reset below
+            try:
+                yield conn
+            finally:
+                conn.info.pop("readonly", None)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,1 @@
+"""The REST API (FastAPI). OpenAPI is published at /openapi.json."""

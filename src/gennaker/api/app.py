@@ -1,0 +1,57 @@
+"""The FastAPI application: routers, error mapping, and (optionally) an in-process worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gennaker import __version__
+from gennaker.api import executions
+from gennaker.errors import Conflict, Forbidden, GennakerError, NotFound, ValidationFailed
+from gennaker.runtime import Runtime
+
+_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403, ValidationFailed: 422}
+
+
+def error_status(exc: GennakerError) -> int:
+    for kind, code in _STATUS.items():
+        if isinstance(exc, kind):
+            return code
+    return 400
+
+
+def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int = 4) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = runtime.worker(threads=worker_threads) if with_worker else None
+        if worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker:
+                worker.stop()
+
+    app = FastAPI(title="Gennaker", version=__version__, lifespan=lifespan,
+                  description="Continuous delivery and operations readiness for AWS.")
+    app.state.runtime = runtime
+    app.state.db = runtime.db
+    app.state.config = runtime.config
+    app.state.aws = runtime.services.aws  # created lazily per account on first call; no network here
+
+    @app.exception_handler(GennakerError)
+    async def _gennaker_error(_request: Request, exc: GennakerError) -> JSONResponse:
+        body: dict[str, object] = {"error": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, ValidationFailed):
+            body["problems"] = [p.__dict__ for p in exc.problems]
+        return JSONResponse(body, status_code=error_status(exc))
+
+    @app.get("/api/health", tags=["system"], summary="Liveness")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(executions.router)
+    return app

@@ -1,0 +1,265 @@
+"""Core commands: validate, run, executions, logs, the operations, server and worker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from gennaker.cli.client import Client, HttpClient, LocalClient, follow_logs
+from gennaker.cli.render import execution_list, stage_table
+from gennaker.engine import views
+from gennaker.errors import GennakerError, ValidationFailed
+from gennaker.runtime import Runtime, build_runtime
+
+out = Console()
+err = Console(stderr=True)
+
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="A parameter: name=value (repeatable).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def runtime_from(ctx: typer.Context) -> Runtime:
+    o = ctx.obj
+    return build_runtime(o.db, o.config)
+
+
+def client_from(ctx: typer.Context) -> Client:
+    o = ctx.obj
+    if o.server:
+        return HttpClient(o.server, o.user, o.token)
+    return LocalClient(runtime_from(ctx), o.user)
+
+
+def parse_params(raw: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in raw or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise GennakerError(f"--param takes name=value, not {item!r}")
+        params[name.strip()] = value
+    return params
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    executions_app = typer.Typer(help="Executions: list and show.", no_args_is_help=True)
+    pipelines_app = typer.Typer(help="Pipelines registered with Gennaker.", no_args_is_help=True)
+    app.add_typer(executions_app, name="executions")
+    app.add_typer(pipelines_app, name="pipelines")
+
+    @app.command()
+    def validate(files: Annotated[list[Path], typer.Argument(help="Pipeline files.")]) -> None:
+        """Validate pipeline files; print every problem as file:line:column and exit 2 if any."""
+        from gennaker.spec.pipeline import load_pipeline
+        from gennaker.stages import default_registry, stage_schemas
+
+        schemas = stage_schemas(default_registry())
+        problems = []
+        for f in files:
+            try:
+                p = load_pipeline(str(f), schemas)
+                out.print(f"[green]ok[/green] {f}: pipeline '{p.name}' with {len(p.stages)} stages", highlight=False)
+            except ValidationFailed as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise ValidationFailed(problems)
+
+    @app.command()
+    def run(
+        ctx: typer.Context,
+        pipeline: Annotated[str, typer.Argument(help="A pipeline file, or the name of a registered pipeline.")],
+        param: ParamOpt = None,
+        wait: Annotated[bool, typer.Option("--wait", help="Follow progress; exit 0 only if it SUCCEEDED.")] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Start a pipeline. Without a server, --wait runs the engine in this process."""
+        params = parse_params(param)
+        client = client_from(ctx)
+        is_file = Path(pipeline).exists() or pipeline.endswith((".yml", ".yaml"))
+        execution_id = client.run_file(pipeline, params) if is_file else client.start_registered(pipeline, params)
+        if not wait:
+            if as_json:
+                print_json({"id": execution_id})
+            else:
+                out.print(execution_id)
+            return
+        final = _wait(client, execution_id, as_json)
+        raise typer.Exit(0 if final["status"] == "SUCCEEDED" else 1)
+
+    def _wait(client: Client, execution_id: str, as_json: bool) -> dict[str, Any]:
+        worker = None
+        if isinstance(client, LocalClient):
+            worker = client.rt.worker()
+            worker.start()
+        try:
+            if as_json or not out.is_terminal:
+                ex = _poll_until_done(client, execution_id, lambda ex: None)
+            else:
+                with Live(console=out, refresh_per_second=4) as live:
+                    ex = _poll_until_done(client, execution_id, lambda ex: live.update(stage_table(ex)))
+        finally:
+            if worker:
+                worker.stop()
+        if as_json:
+            print_json(ex)
+        else:
+            if not out.is_terminal:
+                out.print(stage_table(ex))
+            out.print(f"execution {execution_id}: {ex['status']}" + (f" ({ex['message']})" if ex.get("message") else ""),
+                      highlight=False)
+        return ex
+
+    def _poll_until_done(client: Client, execution_id: str, show: Any) -> dict[str, Any]:
+        announced: set[str] = set()
+        while True:
+            ex = client.execution(execution_id)
+            show(ex)
+            for s in ex["stages"]:
+                if s["status"] == "WAITING" and s["type"] == "manual_judgment" and s["stage_id"] not in announced:
+                    announced.add(s["stage_id"])
+                    err.print(f"stage '{s['stage_id']}' awaits judgment: gennaker judge {execution_id} "
+                              f"{s['stage_id']} --choice {(s['config'].get('options') or ['approve'])[0]}",
+                              highlight=False)
+            if views.is_done(ex["status"]):
+                return ex
+            time.sleep(0.25)
+
+    @executions_app.command("list")
+    def list_(ctx: typer.Context,
+              pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+              status: Annotated[list[str] | None, typer.Option(help="Only these statuses (repeatable).")] = None,
+              limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+              as_json: JsonOpt = False) -> None:
+        """List executions, newest first."""
+        rows = client_from(ctx).executions(pipeline, status, limit)
+        print_json(rows) if as_json else out.print(execution_list(rows))
+
+    @executions_app.command("show")
+    def show(ctx: typer.Context, execution_id: str, as_json: JsonOpt = False) -> None:
+        """Show an execution's stages: Step, Started, Duration, Status."""
+        client = client_from(ctx)
+        ex = client.execution(execution_id)
+        if as_json:
+            ex["operations"] = client.operations(execution_id)
+            print_json(ex)
+            return
+        out.print(stage_table(ex))
+        if ex.get("message"):
+            out.print(ex["message"], highlight=False)
+
+    @app.command()
+    def logs(ctx: typer.Context, execution_id: str, stage: str,
+             follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the stage ends.")] = False) -> None:
+        """Print a stage's log."""
+        for row in follow_logs(client_from(ctx), execution_id, stage, follow):
+            line = row["line"]
+            if row["stream"] == "stderr":
+                err.print(line, highlight=False, markup=False, soft_wrap=True)
+            else:
+                out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    @app.command()
+    def cancel(ctx: typer.Context, execution_id: str,
+               reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None) -> None:
+        """Cancel an execution; running commands are terminated."""
+        client_from(ctx).cancel(execution_id, reason)
+        out.print(f"canceled {execution_id}")
+
+    @app.command()
+    def pause(ctx: typer.Context, execution_id: str) -> None:
+        """Pause an execution (running tasks finish their step; nothing new starts)."""
+        client_from(ctx).pause(execution_id)
+        out.print(f"paused {execution_id}")
+
+    @app.command()
+    def resume(ctx: typer.Context, execution_id: str) -> None:
+        """Resume a paused execution."""
+        client_from(ctx).resume(execution_id)
+        out.print(f"resumed {execution_id}")
+
+    @app.command()
+    def restart(ctx: typer.Context, execution_id: str, stage: str) -> None:
+        """Restart a finished stage and every stage after it."""
+        client_from(ctx).restart(execution_id, stage)
+        out.print(f"restarting {stage} of {execution_id}")
+
+    @app.command()
+    def skip(ctx: typer.Context, execution_id: str, stage: str) -> None:
+        """Skip the rest of a wait stage."""
+        client_from(ctx).skip(execution_id, stage)
+        out.print(f"skipped {stage} of {execution_id}")
+
+    @app.command()
+    def judge(ctx: typer.Context, execution_id: str, stage: str,
+              choice: Annotated[str, typer.Option(help="The judgment, e.g. approve or reject.")],
+              comment: Annotated[str | None, typer.Option(help="Why (recorded).")] = None) -> None:
+        """Judge a manual judgment stage."""
+        client_from(ctx).judge(execution_id, stage, choice, comment)
+        out.print(f"judged {stage} of {execution_id}: {choice}")
+
+    @pipelines_app.command("register")
+    def register_(ctx: typer.Context, files: list[Path]) -> None:
+        """Register pipeline files so they can be started by name (and from the console)."""
+        client = client_from(ctx)
+        for f in files:
+            info = client.register(str(f))
+            out.print(f"registered {info['name']} ({info['stages']} stages)")
+
+    @pipelines_app.command("list")
+    def pipelines_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+        """List pipelines known to Gennaker."""
+        rows = client_from(ctx).pipelines()
+        if as_json:
+            print_json(rows)
+            return
+        for r in rows:
+            out.print(f"{r['name']}  ({r['application']})  {'registered' if r['registered'] else 'run from file'}",
+                      highlight=False)
+
+    @app.command()
+    def server(ctx: typer.Context,
+               host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+               port: Annotated[int, typer.Option(help="Port.")] = 8080,
+               workers: Annotated[int, typer.Option(help="Task threads of the in-process worker (0: none).")] = 4) -> None:
+        """Run the API (and console) with workers in one process."""
+        serve(runtime_from(ctx), host, port, workers)
+
+    @app.command()
+    def worker(ctx: typer.Context,
+               threads: Annotated[int, typer.Option(help="Task threads.")] = 4) -> None:
+        """Run a worker only (start as many as you like against one PostgreSQL database)."""
+        rt = runtime_from(ctx)
+        w = rt.worker(threads=threads)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        w.start()
+        err.print(f"worker {w.id} running against {rt.db.engine.url.render_as_string(hide_password=True)}")
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            w.stop()
+
+
+def serve(rt: Runtime, host: str, port: int, worker_threads: int) -> None:
+    import uvicorn
+
+    from gennaker.api.app import create_app
+
+    app = create_app(rt, with_worker=worker_threads > 0, worker_threads=max(worker_threads, 1))
+    err.print(f"Gennaker server on http://{host}:{port} (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,56 @@
+"""Rich rendering shared by CLI commands: stage tables, execution lists, times."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from gennaker.spec.durations import format_duration
+
+STATUS_STYLE = {
+    "SUCCEEDED": "green", "RUNNING": "blue", "WAITING": "yellow", "PAUSED": "yellow", "NOT_STARTED": "dim",
+    "FAILED": "red", "TERMINAL": "red", "FAILED_CONTINUE": "dark_orange", "CANCELED": "magenta", "SKIPPED": "dim",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def duration(start: float | None, end: float | None) -> str:
+    if not start:
+        return "-"
+    return format_duration((end or time.time()) - start)
+
+
+def stage_table(ex: dict[str, Any]) -> Table:
+    title = f"{ex['pipeline']} · {ex['id']} · {ex['status']}"
+    table = Table(title=title, title_justify="left")
+    for col in ("Step", "Type", "Started", "Duration", "Status", "Detail"):
+        table.add_column(col)
+    for s in ex["stages"]:
+        detail = s.get("message") or ""
+        if s["status"] == "WAITING" and s["type"] == "manual_judgment":
+            detail = "awaiting judgment: " + " / ".join(s["config"].get("options") or ["approve", "reject"])
+        table.add_row(s["name"], s["type"], when(s.get("started_at")), duration(s.get("started_at"), s.get("ended_at")),
+                      status_text(s["status"]), detail)
+    return table
+
+
+def execution_list(rows: list[dict[str, Any]]) -> Table:
+    table = Table()
+    for col in ("Id", "Pipeline", "Status", "Triggered by", "Created", "Duration"):
+        table.add_column(col)
+    for r in rows:
+        trig = r.get("trigger") or {}
+        table.add_row(r["id"], r["pipeline"], status_text(r["status"]), f"{trig.get('user', '?')} ({trig.get('type', '?')})",
+                      when(r["created_at"]), duration(r.get("started_at"), r.get("ended_at")))
+    return table

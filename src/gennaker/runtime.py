@@ -1,0 +1,51 @@
+"""The composition root: one place that wires database, config, stage types, services and engine.
+
+The CLI, the server, the worker command and tests build a Runtime and pass it down; nothing below
+reaches for globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gennaker.engine.runner import Engine, EngineSettings
+from gennaker.engine.worker import Worker
+from gennaker.spec.config import Config, load_config
+from gennaker.spec.models import Pipeline
+from gennaker.spec.pipeline import load_pipeline, pipeline_from_text
+from gennaker.stages import default_registry, skippable_types, stage_schemas
+from gennaker.stages.base import StageType
+from gennaker.stages.services import Services
+from gennaker.store.db import Database, open_database
+
+
+@dataclass
+class Runtime:
+    db: Database
+    config: Config
+    registry: dict[str, StageType]
+    services: Services
+    engine: Engine
+
+    def load_pipeline(self, path: str) -> Pipeline:
+        return load_pipeline(path, stage_schemas(self.registry))
+
+    def pipeline_from_text(self, text: str, file: str = "<pipeline>") -> Pipeline:
+        return pipeline_from_text(text, stage_schemas(self.registry), file)
+
+    @property
+    def skippable(self) -> set[str]:
+        return skippable_types(self.registry)
+
+    def worker(self, threads: int = 4, worker_id: str | None = None) -> Worker:
+        return Worker(self.engine, threads=threads, worker_id=worker_id)
+
+
+def build_runtime(db_url: str | None = None, config_path: str | None = None, config: Config | None = None,
+                  settings: EngineSettings | None = None) -> Runtime:
+    cfg = config if config is not None else load_config(config_path)
+    db = open_database(db_url)
+    registry = default_registry()
+    services = Services(config=cfg, db=db)
+    engine = Engine(db, registry, services, settings=settings)
+    return Runtime(db=db, config=cfg, registry=registry, services=services, engine=engine)

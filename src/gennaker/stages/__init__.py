@@ -1,0 +1,23 @@
+"""Stage types: one module each. ``default_registry`` is the one place that lists them."""
+
+from __future__ import annotations
+
+from gennaker.spec.models import StageConfig
+from gennaker.stages.base import StageType
+
+
+def default_registry() -> dict[str, StageType]:
+    from gennaker.stages.manual_judgment import ManualJudgmentStage
+    from gennaker.stages.run import RunStage
+    from gennaker.stages.wait import WaitStage
+
+    types: list[StageType] = [RunStage(), WaitStage(), ManualJudgmentStage()]
+    return {t.type: t for t in types}
+
+
+def stage_schemas(registry: dict[str, StageType]) -> dict[str, type[StageConfig]]:
+    return {name: t.Config for name, t in registry.items()}
+
+
+def skippable_types(registry: dict[str, StageType]) -> set[str]:
+    return {name for name, t in registry.items() if t.skippable}

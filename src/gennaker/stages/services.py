@@ -1,0 +1,30 @@
+"""What tasks may use, wired once per process by the host (CLI, server, worker) and passed down."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from gennaker.spec.config import Config
+from gennaker.stages.processes import ProcessRegistry
+from gennaker.store.db import Database
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    processes: ProcessRegistry = field(default_factory=ProcessRegistry)
+    _aws: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def aws(self) -> Any:
+        """AWS clients for the configured accounts (created on first use: most pipelines need none)."""
+        with self._lock:
+            if self._aws is None:
+                from gennaker.cloud.aws.session import AwsSessions
+
+                self._aws = AwsSessions(self.config)
+            return self._aws
