@@ -1,0 +1,253 @@
+"""DR and backup: copies in another region, DNS failover, replication, versioning, archiving."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from gennaker.ops.checks.base import Inventory, Result, Subject, fail, na, ok, unknown
+from gennaker.ops.checks.common import (
+    age_hours,
+    archive_rule,
+    errored,
+    k,
+    latest_snapshots,
+    region_in,
+    workloads,
+)
+from gennaker.ops.checks.ha import quota_usage
+from gennaker.ops.model import Resource
+from gennaker.ops.settings import OpsSettings
+
+
+def region_presence(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    images = inv.of("ec2.image")
+    for group, members in workloads(inv, s).items():
+        dr = inv.account(members[0].account).dr_region
+        if not dr:
+            yield na(group, f"no dr_region configured for account {members[0].account}")
+            continue
+        if members[0].region == dr:
+            continue
+        amis = {i.attrs.get("ImageId") for i in members}
+        names = {im.name for im in images if im.id in amis and im.region == members[0].region and im.name}
+        copies = [
+            im
+            for im in images
+            if im.account == members[0].account
+            and im.region == dr
+            and (im.attrs.get("SourceImageId") in amis or im.name in names)
+        ]
+        if copies:
+            yield ok(group, f"AMI copies in {dr}: {', '.join(sorted(c.id for c in copies))}")
+        else:
+            yield fail(group, f"no copy of {', '.join(sorted(a for a in amis if a))} in DR region {dr}")
+
+
+def _record_region(rec: Resource, where: dict[str, str]) -> str | None:
+    alias = rec.attrs.get("AliasTarget", {}).get("DNSName")
+    if alias:
+        return region_in(alias)
+    values = [v["Value"] for v in rec.attrs.get("ResourceRecords", [])]
+    found = {where[v] for v in values if v in where} | {r for v in values if (r := region_in(v))}
+    return found.pop() if len(found) == 1 else None
+
+
+def route53_failover(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    where = {str(a.attrs.get("PublicIp")): a.region for a in inv.of("ec2.address")}
+    where |= {str(i.attrs.get("PublicIpAddress")): i.region for i in inv.of("ec2.instance")}
+    sets: dict[tuple[str, str, str, str], list[Resource]] = defaultdict(list)
+    for rec in inv.of("route53.record"):
+        if rec.attrs.get("Failover"):
+            sets[(rec.account, rec.attrs["HostedZoneId"], rec.attrs["Name"], rec.attrs["Type"])].append(rec)
+    for zone in inv.of("route53.hosted_zone"):
+        zid = zone.id.split("/")[-1]
+        if not zone.attrs.get("Config", {}).get("PrivateZone") and not any(z == zid for _, z, _, _ in sets):
+            yield fail(zone, f"public zone {zone.name} has no failover record sets")
+    for (account, zid, name, rtype), recs in sorted(sets.items()):
+        subject = Subject("route53.record_set", account, "global", f"{zid}/{name}/{rtype}")
+        primary = [r for r in recs if r.attrs["Failover"] == "PRIMARY"]
+        secondary = [r for r in recs if r.attrs["Failover"] == "SECONDARY"]
+        regions = {_record_region(r, where) for r in recs}
+        if not primary or not secondary:
+            yield fail(subject, f"{name} {rtype}: needs both PRIMARY and SECONDARY records")
+        elif not all(p.attrs.get("HealthCheckId") for p in primary):
+            yield fail(subject, f"{name} {rtype}: PRIMARY record has no health check")
+        elif None in regions:
+            yield unknown(subject, f"{name} {rtype}: cannot tell which region a target is in")
+        elif len(regions) < 2:
+            yield fail(subject, f"{name} {rtype}: PRIMARY and SECONDARY both point into {regions.pop()}")
+        else:
+            yield ok(
+                subject, f"{name} {rtype}: failover between {', '.join(sorted(r or '' for r in regions))}"
+            )
+
+
+def _other_region(arns: list[str], region: str) -> list[str]:
+    return [a for a in arns if a.startswith("arn:") and a.split(":")[3] != region]
+
+
+def rds_cross_region(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    global_members = {
+        m["DBClusterArn"]
+        for g in inv.of("rds.global_cluster")
+        for m in g.attrs.get("GlobalClusterMembers", [])
+    }
+    for db in inv.of("rds.instance"):
+        if db.attrs.get("DBClusterIdentifier") or db.attrs.get("ReadReplicaSourceDBInstanceIdentifier"):
+            continue
+        replicas = _other_region(db.attrs.get("ReadReplicaDBInstanceIdentifiers", []), db.region)
+        if replicas:
+            yield ok(db, f"cross-region read replica {', '.join(replicas)}")
+        elif db.attrs.get("DBInstanceAutomatedBackupsReplications"):
+            yield ok(db, "automated backups replicated to another region")
+        else:
+            yield fail(db, "no cross-region read replica or replicated automated backups")
+    for c in inv.of("rds.cluster"):
+        if c.attrs.get("ReplicationSourceIdentifier"):
+            continue
+        replicas = _other_region(c.attrs.get("ReadReplicaIdentifiers", []), c.region)
+        if c.arn in global_members or replicas:
+            yield ok(c, "member of a global cluster" if c.arn in global_members else f"replica {replicas[0]}")
+        else:
+            yield fail(c, "no global cluster or cross-region replica")
+
+
+def _copies_to_other_region(plan: Resource) -> list[str]:
+    return [
+        a["DestinationBackupVaultArn"]
+        for rule in plan.attrs.get("Rules", [])
+        for a in rule.get("CopyActions", [])
+        if _other_region([a.get("DestinationBackupVaultArn", "")], plan.region)
+    ]
+
+
+def ebs_cross_region_copy(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    plan_copies = {(p.account, p.region): p for p in inv.of("backup.plan") if _copies_to_other_region(p)}
+    latest = latest_snapshots(inv)
+    for v in inv.of("ec2.volume"):
+        dr = inv.account(v.account).dr_region
+        if not dr or v.region == dr:
+            yield na(v, "no DR region configured") if not dr else na(v, "volume is in the DR region")
+            continue
+        if (v.account, v.region) in plan_copies:
+            yield ok(v, f"Backup plan {plan_copies[(v.account, v.region)].name} copies to another region")
+            continue
+        src = latest.get(k(v))
+        copy = latest.get((v.account, dr, v.id)) or next(
+            (
+                c
+                for c in inv.of("ec2.snapshot")
+                if c.account == v.account
+                and c.region == dr
+                and src
+                and src.id in str(c.attrs.get("Description", ""))
+            ),
+            None,
+        )
+        age = age_hours(copy.attrs.get("StartTime"), inv.now) if copy else None
+        if age is not None and age <= s.dr_copy_max_age_days * 24:
+            yield ok(v, f"snapshot copy {copy.id if copy else ''} in {dr}, {age:.0f} h old")
+        else:
+            yield fail(v, f"no snapshot copy in DR region {dr} younger than {s.dr_copy_max_age_days:g} days")
+
+
+def s3_versioning(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    for b in inv.of("s3.bucket"):
+        status = b.attrs.get("Versioning")
+        if errored(b, "versioning"):
+            yield unknown(b, f"versioning unreadable: {errored(b, 'versioning')}")
+        else:
+            yield ok(b, "versioning enabled") if status == "Enabled" else fail(b, f"versioning {status}")
+
+
+def s3_lifecycle_archive(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    for b in inv.of("s3.bucket"):
+        rule = archive_rule(b)
+        if errored(b, "lifecycle"):
+            yield unknown(b, f"lifecycle unreadable: {errored(b, 'lifecycle')}")
+        else:
+            yield (
+                ok(b, f"rule {rule} archives to Glacier") if rule else fail(b, "no lifecycle rule to Glacier")
+            )
+
+
+def glacier_archive(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    for info in inv.accounts:
+        vaults = [v.id for v in inv.of("glacier.vault") if v.account == info.name]
+        archiving = [b.id for b in inv.of("s3.bucket") if b.account == info.name and archive_rule(b)]
+        subject = inv.account_subject(info)
+        if vaults or archiving:
+            yield ok(
+                subject, f"Glacier vaults: {len(vaults)}, buckets archiving via lifecycle: {len(archiving)}"
+            )
+        else:
+            yield fail(subject, "no Glacier vault and no bucket lifecycle transition to Glacier")
+
+
+def _selected(sel: dict[str, Any], r: Resource) -> bool:
+    arn = r.arn or ""
+    if any(fnmatch.fnmatchcase(arn, p) for p in sel.get("NotResources") or []):
+        return False
+    if any(fnmatch.fnmatchcase(arn, p) for p in sel.get("Resources") or []):
+        return True
+    tag_rules = [(t["ConditionKey"], t["ConditionValue"]) for t in sel.get("ListOfTags") or []]
+    tag_rules += [
+        (c["ConditionKey"].removeprefix("aws:ResourceTag/"), c["ConditionValue"])
+        for c in (sel.get("Conditions") or {}).get("StringEquals", [])
+    ]
+    return any(r.tags.get(key) == value for key, value in tag_rules)
+
+
+def backup_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    selections = inv.of("backup.selection")
+    latest = latest_snapshots(inv)
+    max_h = s.rpo_hours or s.snapshot_fail_days * 24
+    kinds = ("ec2.volume", "rds.instance", "rds.cluster", "dynamodb.table")
+    for r in (r for t in kinds for r in inv.of(t)):
+        if r.type == "rds.instance" and r.attrs.get("DBClusterIdentifier"):
+            continue  # backed up with its cluster
+        sel = next(
+            (
+                x
+                for x in selections
+                if x.account == r.account and x.region == r.region and _selected(x.attrs, r)
+            ),
+            None,
+        )
+        snap = latest.get(k(r)) if r.type == "ec2.volume" else None
+        age = age_hours(snap.attrs.get("StartTime"), inv.now) if snap else None
+        if sel:
+            yield ok(r, f"in Backup selection {sel.name or sel.id} of plan {sel.attrs.get('BackupPlanId')}")
+        elif age is not None and age <= max_h:
+            yield ok(r, f"snapshot {snap.id if snap else ''} is {age:.0f} h old")
+        elif r.type.startswith("rds.") and int(r.attrs.get("BackupRetentionPeriod") or 0) > 0:
+            yield ok(r, f"automated backups kept {r.attrs['BackupRetentionPeriod']} days")
+        elif r.type == "dynamodb.table" and r.attrs.get("PointInTimeRecoveryStatus") == "ENABLED":
+            yield ok(r, "point-in-time recovery enabled")
+        else:
+            yield fail(r, "in no Backup plan selection and no recent snapshot or automated backup")
+
+
+def quota_dr_region(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    quotas = {(q.account, q.region, q.attrs.get("Key")): q for q in inv.of("servicequotas.quota")}
+    for info in inv.accounts:
+        dr = info.dr_region
+        if not dr:
+            yield na(inv.account_subject(info), "no dr_region configured")
+            continue
+        primaries = [r for r in inv.regions(info.name) if r != dr]
+        if not inv.available(info.name, dr) or not primaries:
+            continue  # the runner already reported the failed collection as UNKNOWN
+        for key in s.quotas:
+            q = quotas.get((info.name, dr, key))
+            used = [quota_usage(inv, info.name, r).get(key) for r in primaries]
+            subject = q or Subject("servicequotas.quota", info.name, dr, key)
+            if q is None or None in used:
+                yield unknown(subject, f"{key}: {'DR quota' if q is None else 'primary usage'} not known")
+                continue
+            need, limit = max([u or 0.0 for u in used] or [0.0]), float(q.attrs.get("Value", 0))
+            msg = f"{key}: DR quota {limit:g} vs primary usage {need:g}"
+            yield ok(subject, msg) if limit >= need else fail(subject, msg)

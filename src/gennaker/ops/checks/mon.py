@@ -1,0 +1,73 @@
+"""Monitoring and incident management: alarms that exist, reach people, and an escalation path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gennaker.ops.checks.base import Inventory, Result, fail, ok
+from gennaker.ops.checks.common import alarmed, asg_by_instance, k, running
+from gennaker.ops.model import Resource
+from gennaker.ops.settings import OpsSettings
+
+NOTIFY_PROTOCOLS = {"email", "email-json", "sms", "https"}
+
+
+def _watched(inv: Inventory) -> Iterator[tuple[Resource, str, str]]:
+    """(resource, CloudWatch dimension, value) for everything that should have an alarm."""
+    in_asg = asg_by_instance(inv)
+    for g in inv.of("autoscaling.group"):
+        yield g, "AutoScalingGroupName", g.id
+    for i in running(inv):
+        if k(i) not in in_asg:  # ASG members are covered by their group's alarms
+            yield i, "InstanceId", i.id
+    for lb in inv.of("elbv2.load_balancer"):
+        yield lb, "LoadBalancer", (lb.arn or "").split(":loadbalancer/")[-1]
+    for lb in inv.of("elb.load_balancer"):
+        yield lb, "LoadBalancerName", lb.id
+    for db in inv.of("rds.instance"):
+        yield db, "DBInstanceIdentifier", db.id
+    for c in inv.of("rds.cluster"):
+        yield c, "DBClusterIdentifier", c.id
+
+
+def alarms_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    watched = alarmed(inv)
+    for r, dim, value in _watched(inv):
+        if (r.account, r.region, dim, value) in watched:
+            yield ok(r, f"alarm with enabled actions on {dim}={value}")
+        else:
+            yield fail(r, f"no alarm with enabled actions on {dim}={value}")
+
+
+def alarms_notify(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    confirmed = {
+        sub.attrs.get("TopicArn")
+        for sub in inv.of("sns.subscription")
+        if sub.attrs.get("Protocol") in NOTIFY_PROTOCOLS and ":" in sub.id
+    }  # not PendingConfirmation
+    for a in inv.of("cloudwatch.alarm"):
+        topics = [x for x in a.attrs.get("AlarmActions", []) if ":sns:" in x]
+        reached = [t for t in topics if t in confirmed]
+        if not a.attrs.get("ActionsEnabled"):
+            yield fail(a, "alarm actions are disabled")
+        elif reached:
+            yield ok(a, f"notifies {', '.join(reached)}")
+        elif topics:
+            yield fail(
+                a, f"SNS topic(s) without a confirmed email/SMS/HTTPS subscription: {', '.join(topics)}"
+            )
+        else:
+            yield fail(a, "no SNS notification action: nobody is told when it fires")
+
+
+def incident_response_plan(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+    for info in inv.accounts:
+        if not inv.regions(info.name):
+            continue  # no region's response plans could be read: reported UNKNOWN by the runner
+        plans = [p.name or p.id for p in inv.of("ssm-incidents.response_plan") if p.account == info.name]
+        subject = inv.account_subject(info)
+        if plans:
+            yield ok(subject, f"Incident Manager response plan(s): {', '.join(sorted(plans))}")
+        else:
+            where = ", ".join(inv.regions(info.name))
+            yield fail(subject, f"no incident response plan (escalation policy) in {where}")

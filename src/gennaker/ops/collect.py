@@ -1,0 +1,169 @@
+"""Collect an inventory snapshot: accounts x regions x resource types, in parallel, bounded.
+
+Each (account, region, type) is one task on a ThreadPoolExecutor of ``ops.max_workers`` threads.
+A task that fails becomes a ``Failure`` carrying the AWS error code and message; nothing is dropped
+silently, and the checks that needed the type report UNKNOWN with that reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError
+
+from gennaker.cloud.aws.session import AwsSessions
+from gennaker.errors import CloudError, ConfigError
+from gennaker.ops.collectors import COLLECTORS, DETAILS
+from gennaker.ops.model import GLOBAL, AccountInfo, Failure, Resource, Snapshot
+from gennaker.ops.registry import BY_NAME, TYPES, ResourceType
+from gennaker.ops.scope import Scope, list_items
+from gennaker.ops.settings import OpsSettings
+
+Progress = Callable[[int, int, str], None]
+
+
+def global_region(regions: Iterable[str]) -> str:
+    """Global services answer in the partition's first region."""
+    for r in regions:
+        if r.startswith("cn-"):
+            return "cn-north-1"
+        if r.startswith("us-gov-"):
+            return "us-gov-west-1"
+    return "us-east-1"
+
+
+def run_type(rt: ResourceType, scope: Scope) -> list[Resource]:
+    if rt.collector:
+        return COLLECTORS[rt.collector](scope)
+    client = scope.client(rt.service)
+    items = list(list_items(client, rt.operation, rt.key, **rt.params))
+    if rt.flatten:
+        items = [sub for item in items for sub in item.get(rt.flatten, [])]
+    if rt.owner_field:  # moto (and some shared-resource views) return items other accounts own
+        items = [i for i in items if i.get(rt.owner_field) == scope.account_id]
+    resources = [scope.from_item(rt, i) for i in items]
+    if rt.detail and resources:
+        DETAILS[rt.detail](scope, resources)
+    return resources
+
+
+@dataclass(frozen=True)
+class _Task:
+    account: str
+    region: str  # API region
+    stored: str  # region recorded on resources and failures
+    rt: ResourceType
+
+
+def _failure(task: _Task, exc: BaseException) -> Failure:
+    code = exc.code if isinstance(exc, CloudError) else type(exc).__name__
+    # Some endpoints answer errors with a whole HTML page; keep the reason readable.
+    message = " ".join(str(exc).split())
+    return Failure(task.account, task.stored, task.rt.name, code, message[:300])
+
+
+def account_id(sessions: AwsSessions, name: str, region: str) -> str:
+    configured = sessions.account(name).account_id
+    if configured:
+        return configured
+    return str(sessions.client(name, region, "sts").get_caller_identity()["Account"])
+
+
+def resolve_types(types: Iterable[str] | None) -> list[ResourceType]:
+    if types is None:
+        return list(TYPES)
+    unknown = sorted(set(types) - set(BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown resource type(s): {', '.join(unknown)}")
+    return [BY_NAME[t] for t in sorted(set(types))]
+
+
+def account_regions(sessions: AwsSessions, name: str, regions: list[str] | None) -> tuple[str, ...]:
+    acct = sessions.account(name)
+    wanted = list(regions) if regions else list(acct.regions)
+    if acct.dr_region and acct.dr_region not in wanted:
+        wanted.append(acct.dr_region)  # DR checks compare the primary regions with the DR region
+    return tuple(wanted)
+
+
+def collect(
+    sessions: AwsSessions,
+    settings: OpsSettings,
+    *,
+    accounts: list[str] | None = None,
+    regions: list[str] | None = None,
+    types: Iterable[str] | None = None,
+    progress: Progress | None = None,
+) -> Snapshot:
+    started = time.monotonic()
+    calls_before = Counter(sessions.calls)
+    names = accounts or sorted(sessions.config.accounts)
+    if not names:
+        raise ConfigError("no accounts configured: add an 'accounts:' section to gennaker.yml")
+    rtypes = resolve_types(types)
+    infos: dict[str, AccountInfo] = {}
+    failures: list[Failure] = []
+    tasks: list[tuple[_Task, Scope]] = []
+    for name in names:
+        acct = sessions.account(name)
+        regs = account_regions(sessions, name, regions)
+        greg = global_region(regs)
+        plan = [
+            _Task(name, greg if rt.scope == "global" else r, GLOBAL if rt.scope == "global" else r, rt)
+            for rt in rtypes
+            for r in ([greg] if rt.scope == "global" else regs)
+        ]
+        try:
+            aid = account_id(sessions, name, greg)
+        except (CloudError, BotoCoreError) as exc:  # e.g. the role cannot be assumed: every task fails
+            failures.extend(_failure(t, exc) for t in plan)
+            infos[name] = AccountInfo(name, acct.account_id, regs, acct.dr_region, acct.environment)
+            continue
+        infos[name] = AccountInfo(name, aid, regs, acct.dr_region, acct.environment)
+        for t in plan:
+            # Clients are created here, on one thread: creating boto3 clients concurrently from one
+            # session is not thread-safe. Creation failures (unknown service) fail that task only.
+            try:
+                sessions.client(t.account, t.region, t.rt.service)
+            except (CloudError, BotoCoreError) as exc:
+                failures.append(_failure(t, exc))
+                continue
+            tasks.append((t, Scope(sessions, settings, name, aid, t.region, t.stored)))
+
+    resources: list[Resource] = []
+    done = 0
+    with ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="collect") as pool:
+        futures = {pool.submit(run_type, t.rt, scope): t for t, scope in tasks}
+        for fut in as_completed(futures):
+            t = futures[fut]
+            try:
+                resources.extend(fut.result())
+            except (CloudError, BotoCoreError) as exc:
+                failures.append(_failure(t, exc))
+            done += 1
+            if progress:
+                progress(done, len(tasks), f"{t.account}/{t.stored}/{t.rt.name}")
+    calls = Counter(sessions.calls)
+    calls.subtract(calls_before)
+    stats = {
+        "duration_s": round(time.monotonic() - started, 3),
+        "calls": {k: v for k, v in sorted(calls.items()) if v},
+        "tasks": len(tasks),
+    }
+    resources.sort(key=lambda r: r.key)
+    failures.sort(key=lambda f: (f.account, f.region, f.type))
+    return Snapshot(
+        str(uuid.uuid4()),
+        dt.datetime.now(dt.UTC),
+        infos,
+        resources,
+        failures,
+        [rt.name for rt in rtypes],
+        stats,
+    )

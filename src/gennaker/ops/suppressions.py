@@ -1,0 +1,72 @@
+"""Suppressions: accepted risks, each with a check pattern, a resource pattern, a reason and an expiry.
+
+File format (YAML)::
+
+    suppressions:
+      - check: ha.eip.unassociated          # glob on check ids
+        resource: "*eipalloc-0abc*"          # glob on the finding's resource id (ARN or id)
+        reason: reserved for the DNS cut-over on 1 July
+        expires: 2025-07-15                  # after this date the suppression stops applying
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gennaker.errors import ConfigError
+from gennaker.ops.findings import Finding
+
+
+class Suppression(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    check: str
+    resource: str = "*"
+    reason: str = Field(min_length=1)
+    expires: dt.date
+
+    def expired(self, today: dt.date) -> bool:
+        return today > self.expires
+
+    def matches(self, f: Finding) -> bool:
+        return fnmatch.fnmatchcase(f.check_id, self.check) and fnmatch.fnmatchcase(
+            f.resource_id, self.resource
+        )
+
+
+class SuppressionFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    suppressions: list[Suppression] = Field(default_factory=list)
+
+
+def load_suppressions(path: str) -> list[Suppression]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"suppressions file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+        return SuppressionFile.model_validate(data).suppressions
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def apply_suppressions(
+    findings: list[Finding], suppressions: list[Suppression], today: dt.date
+) -> list[Suppression]:
+    """Mark FAIL/UNKNOWN findings that an active suppression covers; return the expired ones."""
+    active = [s for s in suppressions if not s.expired(today)]
+    for f in findings:
+        if f.status in {"FAIL", "UNKNOWN"}:
+            hit = next((s for s in active if s.matches(f)), None)
+            if hit:
+                f.suppressed = {"reason": hit.reason, "expires": hit.expires.isoformat()}
+    return [s for s in suppressions if s.expired(today)]

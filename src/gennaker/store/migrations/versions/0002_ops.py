@@ -1,0 +1,25 @@
+"""Ops tables: inventory snapshots, resources and audits."""
+
+from __future__ import annotations
+
+from alembic import op
+
+from gennaker.ops import tables
+
+revision = "0002_ops"
+down_revision = "0001_core"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    # The tables as declared at this revision; later revisions alter them with op.* calls.
+    for table in tables.TABLES:
+        table.create(bind)
+
+
+def downgrade() -> None:
+    bind = op.get_bind()
+    for table in reversed(tables.TABLES):
+        table.drop(bind)

@@ -1,0 +1,71 @@
+"""Snapshots stored in the database (migrations 0001 + 0002): search, export shapes and diff."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gennaker.cloud.aws.session import AwsSessions
+from gennaker.ops import store
+from gennaker.ops.collect import collect
+from gennaker.ops.settings import OpsSettings
+from gennaker.store.db import Database, open_database
+
+TYPES = ["ec2.instance", "ec2.volume", "s3.bucket"]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return open_database(f"sqlite:///{tmp_path / 'g.db'}")
+
+
+def test_snapshot_roundtrip_search_and_diff(
+    db: Database, sessions: AwsSessions, aws: Callable[..., Any]
+) -> None:
+    ec2, s3 = aws("ec2"), aws("s3")
+    run = ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Application", "Value": "shop"}]}],
+    )
+    iid = run["Instances"][0]["InstanceId"]
+    s3.create_bucket(Bucket="logs-bucket")
+    first = collect(sessions, OpsSettings(), types=TYPES)
+    store.save_snapshot(db, first)
+
+    loaded = store.load_snapshot(db, first.id)
+    assert {r.key for r in loaded.resources} == {r.key for r in first.resources}
+    assert loaded.accounts["main"].account_id == "123456789012"
+
+    by_tag = store.search(db, None, store.Query(tags=["Application=shop"]))
+    assert [r.id for r in by_tag] == [iid]
+    assert [r.id for r in store.search(db, None, store.Query(type="s3.*"))] == ["logs-bucket"]
+    assert [r.id for r in store.search(db, None, store.Query(text="LOGS-b"))] == ["logs-bucket"]
+    assert store.search(db, None, store.Query(type="ec2.instance", region="us-west-2")) == []
+
+    # Change: tag the instance, delete the bucket, add a volume.
+    ec2.create_tags(Resources=[iid], Tags=[{"Key": "Owner", "Value": "ops"}])
+    s3.delete_bucket(Bucket="logs-bucket")
+    vol = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    second = collect(sessions, OpsSettings(), types=TYPES)
+    store.save_snapshot(db, second)
+
+    d = store.diff(db)  # newest against the one before
+    assert (d["from"], d["to"]) == (first.id, second.id)
+    assert [r["id"] for r in d["added"]] == [vol]
+    assert [r["id"] for r in d["removed"]] == ["logs-bucket"]
+    changed = {c["id"]: c["changed"] for c in d["changed"]}
+    assert "tags.Owner" in changed[iid]
+    assert [s["id"] for s in store.list_snapshots(db)] == [second.id, first.id]
+
+
+def test_missing_snapshot_is_not_found(db: Database) -> None:
+    from gennaker.errors import NotFound
+
+    with pytest.raises(NotFound, match="no inventory snapshot yet"):
+        store.load_snapshot(db)
