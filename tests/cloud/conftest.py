@@ -158,7 +158,9 @@ def serving_groups(provider: AwsProvider, cluster: str = "shop-web") -> list[str
 
 
 def launch_templates(provider: AwsProvider) -> list[str]:
-    return sorted(t["LaunchTemplateName"] for t in provider.ec2.describe_launch_templates()["LaunchTemplates"])
+    return sorted(
+        t["LaunchTemplateName"] for t in provider.ec2.describe_launch_templates()["LaunchTemplates"]
+    )
 
 
 @pytest.fixture
@@ -177,8 +179,12 @@ def bad_images(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
         instance = ec2_backend.get_instance_by_id(target["Id"]) if status.status == "healthy" else None
         if instance is not None and instance.image_id in bad:
             return elbv2_models.FakeHealthStatus(
-                target["Id"], status.port, self.health_check_port, "unhealthy",
-                "Target.FailedHealthChecks", "Health checks failed",
+                target["Id"],
+                status.port,
+                self.health_check_port,
+                "unhealthy",
+                "Target.FailedHealthChecks",
+                "Health checks failed",
             )
         return status
 

@@ -38,8 +38,12 @@ def test_red_black_three_deploys(world: ShopWorld, provider: AwsProvider, servic
     lt = provider.ec2.describe_launch_templates(LaunchTemplateNames=["shop-web-v002"])["LaunchTemplates"][0]
     assert {t["Key"]: t["Value"] for t in lt["Tags"]}[TAG_EXECUTION] == "ex-2"
 
-    run = run_stage(Deploy(), deploy_raw(world, max_remaining_server_groups=2, scale_down=True),
-                    services, execution_id="ex-3")
+    run = run_stage(
+        Deploy(),
+        deploy_raw(world, max_remaining_server_groups=2, scale_down=True),
+        services,
+        execution_id="ex-3",
+    )
     assert run.status == "SUCCEEDED", run.message
     state = cluster_state(provider)
     # v001 is destroyed (only 2 remain), v002 is disabled and scaled to 0, v003 serves.
@@ -50,9 +54,13 @@ def test_red_black_three_deploys(world: ShopWorld, provider: AwsProvider, servic
     assert launch_templates(provider) == ["shop-web-v002", "shop-web-v003"]
 
 
-def test_highlander_keeps_only_the_new_group(world: ShopWorld, provider: AwsProvider,
-                                             services: SimpleNamespace) -> None:
-    assert run_stage(Deploy(), deploy_raw(world, strategy="none"), services, execution_id="a").status == "SUCCEEDED"
+def test_highlander_keeps_only_the_new_group(
+    world: ShopWorld, provider: AwsProvider, services: SimpleNamespace
+) -> None:
+    assert (
+        run_stage(Deploy(), deploy_raw(world, strategy="none"), services, execution_id="a").status
+        == "SUCCEEDED"
+    )
     # none: v001 and v002 both serve side by side
     assert serving_groups(provider) == ["shop-web-v001", "shop-web-v002"]
     run = run_stage(Deploy(), deploy_raw(world, strategy="highlander"), services, execution_id="b")
@@ -60,16 +68,24 @@ def test_highlander_keeps_only_the_new_group(world: ShopWorld, provider: AwsProv
     state = cluster_state(provider)
     assert list(state) == ["shop-web-v003"] and state["shop-web-v003"]["serving"] == 2
     assert launch_templates(provider) == ["shop-web-v003"]
-    tg = provider.elb.describe_target_health(TargetGroupArn=world.target_group_arn)["TargetHealthDescriptions"]
+    tg = provider.elb.describe_target_health(TargetGroupArn=world.target_group_arn)[
+        "TargetHealthDescriptions"
+    ]
     registered = {d["Target"]["Id"] for d in tg if d["TargetHealth"]["State"] == "healthy"}
     new_ids = {i.id for i in provider.get_server_group("shop-web-v003").instances}  # type: ignore[union-attr]
     assert registered == new_ids  # nothing but the new group behind the load balancer
 
 
-def test_none_adds_a_group_beside_the_others(world: ShopWorld, provider: AwsProvider,
-                                             services: SimpleNamespace) -> None:
-    run = run_stage(Deploy(), deploy_raw(world, strategy="none", stack="web", detail="canary",
-                                         capacity={"min": 1, "max": 1, "desired": 1}), services)
+def test_none_adds_a_group_beside_the_others(
+    world: ShopWorld, provider: AwsProvider, services: SimpleNamespace
+) -> None:
+    run = run_stage(
+        Deploy(),
+        deploy_raw(
+            world, strategy="none", stack="web", detail="canary", capacity={"min": 1, "max": 1, "desired": 1}
+        ),
+        services,
+    )
     assert run.status == "SUCCEEDED", run.message
     assert run.outputs["server_group"] == "shop-web-canary-v001"
     assert run.outputs["previous_server_group"] is None

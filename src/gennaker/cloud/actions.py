@@ -124,7 +124,8 @@ def run_action(
     if action.kind == "enable":
         provider.enable_server_group(sg)
     elif action.kind == "disable":
-        provider.disable_server_group(sg)
+        # A re-run may find the group already destroyed by a later step of the same list.
+        provider.disable_server_group(sg, missing_ok=True)
     elif action.kind == "disable_share":
         group = provider.get_server_group(sg)
         if group is not None:

@@ -102,6 +102,11 @@ class ServerGroup:
     def enabled(self) -> bool:
         return not self.disabled
 
+    @property
+    def in_rotation(self) -> bool:
+        """Enabled, or disabled only half-way (processes suspended, instances still registered)."""
+        return self.enabled or any(i.registered(tg) for i in self.instances for tg in self.target_groups)
+
     def healthy_instances(self) -> list[Instance]:
         return [i for i in self.instances if i.healthy(self.target_groups)]
 
@@ -233,7 +238,7 @@ class CloudProvider(Protocol):
 
     def enable_server_group(self, name: str) -> None: ...
 
-    def disable_server_group(self, name: str) -> None: ...
+    def disable_server_group(self, name: str, missing_ok: bool = False) -> None: ...
 
     def deregister_instances(self, name: str, instance_ids: list[str]) -> None: ...
 

@@ -52,7 +52,8 @@ def _tail(opts: StrategyOptions, others: list[ServerGroup], new: str, skip: set[
     """Disable the other enabled groups, then scale down and shrink the cluster (red/black's end)."""
     actions: list[Action] = []
     ordered = newest_first(others)
-    to_disable = [g for g in ordered if g.enabled and g.name not in skip]
+    # in_rotation, not enabled: a disable cut short by a crash must be finished on the re-run.
+    to_disable = [g for g in ordered if g.in_rotation and g.name not in skip]
     if to_disable and opts.delay_before_disable:
         actions.append(Action("wait", seconds=opts.delay_before_disable, reason="delay before disable"))
     actions += [Action("disable", g.name, reason=f"{new} replaces it") for g in to_disable]

@@ -81,7 +81,14 @@ def advance(
     Returns when every action is done or one needs to be polled later; ``context`` is the state to
     persist. Errors propagate: the caller decides between failing and rolling back.
     """
-    state = saved or {"actions": [a.to_dict() for a in make()], "step": 0, "state": {}}
+    if saved is None:
+        # Persist the list before acting on it: a list re-made after a crash would be computed
+        # from a half-changed cluster and could miss the step that was cut short.
+        planned = [a.to_dict() for a in make()]
+        return Progress(
+            False, {"actions": planned, "step": 0, "state": {}}, 0.0, f"{len(planned)} steps planned"
+        )
+    state = saved
     actions = [Action.from_dict(d) for d in state["actions"]]
     step, step_state = int(state["step"]), dict(state.get("state") or {})
     performed: list[str] = []

@@ -258,8 +258,11 @@ class AwsProvider:
             if targets:
                 self.elb.register_targets(TargetGroupArn=tg, Targets=targets)
 
-    def disable_server_group(self, name: str) -> None:
-        group = self._require(name)
+    def disable_server_group(self, name: str, missing_ok: bool = False) -> None:
+        """Take the group out of rotation; ``missing_ok``: a group that is gone counts as disabled."""
+        group = self.get_server_group(name) if missing_ok else self._require(name)
+        if group is None:
+            return
         # Suspend first so that nothing re-registers the instances we are about to remove.
         if not set(DISABLE_PROCESSES) <= group.suspended:
             self.asg.suspend_processes(AutoScalingGroupName=name, ScalingProcesses=list(DISABLE_PROCESSES))
