@@ -6,11 +6,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
-from gennaker.cloud.aws.provider import AwsProvider
-from gennaker.cloud.aws.session import AwsSessions
-from gennaker.sandbox.seed import ShopWorld
-from gennaker.stages.deploy import Deploy
 from tests.cloud.conftest import (
     ACCOUNT,
     REGION,
@@ -22,6 +17,11 @@ from tests.cloud.conftest import (
     run_stage,
     serving_groups,
 )
+
+from gennaker.cloud.aws.provider import AwsProvider
+from gennaker.cloud.aws.session import AwsSessions
+from gennaker.sandbox.seed import ShopWorld
+from gennaker.stages.deploy import Deploy
 
 
 @pytest.mark.parametrize("destroy", [False, True])
