@@ -16,12 +16,18 @@ def append(db: Database, execution_id: str, stage_id: str, attempt: int, stream:
            lines: Sequence[str], at: float | None = None) -> None:
     if not lines:
         return
-    ts = at if at is not None else time.time()
     with db.begin() as conn:
-        conn.execute(insert(logs), [
-            {"execution_id": execution_id, "stage_id": stage_id, "attempt": attempt, "stream": stream,
-             "line": line, "at": ts} for line in lines
-        ])
+        append_in(conn, execution_id, stage_id, attempt, stream, lines, at)
+
+
+def append_in(conn: Connection, execution_id: str, stage_id: str, attempt: int, stream: str,
+              lines: Sequence[str], at: float | None = None) -> None:
+    """Append within the caller's transaction (never open a second writer from inside one)."""
+    ts = at if at is not None else time.time()
+    conn.execute(insert(logs), [
+        {"execution_id": execution_id, "stage_id": stage_id, "attempt": attempt, "stream": stream,
+         "line": line, "at": ts} for line in lines
+    ])
 
 
 def read(conn: Connection, execution_id: str, stage_id: str, after_id: int = 0, limit: int = 5000) -> list[dict[str, Any]]:

@@ -291,7 +291,8 @@ class Engine:
         message = result.message or "failed"
         retries = ctx.config.retries
         if result.status == "FAILED" and st.attempt <= retries.count:
-            ctx.log(f"attempt {st.attempt} failed: {message}; retrying in {format_duration(retries.backoff)}")
+            stage_logs.append_in(conn, ex.id, st.stage_id, st.attempt, "engine",
+                                 [f"attempt {st.attempt} failed: {message}; retrying in {format_duration(retries.backoff)}"])
             self._set_stage(conn, ex.id, st.stage_id, status=Status.NOT_STARTED, message=f"retrying: {message}")
             self._push(conn, Kind.START_STAGE, ex.id, st.stage_id, delay=retries.backoff)
             return

@@ -18,6 +18,8 @@ def _describe(err: dict) -> str:  # type: ignore[type-arg]
         return f"missing required field '{field}'"
     msg = str(err.get("msg", "invalid value"))
     msg = msg.removeprefix("Value error, ")
+    if kind == "string_type" and isinstance(err.get("input"), bool):
+        msg += " (YAML reads yes/no/on/off as true/false: quote it)"
     return f"{field}: {msg}" if loc else msg
 
 

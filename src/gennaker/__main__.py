@@ -1,0 +1,5 @@
+"""python -m gennaker"""
+
+from gennaker.cli import main
+
+main()

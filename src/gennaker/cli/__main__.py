@@ -1,0 +1,5 @@
+"""python -m gennaker.cli"""
+
+from gennaker.cli import main
+
+main()

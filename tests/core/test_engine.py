@@ -1,0 +1,240 @@
+"""The engine end to end on SQLite with an in-process worker: graph, outputs, operations, failures."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gennaker.engine import operations as ops
+from gennaker.engine.worker import Worker
+from gennaker.errors import Conflict, Forbidden, GennakerError
+from gennaker.runtime import Runtime
+from tests.core.conftest import detail, finished, stage_status, start, wait_for
+
+HEAD = "name: p\napplication: shop\nparameters: [{name: version, default: '1.0.0'}]\n"
+
+
+def test_parallel_branches_run_concurrently(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = HEAD + """stages:
+  - {id: build, type: run, command: "echo '::output artifact=shop.tgz'"}
+  - {id: a, type: run, requires: [build], command: "sleep 1.5"}
+  - {id: b, type: run, requires: [build], command: "sleep 1.5"}
+  - {id: c, type: run, requires: [build], command: "sleep 1.5"}
+  - {id: join, type: run, requires: [a, b, c], command: "echo ${stages.build.outputs.artifact}"}
+"""
+    eid = start(runtime, tmp_path, text)
+    d = finished(runtime, eid)
+    assert d["status"] == "SUCCEEDED"
+    st = {s["stage_id"]: s for s in d["stages"]}
+    branch = [st[x] for x in "abc"]
+    # all three overlap: each started before any of them ended
+    assert max(s["started_at"] for s in branch) < min(s["ended_at"] for s in branch)
+    assert st["join"]["started_at"] >= max(s["ended_at"] for s in branch)
+    assert st["build"]["outputs"]["artifact"] == "shop.tgz"
+    with runtime.db.read() as conn:
+        from gennaker.engine import logs
+
+        assert [r["line"] for r in logs.read(conn, eid, "join") if r["stream"] == "stdout"] == ["shop.tgz"]
+
+
+def test_parameters_env_and_when(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = HEAD + """stages:
+  - {id: a, type: run, command: 'echo "::output v=$VERSION"', env: {VERSION: "${trigger.params.version}"}}
+  - {id: "yes", type: run, requires: [a], when: "${stages.a.outputs.v} == '2.0'", command: "true"}
+  - {id: "no", type: run, requires: [a], when: "${stages.a.outputs.v} != '2.0'", command: "false"}
+  - {id: after, type: run, requires: ["no"], command: "true"}
+"""
+    eid = start(runtime, tmp_path, text, {"version": "2.0"})
+    assert finished(runtime, eid)["status"] == "SUCCEEDED"
+    assert stage_status(runtime, eid) == {"a": "SUCCEEDED", "yes": "SUCCEEDED", "no": "SKIPPED", "after": "SUCCEEDED"}
+
+
+def test_failure_stops_pipeline_and_continue_on_failure(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = HEAD + """stages:
+  - {id: soft, type: run, command: "exit 3", continue_on_failure: true}
+  - {id: hard, type: run, requires: [soft], command: "echo boom >&2; exit 4"}
+  - {id: never, type: run, requires: [hard], command: "true"}
+"""
+    eid = start(runtime, tmp_path, text)
+    d = finished(runtime, eid)
+    assert d["status"] == "FAILED"
+    assert stage_status(runtime, eid) == {"soft": "FAILED_CONTINUE", "hard": "FAILED", "never": "NOT_STARTED"}
+    assert "exit code 4" in d["message"]
+
+
+def test_retries_with_backoff(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    marker = tmp_path / "count"
+    text = HEAD + f"""stages:
+  - id: flaky
+    type: run
+    retries: {{count: 2, backoff: 0.2s}}
+    command: "echo x >> {marker}; test $(wc -l < {marker}) -ge 3"
+"""
+    eid = start(runtime, tmp_path, text)
+    d = finished(runtime, eid)
+    assert d["status"] == "SUCCEEDED"
+    assert marker.read_text().count("x") == 3
+    assert d["stages"][0]["attempt"] == 3
+
+
+def test_timeout_fails_and_kills_command(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    text = HEAD + f"""stages:
+  - {{id: slow, type: run, timeout: 1s, command: "echo $$ > {pidfile}; exec sleep 30"}}
+"""
+    eid = start(runtime, tmp_path, text)
+    d = finished(runtime, eid, timeout=15)
+    assert d["status"] == "FAILED" and "timed out" in d["stages"][0]["message"]
+    pid = int(pidfile.read_text())
+    wait_for(lambda: not _alive(pid), timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split(")")[1].split()[0] != "Z"
+
+
+def test_cancel_terminates_running_command(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    text = HEAD + f"stages:\n  - {{id: long, type: run, command: 'echo $$ > {pidfile}; exec sleep 60'}}\n"
+    eid = start(runtime, tmp_path, text)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    pid = int(pidfile.read_text())
+    assert _alive(pid)
+    ops.cancel(runtime.db, eid, "alice", "changed my mind")
+    wait_for(lambda: not _alive(pid), timeout=10)
+    d = detail(runtime, eid)
+    assert d["status"] == "CANCELED" and d["stages"][0]["status"] == "CANCELED"
+    with runtime.db.read() as conn:
+        from gennaker.engine import views
+
+        actions = [(o["action"], o["actor"]) for o in views.execution_operations(conn, eid)]
+    assert ("cancel", "alice") in actions
+    with pytest.raises(Conflict):
+        ops.cancel(runtime.db, eid, "alice")
+
+
+def test_manual_judgment_roles_and_outputs(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = HEAD + """stages:
+  - id: gate
+    type: manual_judgment
+    instructions: check the canary
+    roles: [release-managers]
+  - {id: after, type: run, requires: [gate], command: "echo ${stages.gate.outputs.judgment}"}
+"""
+    eid = start(runtime, tmp_path, text)
+    wait_for(lambda: stage_status(runtime, eid)["gate"] == "WAITING")
+    with pytest.raises(GennakerError, match="not an option"):
+        ops.judge(runtime.db, eid, "gate", "bob", "maybe", None)
+    with pytest.raises(Forbidden):
+        ops.judge(runtime.db, eid, "gate", "bob", "approve", None, actor_roles={"developers"})
+    ops.judge(runtime.db, eid, "gate", "carol", "approve", "looks good", actor_roles={"release-managers"})
+    d = finished(runtime, eid)
+    assert d["status"] == "SUCCEEDED"
+    gate = d["stages"][0]
+    assert gate["outputs"]["judgment"] == "approve" and gate["outputs"]["judged_by"] == "carol"
+    assert gate["judgment"]["comment"] == "looks good"
+
+
+def test_reject_stops_as_terminal(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = HEAD + "stages:\n  - {id: gate, type: manual_judgment}\n  - {id: x, type: run, requires: [gate], command: 'true'}\n"
+    eid = start(runtime, tmp_path, text)
+    wait_for(lambda: stage_status(runtime, eid)["gate"] == "WAITING")
+    ops.judge(runtime.db, eid, "gate", "dave", "reject", "not today")
+    d = finished(runtime, eid)
+    assert d["status"] == "TERMINAL"
+    assert stage_status(runtime, eid) == {"gate": "TERMINAL", "x": "NOT_STARTED"}
+
+
+def test_judgment_timeout_fails(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: gate, type: manual_judgment, timeout: 0.5s}\n")
+    d = finished(runtime, eid, timeout=10)
+    assert d["status"] == "FAILED" and "timed out" in d["stages"][0]["message"]
+
+
+def test_wait_skip(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: soak, type: wait, duration: 4h}\n")
+    wait_for(lambda: stage_status(runtime, eid)["soak"] == "WAITING")
+    ops.skip(runtime.db, eid, "soak", "erin", runtime.skippable)
+    d = finished(runtime, eid, timeout=10)
+    assert d["status"] == "SUCCEEDED" and d["stages"][0]["outputs"]["skipped"] is True
+
+
+def test_pause_and_resume(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = HEAD + "stages:\n  - {id: a, type: wait, duration: 0.3s}\n  - {id: b, type: run, requires: [a], command: 'true'}\n"
+    eid = start(runtime, tmp_path, text)
+    wait_for(lambda: detail(runtime, eid)["status"] == "RUNNING")
+    ops.pause(runtime.db, eid, "frank")
+    time.sleep(1.0)
+    assert detail(runtime, eid)["status"] == "PAUSED"
+    assert stage_status(runtime, eid)["b"] == "NOT_STARTED"
+    ops.resume(runtime.db, eid, "frank")
+    assert finished(runtime, eid)["status"] == "SUCCEEDED"
+
+
+def test_restart_failed_stage_runs_it_and_what_follows(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    flag = tmp_path / "ok"
+    log = tmp_path / "log"
+    text = HEAD + f"""stages:
+  - {{id: first, type: run, command: "echo first >> {log}"}}
+  - {{id: check, type: run, requires: [first], command: "echo check >> {log}; test -f {flag}"}}
+  - {{id: last, type: run, requires: [check], command: "echo last >> {log}"}}
+"""
+    eid = start(runtime, tmp_path, text)
+    assert finished(runtime, eid)["status"] == "FAILED"
+    flag.write_text("")
+    ops.restart(runtime.db, eid, "check", "gina")
+    assert finished(runtime, eid)["status"] == "SUCCEEDED"
+    assert log.read_text().split() == ["first", "check", "check", "last"]
+
+
+def test_concurrency_limit_queues_executions(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = "name: serial\napplication: shop\nconcurrency: {limit: 1}\nstages:\n  - {id: a, type: run, command: 'sleep 0.5'}\n"
+    ids = [start(runtime, tmp_path, text) for _ in range(3)]
+    details = [finished(runtime, i) for i in ids]
+    assert all(d["status"] == "SUCCEEDED" for d in details)
+    spans = sorted((d["started_at"], d["ended_at"]) for d in details)
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), spans
+
+
+def test_expression_error_at_run_time_fails_stage(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = HEAD + """stages:
+  - {id: a, type: run, command: "true"}
+  - {id: b, type: run, requires: [a], command: "echo ${stages.a.outputs.missing}"}
+"""
+    eid = start(runtime, tmp_path, text)
+    d = finished(runtime, eid)
+    assert d["status"] == "FAILED" and "has no 'missing'" in d["stages"][1]["message"]
+
+
+def test_unknown_parameter_is_rejected(runtime: Runtime, tmp_path: Path) -> None:
+    with pytest.raises(GennakerError, match="unknown parameter"):
+        start(runtime, tmp_path, HEAD + "stages:\n  - {id: a, type: run, command: 'true'}\n", {"nope": 1})
+
+
+def test_zombie_execution_is_repaired(runtime: Runtime, tmp_path: Path) -> None:
+    """An execution RUNNING with no message left (e.g. a lost write) is found and finished."""
+    from sqlalchemy import delete
+
+    from gennaker.store.tables import messages
+
+    eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: a, type: wait, duration: 0.2s}\n  - {id: b, type: run, requires: [a], command: 'true'}\n")
+    w = runtime.worker()
+    w.start()
+    wait_for(lambda: stage_status(runtime, eid)["a"] == "WAITING")
+    w.stop()
+    with runtime.db.begin() as conn:
+        conn.execute(delete(messages))
+    w2 = runtime.worker()
+    w2.start()  # a worker checks for zombies when it starts, then periodically
+    try:
+        assert finished(runtime, eid)["status"] == "SUCCEEDED"
+    finally:
+        w2.stop()

@@ -1,0 +1,86 @@
+"""Every validation error class names file:line:column and the problem; `gennaker validate` exits 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gennaker.errors import ValidationFailed
+from gennaker.spec.pipeline import pipeline_from_text
+from gennaker.stages import default_registry, stage_schemas
+
+SCHEMAS = stage_schemas(default_registry())
+
+HEAD = "name: demo\napplication: shop\nparameters: [{name: version, default: '1'}]\nstages:\n"
+
+
+def problems(body: str) -> list[tuple[int, int, str]]:
+    with pytest.raises(ValidationFailed) as info:
+        pipeline_from_text(HEAD + body, SCHEMAS, "p.yml")
+    return [(p.line, p.column, p.message) for p in info.value.problems]
+
+
+def test_valid_pipeline_loads() -> None:
+    p = pipeline_from_text(HEAD + "  - {id: a, type: run, command: 'echo ${trigger.params.version}'}\n", SCHEMAS)
+    assert [s.id for s in p.stages] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "col", "fragment"),
+    [
+        ("  - id: a\n    type: runn\n", 6, 5, "unknown stage type 'runn'"),
+        ("  - id: a\n    type: run\n    command: x\n    colour: red\n", 8, 5, "unknown field 'colour'"),
+        ("  - {id: a, type: run, command: x}\n  - id: a\n    type: wait\n    duration: 1s\n", 6, 5,
+         "duplicate stage id 'a'"),
+        ("  - id: a\n    type: run\n    command: x\n    requires: [ghost]\n", 8, 16, "requires unknown stage 'ghost'"),
+        ("  - {id: a, type: wait, duration: 1s, requires: [b]}\n  - {id: b, type: wait, duration: 1s, requires: [a]}\n",
+         5, 39, "cycle"),
+        ("  - id: a\n    type: wait\n    duration: 10 parsecs\n", 7, 5, "not a duration"),
+        ("  - id: a\n    type: run\n    command: x\n    timeout: soon\n", 8, 5, "not a duration"),
+        ("  - id: a\n    type: run\n    command: 'echo ${stages.nope.outputs.x}'\n", 7, 5, "unknown stage 'nope'"),
+        ("  - id: a\n    type: run\n    command: 'echo ${trigger.params.nope}'\n", 7, 5, "unknown parameter 'nope'"),
+        ("  - id: a\n    type: run\n    command: x\n  - id: b\n    type: run\n    command: 'echo ${stages.a.outputs.x}'\n",
+         10, 5, "not upstream"),
+        ("  - id: a\n    type: run\n    command: x\n    when: 'os.system(1)'\n", 8, 5, "not allowed"),
+        ("  - id: a\n    type: wait\n", 5, 5, "missing required field 'duration'"),
+    ],
+)
+def test_error_classes_name_line_and_column(body: str, line: int, col: int, fragment: str) -> None:
+    found = problems(body)
+    assert any(fragment in msg for _, _, msg in found), found
+    assert (line, col) in [(ln, c) for ln, c, msg in found if fragment in msg], found
+
+
+def test_yaml_syntax_error_has_position() -> None:
+    with pytest.raises(ValidationFailed) as info:
+        pipeline_from_text("name: x\n  bad: [\n", SCHEMAS, "p.yml")
+    p = info.value.problems[0]
+    assert (p.file, p.line) == ("p.yml", 2) and "YAML syntax" in p.message
+
+
+def test_all_problems_reported_at_once() -> None:
+    found = problems("  - {id: a, type: runn}\n  - {id: b, type: wait, duration: x}\n  - {id: c, type: run}\n")
+    assert len(found) == 3
+
+
+def test_expression_in_typed_field_is_checked_at_run_time_not_load_time() -> None:
+    text = HEAD + "  - id: a\n    type: wait\n    duration: '${trigger.params.version}'\n"
+    assert pipeline_from_text(text, SCHEMAS).stages[0].id == "a"
+
+
+def test_validate_command_prints_all_errors_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(HEAD + "  - id: a\n    type: runn\n")
+    good = tmp_path / "good.yml"
+    good.write_text(HEAD + "  - {id: a, type: run, command: x}\n")
+    r = subprocess.run([sys.executable, "-m", "gennaker.cli", "validate", str(good), str(bad)],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 2, r.stderr
+    assert f"{bad}:6:5: unknown stage type 'runn'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "gennaker.cli", "validate", str(good)], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 0 and "ok" in r.stdout
