@@ -3,7 +3,8 @@
 Its stdout and stderr are the stage log. Lines ``::output key=value`` on stdout become stage outputs,
 readable later as ``${stages.<id>.outputs.<key>}``. A non-zero exit fails the stage. If the worker
 running the command dies, the command dies with it; the stage is then re-run if it has retries
-left, else it fails with "worker lost" (a command is never silently run twice at once).
+left, else it fails with "worker lost". The intent to start is committed before the command starts,
+so a command is never silently run a second time.
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ class RunStage(StageType):
         registry = ctx.services.processes
         handle = registry.get(self._key(ctx))
         if handle is None:
-            if ctx.context.get("pid"):
-                # Our own record says it started, yet this worker has no such process: it was lost.
+            launcher = ctx.context.get("launching")
+            if launcher is None:
+                # Commit that we are about to start before starting: if we die after this point, the
+                # next worker knows the command may have run and does not silently run it again.
+                return TaskResult.running(after=0, pin=True, context={"launching": ctx.worker_id})
+            if launcher != ctx.worker_id or ctx.context.get("pid"):
                 return TaskResult.failed(self.on_worker_lost(ctx) or "worker lost")
             return self._start(ctx)
         code = handle.finished()
