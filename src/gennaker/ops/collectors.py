@@ -193,6 +193,10 @@ def cloudfront(s: Scope) -> list[Resource]:
     while True:  # the items sit one level down (DistributionList.Items), so page by hand
         page = c.list_distributions(**({"Marker": marker} if marker else {}))["DistributionList"]
         for d in page.get("Items", []):
+            if "Origins" not in d:  # real summaries carry origins; simulated AWS needs the full config
+                d = dict(
+                    d, Origins=c.get_distribution(Id=d["Id"])["Distribution"]["DistributionConfig"]["Origins"]
+                )
             out.append(
                 s.resource(
                     "cloudfront.distribution", d["Id"], arn=d.get("ARN"), name=d.get("DomainName"), attrs=d

@@ -22,6 +22,7 @@ class ResourceType:
     # ARN: a template over {partition} {region} {account_id} {id}, or "@Field" to read it from the item.
     arn: str | None = None
     name_field: str | None = None
+    id_prefix: str = ""  # stripped from ids (Route 53 answers "/hostedzone/Z123")
     tags_field: str | None = "Tags"
     params: dict[str, Any] = field(default_factory=dict)
     flatten: str | None = None  # each listed item holds a list of the real resources
@@ -160,6 +161,7 @@ TYPES: tuple[ResourceType, ...] = (
         "Id",
         "arn:{partition}:route53:::hostedzone/{id}",
         name_field="Name",
+        id_prefix="/hostedzone/",
         tags_field=None,
         scope="global",
     ),

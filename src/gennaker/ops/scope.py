@@ -64,7 +64,7 @@ class Scope:
     def from_item(self, rt: ResourceType, item: dict[str, Any]) -> Resource:
         item = dict(item)
         tags = item.pop(rt.tags_field, None) if rt.tags_field else None
-        rid = str(item[rt.id_field])
+        rid = str(item[rt.id_field]).removeprefix(rt.id_prefix)
         arn: str | None = None
         if rt.arn and rt.arn.startswith("@"):
             arn = str(item.get(rt.arn[1:]) or "") or None
