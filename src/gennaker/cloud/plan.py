@@ -1,0 +1,165 @@
+"""``gennaker plan``: what each cloud stage of a pipeline would do, given today's state, changing nothing.
+
+The planner calls the very functions the stages run (choose_name, strategy_actions, the stages'
+``plan`` methods), so a plan and the deploy that follows it cannot disagree on the same state.
+Each stage is planned against the cluster as it is now; stages that act on what an earlier stage
+of the same run will create are planned as if that earlier stage had not run yet (noted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from gennaker.cloud.actions import Action
+from gennaker.cloud.provider import CloudProvider
+from gennaker.cloud.strategies import initial_capacity, previous_server_group, strategy_actions
+from gennaker.cloud.tasks import provider_for
+from gennaker.errors import GennakerError
+from gennaker.spec import expressions
+from gennaker.spec.models import Pipeline, StageConfig
+from gennaker.stages.base import StageType, TaskContext
+from gennaker.stages.deploy import Deploy, choose_name
+from gennaker.stages.server_group import ActionStage
+
+ProviderFactory = Callable[[str, str], CloudProvider]
+
+
+@dataclass
+class StagePlan:
+    stage_id: str
+    type: str
+    account: str | None = None
+    region: str | None = None
+    cluster: str | None = None
+    actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stage_id": self.stage_id,
+            "type": self.type,
+            "account": self.account,
+            "region": self.region,
+            "cluster": self.cluster,
+            "actions": [{**a.to_dict(), "description": a.describe()} for a in self.actions],
+            "notes": self.notes,
+            "error": self.error,
+        }
+
+
+def plan_deploy(provider: CloudProvider, cfg: Any, application: str) -> tuple[str, list[Action]]:
+    """The cluster and the actions a deploy stage (``DeployConfig``) would take now."""
+    cluster = cfg.cluster(application)
+    groups = provider.list_server_groups(cluster=cluster)
+    name = choose_name(provider, cluster, groups)
+    previous = previous_server_group(groups)
+    opts = cfg.options()
+    full = cfg.capacity.to_capacity()
+    capacity = initial_capacity(opts, full, previous is not None)
+    actions = [Action("create", name, capacity, reason=f"image {cfg.image}")]
+    if capacity.desired:
+        actions.append(Action("wait_healthy", name, count=capacity.desired, seconds=cfg.health_timeout))
+    actions += strategy_actions(opts, groups, name, full)
+    return cluster, actions
+
+
+def _lenient(value: Any, scope: dict[str, Any]) -> Any:
+    """Resolve what can be resolved now; keep ``${stages...}`` and other unknowns as written."""
+    if isinstance(value, str):
+        try:
+            return expressions.resolve(value, scope)
+        except expressions.ExpressionError:
+            return value
+    if isinstance(value, dict):
+        return {k: _lenient(v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lenient(v, scope) for v in value]
+    return value
+
+
+def _plan_context(stage: StageConfig, pipeline: Pipeline, services: Any) -> TaskContext:
+    return TaskContext(
+        execution_id="plan",
+        stage_id=stage.id,
+        pipeline=pipeline.name,
+        application=pipeline.application,
+        trigger={},
+        config=stage,
+        context={},
+        outputs={},
+        attempt=0,
+        stage_started_at=0.0,
+        services=services,
+        log=lambda _line: None,
+    )
+
+
+def plan_pipeline(
+    pipeline: Pipeline, registry: Mapping[str, StageType], services: Any, params: dict[str, Any] | None = None
+) -> list[StagePlan]:
+    """Plan every deploy, cleanup and server-group stage of ``pipeline``."""
+    values = {p.name: p.default for p in pipeline.parameters} | (params or {})
+    scope = {
+        "parameters": values,
+        "trigger": {"params": values},
+        "application": pipeline.application,
+        "pipeline": {"name": pipeline.name},
+    }
+    plans = []
+    for stage in pipeline.stages:
+        stype = registry.get(stage.type)
+        if not isinstance(stype, Deploy | ActionStage):
+            continue
+        plan = StagePlan(stage.id, stage.type)
+        plans.append(plan)
+        try:
+            raw = _lenient(stage.model_dump(mode="json", exclude={"when"}), scope)
+            cfg = stype.Config.model_validate(raw)
+            plan.account, plan.region = cfg.account, cfg.region
+            provider = provider_for(services, plan.account, plan.region)
+            if stage.when:
+                plan.notes.append(f"runs only when {stage.when}")
+            if isinstance(stype, Deploy):
+                plan.cluster, plan.actions = plan_deploy(provider, cfg, pipeline.application)
+                if "${" in str(cfg.image):
+                    plan.notes.append(f"image comes from {cfg.image} at run time")
+            else:
+                cluster = getattr(cfg, "cluster", None)
+                plan.cluster = cluster(pipeline.application) if callable(cluster) else None
+                plan.actions, _outputs = stype.plan(_plan_context(cfg, pipeline, services), provider)
+            if stage.requires:
+                plan.notes.append("planned against today's state, before the stages it requires have run")
+        except (GennakerError, ValidationError, ValueError) as exc:
+            plan.error = str(exc)
+    return plans
+
+
+def render(plans: list[StagePlan]) -> str:
+    """Plain text, one block per stage (the CLI prints it)."""
+    if not plans:
+        return "No deploy, cleanup or server group stages to plan.\n"
+    lines = []
+    for p in plans:
+        where = f"{p.account}/{p.region}" if p.account else "?"
+        lines.append(f"{p.stage_id} ({p.type}) in {where}" + (f", cluster {p.cluster}" if p.cluster else ""))
+        if p.error:
+            lines.append(f"  cannot plan: {p.error}")
+        for a in p.actions:
+            symbol = {
+                "create": "+",
+                "destroy": "-",
+                "disable": "~",
+                "disable_share": "~",
+                "resize": "~",
+                "enable": "~",
+            }.get(a.kind, " ")
+            lines.append(f"  {symbol} {a.describe()}")
+        if not p.actions and not p.error:
+            lines.append("    nothing to do")
+        lines += [f"  note: {n}" for n in p.notes]
+    return "\n".join(lines) + "\n"
