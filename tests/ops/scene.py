@@ -19,12 +19,8 @@ def tags(**kv: str) -> list[dict[str, str]]:
 def network(ec2: Any) -> tuple[str, str, str]:
     """A VPC with one subnet in us-east-1a and one in us-east-1b: (vpc, subnet a, subnet b)."""
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    a = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone="us-east-1a")["Subnet"][
-        "SubnetId"
-    ]
-    b = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.2.0/24", AvailabilityZone="us-east-1b")["Subnet"][
-        "SubnetId"
-    ]
+    a = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    b = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.2.0/24", AvailabilityZone="us-east-1b")["Subnet"]["SubnetId"]
     return vpc, a, b
 
 
@@ -37,14 +33,10 @@ def run(ec2: Any, subnet: str | None = None, n: int = 1, image: str = AMI, **tag
     return [i["InstanceId"] for i in ec2.run_instances(**kw)["Instances"]]
 
 
-def alb(
-    elbv2: Any, name: str, subnets: list[str], vpc: str, targets: list[str] | None = None
-) -> tuple[str, str]:
+def alb(elbv2: Any, name: str, subnets: list[str], vpc: str, targets: list[str] | None = None) -> tuple[str, str]:
     """An ALB with one target group and a listener; returns (lb arn, target group arn)."""
     lb = elbv2.create_load_balancer(Name=name, Subnets=subnets, Type="application")["LoadBalancers"][0]
-    tg = elbv2.create_target_group(
-        Name=f"{name}-tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance"
-    )
+    tg = elbv2.create_target_group(Name=f"{name}-tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance")
     tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
     elbv2.create_listener(
         LoadBalancerArn=lb["LoadBalancerArn"],
@@ -69,9 +61,7 @@ def asg(
     **tag_kv: str,
 ) -> None:
     lt = f"{name}-lt"
-    ec2.create_launch_template(
-        LaunchTemplateName=lt, LaunchTemplateData={"ImageId": AMI, "InstanceType": "t3.micro"}
-    )
+    ec2.create_launch_template(LaunchTemplateName=lt, LaunchTemplateData={"ImageId": AMI, "InstanceType": "t3.micro"})
     autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=name,
         LaunchTemplate={"LaunchTemplateName": lt},

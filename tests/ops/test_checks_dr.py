@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gennaker.cloud.aws.session import AwsSessions
 from tests.ops.conftest import ACCOUNT_ID, statuses
 from tests.ops.scene import run, stub, tags
+
+from gennaker.cloud.aws.session import AwsSessions
 
 Audit = Callable[..., Any]
 Aws = Callable[..., Any]
@@ -102,9 +103,7 @@ def test_ebs_cross_region_copy(aws: Aws, audit: Audit) -> None:
     snap = ec2.create_snapshot(VolumeId=copied)["SnapshotId"]
     ec2.create_snapshot(VolumeId=local)
     # AWS's default description of a copy names its source snapshot.
-    ec2_dr.copy_snapshot(
-        SourceRegion="us-east-1", SourceSnapshotId=snap, Description=f"[Copied {snap} from us-east-1]"
-    )
+    ec2_dr.copy_snapshot(SourceRegion="us-east-1", SourceSnapshotId=snap, Description=f"[Copied {snap} from us-east-1]")
     got = statuses(audit("dr.ebs.cross_region_copy"), "dr.ebs.cross_region_copy")
     assert got == {
         VOL + copied: "PASS",
@@ -134,9 +133,7 @@ def test_s3_versioning_lifecycle_and_glacier(aws: Aws, audit: Audit) -> None:
     s3.put_bucket_lifecycle_configuration(
         Bucket="loose",
         LifecycleConfiguration={
-            "Rules": [
-                {"ID": "expire", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 90}}
-            ]
+            "Rules": [{"ID": "expire", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 90}}]
         },
     )
     result = audit("dr.s3.*", "dr.glacier.archive")

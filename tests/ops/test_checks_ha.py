@@ -6,13 +6,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from tests.ops.conftest import ACCOUNT_ID, statuses
+from tests.ops.scene import alb, asg, network, run, stub
+
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops.audit import evaluate
 from gennaker.ops.checks import BY_ID
 from gennaker.ops.model import AccountInfo, Resource, Snapshot
 from gennaker.ops.settings import OpsSettings
-from tests.ops.conftest import ACCOUNT_ID, statuses
-from tests.ops.scene import alb, asg, network, run, stub
 
 Audit = Callable[..., Any]
 Aws = Callable[..., Any]
@@ -297,9 +298,7 @@ def test_quota_headroom_and_dr_quota_stubbed(sessions: AwsSessions, aws: Aws, au
     assert head["ec2/L-1216C47A@us-east-1"] == "FAIL"  # 12 needed, 10 allowed
     assert head["ec2/L-0263D0A3@us-east-1"] == "PASS"  # 1 EIP x 2 <= 5
     assert head["ec2/L-1216C47A@us-west-2"] == "PASS"  # nothing runs there
-    dr = {
-        f.resource_id.split(":")[-1]: f.status for f in result.findings if f.check_id == "dr.quota.dr_region"
-    }
+    dr = {f.resource_id.split(":")[-1]: f.status for f in result.findings if f.check_id == "dr.quota.dr_region"}
     assert dr == {
         "ec2/L-1216C47A": "PASS",
         "ec2/L-0263D0A3": "PASS",

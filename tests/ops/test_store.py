@@ -22,9 +22,7 @@ def db(tmp_path: Path) -> Database:
     return open_database(f"sqlite:///{tmp_path / 'g.db'}")
 
 
-def test_snapshot_roundtrip_search_and_diff(
-    db: Database, sessions: AwsSessions, aws: Callable[..., Any]
-) -> None:
+def test_snapshot_roundtrip_search_and_diff(db: Database, sessions: AwsSessions, aws: Callable[..., Any]) -> None:
     ec2, s3 = aws("ec2"), aws("s3")
     run = ec2.run_instances(
         ImageId="ami-12c6146b",
