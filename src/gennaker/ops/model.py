@@ -97,10 +97,8 @@ def jsonable(value: Any) -> Any:
 def parse_time(value: Any) -> dt.datetime | None:
     if not value:
         return None
-    if isinstance(value, dt.datetime):
-        t = value
-    else:
-        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    text = str(value).replace("Z", "+00:00")
+    t = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(text)
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
