@@ -1,0 +1,132 @@
+"""REST endpoints of the access-control layer: who am I, API tokens, and the audit log export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gennaker.errors import Forbidden
+from gennaker.web import store
+from gennaker.web.access import Principal
+from gennaker.web.deps import principal, web_state
+from gennaker.web.state import WebState
+
+router = APIRouter(prefix="/api", tags=["access"])
+WebDep = Annotated[WebState, Depends(web_state)]
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+class Me(BaseModel):
+    user: str
+    auth: str
+    roles: list[str]
+    is_admin: bool
+    access_control: bool
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="What the token is for (e.g. 'jenkins').")
+    user: str | None = Field(default=None, max_length=200,
+                             description="Whose token (admins only; default: the caller).")
+    roles: list[str] | None = Field(default=None, max_length=50,
+                                    description="Its roles (default: the caller's; never more than the caller's).")
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+class Token(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    user: str
+    roles: list[str]
+    created_at: float
+    created_by: str
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+
+class NewToken(Token):
+    token: str = Field(description="The secret: shown once, stored only as a hash.")
+
+
+class Done(BaseModel):
+    ok: bool = True
+
+
+@router.get("/whoami", summary="The caller, as access control sees it")
+def whoami(web: WebDep, me: PrincipalDep) -> Me:
+    return Me(user=me.name, auth=me.auth, roles=sorted(me.roles), is_admin=me.is_admin,
+              access_control=web.auth is not None)
+
+
+def create_token_for(web: WebState, me: Principal, body: TokenIn) -> dict[str, Any]:
+    """Anyone signed in may make tokens for themselves with at most their own roles; admins for anyone."""
+    user = body.user or me.name
+    roles = sorted(set(body.roles if body.roles is not None else me.roles))
+    if web.auth is not None and not me.is_admin:
+        if user != me.name:
+            raise Forbidden(f"{me.name} may not create tokens for {user} (admins only)")
+        extra = set(roles) - set(me.roles)
+        if extra:
+            raise Forbidden(f"a token cannot have roles its creator lacks: {', '.join(sorted(extra))}")
+    expires = body.expires_in_days * 86400 if body.expires_in_days else None
+    return store.create_token(web.db, body.name, user, roles, me.name, expires)
+
+
+@router.post("/tokens", summary="Create an API token (its secret is shown once)", status_code=201)
+async def create_token(body: TokenIn, web: WebDep, me: PrincipalDep) -> NewToken:
+    return NewToken(**await run_in_threadpool(create_token_for, web, me, body))
+
+
+@router.get("/tokens", summary="List API tokens (yours; admins see all)")
+def list_tokens(web: WebDep, me: PrincipalDep) -> list[Token]:
+    with web.db.read() as conn:
+        rows = store.list_tokens(conn, None if me.is_admin else me.name)
+    return [Token(**r) for r in rows]
+
+
+def revoke_token_for(web: WebState, me: Principal, token_id: str) -> None:
+    with web.db.read() as conn:
+        token = store.get_token(conn, token_id)
+    if not me.is_admin and token["user"] != me.name:
+        raise Forbidden(f"{me.name} may not revoke another user's token")
+    store.revoke_token(web.db, token_id)
+
+
+@router.post("/tokens/{token_id}/revoke", summary="Revoke an API token")
+async def revoke_token(token_id: str, web: WebDep, me: PrincipalDep) -> Done:
+    await run_in_threadpool(revoke_token_for, web, me, token_id)
+    return Done()
+
+
+def audit_rows(web: WebState, me: Principal, application: str | None, actor: str | None,
+               execution: str | None, before: int | None, limit: int) -> list[dict[str, Any]]:
+    if not (me.is_admin or (application and me.can("viewer", application))):
+        raise Forbidden("the audit log of all applications is for admins; name an application you can read")
+    with web.db.read() as conn:
+        return store.read_audit(conn, application, actor, execution, before, limit)
+
+
+@router.get("/audit", summary="The audit log: who did what, when, from where (newest first)")
+async def audit(request: Request, web: WebDep, me: PrincipalDep, application: str | None = None,
+                actor: str | None = None, execution: str | None = None,
+                before: Annotated[int | None, Query(ge=1, description="Entries older than this id")] = None,
+                limit: Annotated[int, Query(ge=1, le=5000)] = 100,
+                format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
+    rows = await run_in_threadpool(audit_rows, web, me, application, actor, execution, before, limit)
+    if format == "csv":
+        buf = io.StringIO()
+        cols = ["id", "at", "actor", "auth", "action", "method", "path", "application", "execution_id",
+                "stage_id", "status_code", "client", "user_agent"]
+        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(buf.getvalue(), media_type="text/csv")
+    return rows

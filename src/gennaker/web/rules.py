@@ -1,0 +1,114 @@
+"""Which level a request needs, on which application: one table for the API and the console's forms
+(console actions post to the API's paths without the ``/api`` prefix, so the same rules apply)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from gennaker.store.db import Database
+from gennaker.store.tables import executions, pipelines, stages
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern[str]
+    action: str | None  # None: the last path segment names the action
+    level: str  # viewer, operator, admin, judge (see Principal.can_judge), user (any signed-in user)
+
+
+def _r(pattern: str, level: str, action: str | None = None) -> Rule:
+    return Rule(re.compile(pattern), action, level)
+
+
+# Unsafe methods (POST, PUT, PATCH, DELETE). Paths are matched after removing a leading "/api".
+MUTATING = [
+    _r(r"^/executions/(?P<execution>[^/]+)/(cancel|pause|resume)$", "operator"),
+    _r(r"^/executions/(?P<execution>[^/]+)/stages/(?P<stage>[^/]+)/(restart|skip)$", "operator"),
+    _r(r"^/executions/(?P<execution>[^/]+)/stages/(?P<stage>[^/]+)/judge$", "judge", "judge"),
+    _r(r"^/pipelines/(?P<pipeline>[^/]+)/executions$", "operator", "start"),
+    # Pipelines run commands on the workers' hosts: changing them, or running an unregistered document,
+    # is an administrator's act. Operators start registered pipelines.
+    _r(r"^/pipelines$", "admin", "register_pipeline"),
+    _r(r"^/executions$", "admin", "run_document"),
+    _r(r"^/applications/(?P<application>[^/]+)/.+$", "operator", None),
+    _r(r"^/tokens(/.*)?$", "user", None),  # the endpoints decide whose tokens a caller may manage
+    _r(r"^/(login|logout)$", "public", None),
+]
+# Anything unsafe not listed: admins only, so a new endpoint is closed until someone opens it here.
+DEFAULT_MUTATING = Rule(re.compile(""), None, "admin")
+
+READ_SCOPED = [
+    re.compile(r"^/executions/(?P<execution>[^/?]+)"),
+    re.compile(r"^/applications/(?P<application>[^/]+)"),
+    re.compile(r"^/pipelines/(?P<pipeline>[^/]+)"),
+]
+
+
+@dataclass
+class Target:
+    """What a request acts on, resolved from its path (and the database)."""
+
+    action: str
+    level: str
+    application: str | None = None
+    execution: str | None = None
+    stage: str | None = None
+    pipeline: str | None = None
+    stage_roles: tuple[str, ...] = ()
+
+
+def _strip(path: str) -> str:
+    return path[4:] if path == "/api" or path.startswith("/api/") else path
+
+
+def resolve_mutation(db: Database, path: str) -> Target:
+    p = _strip(path)
+    for rule in MUTATING:
+        m = rule.pattern.match(p)
+        if m:
+            groups = {k: v for k, v in m.groupdict().items() if v}
+            action = rule.action or p.rstrip("/").rsplit("/", 1)[-1]
+            target = Target(action=action, level=rule.level, application=groups.get("application"),
+                            execution=groups.get("execution"), stage=groups.get("stage"),
+                            pipeline=groups.get("pipeline"))
+            _fill(db, target)
+            return target
+    return Target(action=p.strip("/").replace("/", "_") or "root", level=DEFAULT_MUTATING.level)
+
+
+def resolve_read(db: Database, path: str) -> str | None:
+    """The application a read is about, when its path names one thing (None for lists)."""
+    p = _strip(path)
+    for pattern in READ_SCOPED:
+        m = pattern.match(p)
+        if m:
+            g = m.groupdict()
+            target = Target(action="read", level="viewer", application=g.get("application"),
+                            execution=g.get("execution"), pipeline=g.get("pipeline"))
+            _fill(db, target)
+            return target.application
+    return None
+
+
+def _fill(db: Database, t: Target) -> None:
+    """Look up the application (and a judgment's roles): one indexed query."""
+    if t.execution and t.stage and t.level == "judge":
+        with db.read() as conn:
+            row = conn.execute(select(executions.c.application, stages.c.config, stages.c.context)
+                               .join(stages, stages.c.execution_id == executions.c.id)
+                               .where(executions.c.id == t.execution, stages.c.stage_id == t.stage)).first()
+        if row is not None:
+            t.application = row.application
+            cfg = (row.context or {}).get("resolved", row.config) or {}
+            t.stage_roles = tuple(cfg.get("roles") or ())
+    elif t.execution:
+        with db.read() as conn:
+            t.application = conn.execute(select(executions.c.application)
+                                         .where(executions.c.id == t.execution)).scalar()
+    elif t.pipeline:
+        with db.read() as conn:
+            t.application = conn.execute(select(pipelines.c.application)
+                                         .where(pipelines.c.name == t.pipeline)).scalar()
