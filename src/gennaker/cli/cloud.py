@@ -1,0 +1,66 @@
+"""Cloud commands: ``sandbox`` (simulated AWS seeded with ``shop``) and ``plan`` (what a pipeline's
+deploy and cleanup stages would change, without changing anything)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gennaker.cloud.aws.session import AwsSessions
+from gennaker.cloud.plan import plan_pipeline, render
+from gennaker.cloud.stage_types import cloud_stage_types
+from gennaker.spec.config import load_config
+
+out = Console()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def sandbox(
+        port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (a free one by default).")] = None,
+    ) -> None:
+        """Run simulated AWS seeded with the sample application 'shop' until Ctrl-C."""
+        from gennaker.sandbox import start_sandbox
+
+        box = start_sandbox(port)
+        out.print(f"Simulated AWS is listening on [bold]{box.endpoint}[/bold] (loopback only).")
+        out.print("Save this as gennaker.yml (or point GENNAKER_CONFIG at it):\n")
+        typer.echo(box.config_text)
+        out.print("Ctrl-C stops the sandbox; everything in it is forgotten.")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how the user asks us to stop
+        finally:
+            box.stop()
+            out.print("sandbox stopped")
+
+    @app.command()
+    def plan(
+        ctx: typer.Context,
+        file: Annotated[Path, typer.Argument(help="Pipeline file.")],
+        param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value (repeatable).")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Show what each deploy, cleanup and server-group stage would do today, changing nothing."""
+        from gennaker.cli.core import parse_params
+        from gennaker.spec.pipeline import load_pipeline
+        from gennaker.stages import default_registry, stage_schemas
+
+        registry = {**{t.type: t for t in cloud_stage_types()}, **default_registry()}
+        pipeline = load_pipeline(str(file), stage_schemas(registry))
+        config = load_config(getattr(ctx.obj, "config", None))
+        services = SimpleNamespace(config=config, aws=AwsSessions(config))
+        plans = plan_pipeline(pipeline, registry, services, parse_params(param))
+        if as_json:
+            typer.echo(json.dumps([p.as_dict() for p in plans], indent=2))
+        else:
+            typer.echo(render(plans), nl=False)
+        if any(p.error for p in plans):
+            raise typer.Exit(1)
