@@ -46,15 +46,23 @@ def settings_from_env() -> EngineSettings:
     import os
 
     s = EngineSettings()
-    for env, attr in (("GENNAKER_LEASE_SECONDS", "lease"), ("GENNAKER_HEARTBEAT_SECONDS", "heartbeat"),
-                      ("GENNAKER_WORKER_TTL_SECONDS", "worker_ttl"), ("GENNAKER_SELF_CHECK_SECONDS", "self_check_every")):
+    for env, attr in (
+        ("GENNAKER_LEASE_SECONDS", "lease"),
+        ("GENNAKER_HEARTBEAT_SECONDS", "heartbeat"),
+        ("GENNAKER_WORKER_TTL_SECONDS", "worker_ttl"),
+        ("GENNAKER_SELF_CHECK_SECONDS", "self_check_every"),
+    ):
         if os.environ.get(env):
             setattr(s, attr, float(os.environ[env]))
     return s
 
 
-def build_runtime(db_url: str | None = None, config_path: str | None = None, config: Config | None = None,
-                  settings: EngineSettings | None = None) -> Runtime:
+def build_runtime(
+    db_url: str | None = None,
+    config_path: str | None = None,
+    config: Config | None = None,
+    settings: EngineSettings | None = None,
+) -> Runtime:
     cfg = config if config is not None else load_config(config_path)
     db = open_database(db_url)
     registry = default_registry()

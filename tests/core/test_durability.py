@@ -10,17 +10,23 @@ import sys
 import time
 from pathlib import Path
 
-from gennaker.runtime import Runtime
 from tests.core.conftest import detail, finished, stage_status, start, wait_for
 
-ENV = {"GENNAKER_LEASE_SECONDS": "2", "GENNAKER_HEARTBEAT_SECONDS": "0.3", "GENNAKER_WORKER_TTL_SECONDS": "1.5",
-       "GENNAKER_SELF_CHECK_SECONDS": "1"}
+from gennaker.runtime import Runtime
+
+ENV = {
+    "GENNAKER_LEASE_SECONDS": "2",
+    "GENNAKER_HEARTBEAT_SECONDS": "0.3",
+    "GENNAKER_WORKER_TTL_SECONDS": "1.5",
+    "GENNAKER_SELF_CHECK_SECONDS": "1",
+}
 
 
 def spawn_worker(db_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, **ENV, "GENNAKER_DB": db_url}
-    return subprocess.Popen([sys.executable, "-m", "gennaker.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gennaker.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
@@ -67,8 +73,10 @@ def test_worker_killed_in_wait_stage(runtime: Runtime, tmp_path: Path) -> None:
 def test_worker_killed_in_run_stage_reruns_with_retries(runtime: Runtime, tmp_path: Path) -> None:
     out = tmp_path / "out"
     started = tmp_path / "started"
-    middle = (f'{{id: three, type: run, requires: [two], retries: {{count: 1, backoff: 0.1s}}, '
-              f'command: "echo x >> {started}; sleep 3; echo three >> {out}"}}')
+    middle = (
+        f"{{id: three, type: run, requires: [two], retries: {{count: 1, backoff: 0.1s}}, "
+        f'command: "echo x >> {started}; sleep 3; echo three >> {out}"}}'
+    )
     eid = start(runtime, tmp_path, _pipeline(out, middle))
     url = str(runtime.db.engine.url)
     w1 = spawn_worker(url)

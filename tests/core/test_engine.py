@@ -7,24 +7,27 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.core.conftest import detail, finished, stage_status, start, wait_for
 
 from gennaker.engine import operations as ops
 from gennaker.engine.worker import Worker
 from gennaker.errors import Conflict, Forbidden, GennakerError
 from gennaker.runtime import Runtime
-from tests.core.conftest import detail, finished, stage_status, start, wait_for
 
 HEAD = "name: p\napplication: shop\nparameters: [{name: version, default: '1.0.0'}]\n"
 
 
 def test_parallel_branches_run_concurrently(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
-    text = HEAD + """stages:
+    text = (
+        HEAD
+        + """stages:
   - {id: build, type: run, command: "echo '::output artifact=shop.tgz'"}
   - {id: a, type: run, requires: [build], command: "sleep 1.5"}
   - {id: b, type: run, requires: [build], command: "sleep 1.5"}
   - {id: c, type: run, requires: [build], command: "sleep 1.5"}
   - {id: join, type: run, requires: [a, b, c], command: "echo ${stages.build.outputs.artifact}"}
 """
+    )
     eid = start(runtime, tmp_path, text)
     d = finished(runtime, eid)
     assert d["status"] == "SUCCEEDED"
@@ -41,23 +44,29 @@ def test_parallel_branches_run_concurrently(runtime: Runtime, worker: Worker, tm
 
 
 def test_parameters_env_and_when(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
-    text = HEAD + """stages:
+    text = (
+        HEAD
+        + """stages:
   - {id: a, type: run, command: 'echo "::output v=$VERSION"', env: {VERSION: "${trigger.params.version}"}}
   - {id: "yes", type: run, requires: [a], when: "${stages.a.outputs.v} == '2.0'", command: "true"}
   - {id: "no", type: run, requires: [a], when: "${stages.a.outputs.v} != '2.0'", command: "false"}
   - {id: after, type: run, requires: ["no"], command: "true"}
 """
+    )
     eid = start(runtime, tmp_path, text, {"version": "2.0"})
     assert finished(runtime, eid)["status"] == "SUCCEEDED"
     assert stage_status(runtime, eid) == {"a": "SUCCEEDED", "yes": "SUCCEEDED", "no": "SKIPPED", "after": "SUCCEEDED"}
 
 
 def test_failure_stops_pipeline_and_continue_on_failure(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
-    text = HEAD + """stages:
+    text = (
+        HEAD
+        + """stages:
   - {id: soft, type: run, command: "exit 3", continue_on_failure: true}
   - {id: hard, type: run, requires: [soft], command: "echo boom >&2; exit 4"}
   - {id: never, type: run, requires: [hard], command: "true"}
 """
+    )
     eid = start(runtime, tmp_path, text)
     d = finished(runtime, eid)
     assert d["status"] == "FAILED"
@@ -67,12 +76,15 @@ def test_failure_stops_pipeline_and_continue_on_failure(runtime: Runtime, worker
 
 def test_retries_with_backoff(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
     marker = tmp_path / "count"
-    text = HEAD + f"""stages:
+    text = (
+        HEAD
+        + f"""stages:
   - id: flaky
     type: run
     retries: {{count: 2, backoff: 0.2s}}
     command: "echo x >> {marker}; test $(wc -l < {marker}) -ge 3"
 """
+    )
     eid = start(runtime, tmp_path, text)
     d = finished(runtime, eid)
     assert d["status"] == "SUCCEEDED"
@@ -82,9 +94,12 @@ def test_retries_with_backoff(runtime: Runtime, worker: Worker, tmp_path: Path) 
 
 def test_timeout_fails_and_kills_command(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
-    text = HEAD + f"""stages:
+    text = (
+        HEAD
+        + f"""stages:
   - {{id: slow, type: run, timeout: 1s, command: "echo $$ > {pidfile}; exec sleep 30"}}
 """
+    )
     eid = start(runtime, tmp_path, text)
     d = finished(runtime, eid, timeout=15)
     assert d["status"] == "FAILED" and "timed out" in d["stages"][0]["message"]
@@ -122,13 +137,16 @@ def test_cancel_terminates_running_command(runtime: Runtime, worker: Worker, tmp
 
 
 def test_manual_judgment_roles_and_outputs(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
-    text = HEAD + """stages:
+    text = (
+        HEAD
+        + """stages:
   - id: gate
     type: manual_judgment
     instructions: check the canary
     roles: [release-managers]
   - {id: after, type: run, requires: [gate], command: "echo ${stages.gate.outputs.judgment}"}
 """
+    )
     eid = start(runtime, tmp_path, text)
     wait_for(lambda: stage_status(runtime, eid)["gate"] == "WAITING")
     with pytest.raises(GennakerError, match="not an option"):
@@ -144,7 +162,10 @@ def test_manual_judgment_roles_and_outputs(runtime: Runtime, worker: Worker, tmp
 
 
 def test_reject_stops_as_terminal(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
-    text = HEAD + "stages:\n  - {id: gate, type: manual_judgment}\n  - {id: x, type: run, requires: [gate], command: 'true'}\n"
+    text = (
+        HEAD
+        + "stages:\n  - {id: gate, type: manual_judgment}\n  - {id: x, type: run, requires: [gate], command: 'true'}\n"
+    )
     eid = start(runtime, tmp_path, text)
     wait_for(lambda: stage_status(runtime, eid)["gate"] == "WAITING")
     ops.judge(runtime.db, eid, "gate", "dave", "reject", "not today")
@@ -168,7 +189,10 @@ def test_wait_skip(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
 
 
 def test_pause_and_resume(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
-    text = HEAD + "stages:\n  - {id: a, type: wait, duration: 0.3s}\n  - {id: b, type: run, requires: [a], command: 'true'}\n"
+    text = (
+        HEAD
+        + "stages:\n  - {id: a, type: wait, duration: 0.3s}\n  - {id: b, type: run, requires: [a], command: 'true'}\n"
+    )
     eid = start(runtime, tmp_path, text)
     wait_for(lambda: detail(runtime, eid)["status"] == "RUNNING")
     ops.pause(runtime.db, eid, "frank")
@@ -182,11 +206,14 @@ def test_pause_and_resume(runtime: Runtime, worker: Worker, tmp_path: Path) -> N
 def test_restart_failed_stage_runs_it_and_what_follows(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
     flag = tmp_path / "ok"
     log = tmp_path / "log"
-    text = HEAD + f"""stages:
+    text = (
+        HEAD
+        + f"""stages:
   - {{id: first, type: run, command: "echo first >> {log}"}}
   - {{id: check, type: run, requires: [first], command: "echo check >> {log}; test -f {flag}"}}
   - {{id: last, type: run, requires: [check], command: "echo last >> {log}"}}
 """
+    )
     eid = start(runtime, tmp_path, text)
     assert finished(runtime, eid)["status"] == "FAILED"
     flag.write_text("")
@@ -205,10 +232,13 @@ def test_concurrency_limit_queues_executions(runtime: Runtime, worker: Worker, t
 
 
 def test_expression_error_at_run_time_fails_stage(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
-    text = HEAD + """stages:
+    text = (
+        HEAD
+        + """stages:
   - {id: a, type: run, command: "true"}
   - {id: b, type: run, requires: [a], command: "echo ${stages.a.outputs.missing}"}
 """
+    )
     eid = start(runtime, tmp_path, text)
     d = finished(runtime, eid)
     assert d["status"] == "FAILED" and "has no 'missing'" in d["stages"][1]["message"]
@@ -225,7 +255,12 @@ def test_zombie_execution_is_repaired(runtime: Runtime, tmp_path: Path) -> None:
 
     from gennaker.store.tables import messages
 
-    eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: a, type: wait, duration: 0.2s}\n  - {id: b, type: run, requires: [a], command: 'true'}\n")
+    eid = start(
+        runtime,
+        tmp_path,
+        HEAD
+        + "stages:\n  - {id: a, type: wait, duration: 0.2s}\n  - {id: b, type: run, requires: [a], command: 'true'}\n",
+    )
     w = runtime.worker()
     w.start()
     wait_for(lambda: stage_status(runtime, eid)["a"] == "WAITING")

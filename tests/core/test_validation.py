@@ -33,17 +33,29 @@ def test_valid_pipeline_loads() -> None:
     [
         ("  - id: a\n    type: runn\n", 6, 5, "unknown stage type 'runn'"),
         ("  - id: a\n    type: run\n    command: x\n    colour: red\n", 8, 5, "unknown field 'colour'"),
-        ("  - {id: a, type: run, command: x}\n  - id: a\n    type: wait\n    duration: 1s\n", 6, 5,
-         "duplicate stage id 'a'"),
+        (
+            "  - {id: a, type: run, command: x}\n  - id: a\n    type: wait\n    duration: 1s\n",
+            6,
+            5,
+            "duplicate stage id 'a'",
+        ),
         ("  - id: a\n    type: run\n    command: x\n    requires: [ghost]\n", 8, 16, "requires unknown stage 'ghost'"),
-        ("  - {id: a, type: wait, duration: 1s, requires: [b]}\n  - {id: b, type: wait, duration: 1s, requires: [a]}\n",
-         5, 39, "cycle"),
+        (
+            "  - {id: a, type: wait, duration: 1s, requires: [b]}\n  - {id: b, type: wait, duration: 1s, requires: [a]}\n",
+            5,
+            39,
+            "cycle",
+        ),
         ("  - id: a\n    type: wait\n    duration: 10 parsecs\n", 7, 5, "not a duration"),
         ("  - id: a\n    type: run\n    command: x\n    timeout: soon\n", 8, 5, "not a duration"),
         ("  - id: a\n    type: run\n    command: 'echo ${stages.nope.outputs.x}'\n", 7, 5, "unknown stage 'nope'"),
         ("  - id: a\n    type: run\n    command: 'echo ${trigger.params.nope}'\n", 7, 5, "unknown parameter 'nope'"),
-        ("  - id: a\n    type: run\n    command: x\n  - id: b\n    type: run\n    command: 'echo ${stages.a.outputs.x}'\n",
-         10, 5, "not upstream"),
+        (
+            "  - id: a\n    type: run\n    command: x\n  - id: b\n    type: run\n    command: 'echo ${stages.a.outputs.x}'\n",
+            10,
+            5,
+            "not upstream",
+        ),
         ("  - id: a\n    type: run\n    command: x\n    when: 'os.system(1)'\n", 8, 5, "not allowed"),
         ("  - id: a\n    type: wait\n", 5, 5, "missing required field 'duration'"),
     ],
@@ -76,11 +88,16 @@ def test_validate_command_prints_all_errors_and_exits_2(tmp_path: Path) -> None:
     bad.write_text(HEAD + "  - id: a\n    type: runn\n")
     good = tmp_path / "good.yml"
     good.write_text(HEAD + "  - {id: a, type: run, command: x}\n")
-    r = subprocess.run([sys.executable, "-m", "gennaker.cli", "validate", str(good), str(bad)],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "gennaker.cli", "validate", str(good), str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 2, r.stderr
     assert f"{bad}:6:5: unknown stage type 'runn'" in r.stderr
     assert "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "gennaker.cli", "validate", str(good)], capture_output=True, text=True,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "gennaker.cli", "validate", str(good)], capture_output=True, text=True, check=False
+    )
     assert r.returncode == 0 and "ok" in r.stdout

@@ -35,8 +35,12 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
             if worker:
                 worker.stop()
 
-    app = FastAPI(title="Gennaker", version=__version__, lifespan=lifespan,
-                  description="Continuous delivery and operations readiness for AWS.")
+    app = FastAPI(
+        title="Gennaker",
+        version=__version__,
+        lifespan=lifespan,
+        description="Continuous delivery and operations readiness for AWS.",
+    )
     app.state.runtime = runtime
     app.state.db = runtime.db
     app.state.config = runtime.config

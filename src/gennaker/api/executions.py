@@ -75,9 +75,14 @@ def get_pipeline(name: str, rt: RuntimeDep) -> dict[str, Any]:
     with rt.db.read() as conn:
         text, source = views.pipeline_text(conn, name)
     p = rt.pipeline_from_text(text, source or name)
-    return {"name": p.name, "application": p.application, "source": source, "yaml": text,
-            "parameters": [x.model_dump() for x in p.parameters],
-            "stages": [{"id": s.id, "name": s.display_name, "type": s.type, "requires": s.requires} for s in p.stages]}
+    return {
+        "name": p.name,
+        "application": p.application,
+        "source": source,
+        "yaml": text,
+        "parameters": [x.model_dump() for x in p.parameters],
+        "stages": [{"id": s.id, "name": s.display_name, "type": s.type, "requires": s.requires} for s in p.stages],
+    }
 
 
 @router.post("/pipelines/{name}/executions", summary="Start a registered pipeline", status_code=201)
@@ -95,10 +100,14 @@ def run_document(body: RunIn, rt: RuntimeDep, actor: ActorDep) -> Started:
 
 
 @router.get("/executions", summary="List executions, newest first")
-def list_executions(rt: RuntimeDep, pipeline: str | None = None, application: str | None = None,
-                    status: Annotated[list[str] | None, Query()] = None,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+def list_executions(
+    rt: RuntimeDep,
+    pipeline: str | None = None,
+    application: str | None = None,
+    status: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
         return views.list_executions(conn, pipeline, status, application, limit, offset)
 
@@ -122,8 +131,10 @@ def get_stage(execution_id: str, stage_id: str, rt: RuntimeDep) -> dict[str, Any
         return views.stage_detail(conn, execution_id, stage_id)
 
 
-@router.get("/executions/{execution_id}/stages/{stage_id}/logs",
-            summary="A stage's log; with follow=true, streamed as NDJSON until the stage ends")
+@router.get(
+    "/executions/{execution_id}/stages/{stage_id}/logs",
+    summary="A stage's log; with follow=true, streamed as NDJSON until the stage ends",
+)
 def get_logs(execution_id: str, stage_id: str, rt: RuntimeDep, after: int = 0, follow: bool = False) -> Any:
     with rt.db.read() as conn:
         views.stage_detail(conn, execution_id, stage_id)
@@ -177,8 +188,14 @@ def skip(execution_id: str, stage_id: str, rt: RuntimeDep, actor: ActorDep) -> D
 
 
 @router.post("/executions/{execution_id}/stages/{stage_id}/judge", summary="Judge a manual judgment stage")
-def judge(execution_id: str, stage_id: str, body: JudgeIn, rt: RuntimeDep, actor: ActorDep,
-          roles: Annotated[set[str] | None, Depends(get_actor_roles)],
-          admin: Annotated[bool, Depends(is_admin)]) -> Done:
+def judge(
+    execution_id: str,
+    stage_id: str,
+    body: JudgeIn,
+    rt: RuntimeDep,
+    actor: ActorDep,
+    roles: Annotated[set[str] | None, Depends(get_actor_roles)],
+    admin: Annotated[bool, Depends(is_admin)],
+) -> Done:
     ops.judge(rt.db, execution_id, stage_id, actor, body.choice, body.comment, roles, admin)
     return Done()

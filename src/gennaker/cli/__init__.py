@@ -17,9 +17,13 @@ from typer._click.exceptions import ClickException  # Typer vendors Click; its u
 from gennaker import __version__
 from gennaker.errors import GennakerError, ValidationFailed
 
-app = typer.Typer(name="gennaker", no_args_is_help=True, add_completion=False,
-                  help="Gennaker: continuous delivery and operations readiness for AWS.",
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="gennaker",
+    no_args_is_help=True,
+    add_completion=False,
+    help="Gennaker: continuous delivery and operations readiness for AWS.",
+    pretty_exceptions_enable=False,
+)
 err = Console(stderr=True)
 
 
@@ -43,14 +47,17 @@ def _default_user() -> str:
 def _global(
     ctx: typer.Context,
     db: Annotated[str | None, typer.Option(envvar="GENNAKER_DB", help="Database URL or SQLite path.")] = None,
-    config: Annotated[str | None, typer.Option(envvar="GENNAKER_CONFIG", help="Configuration file (gennaker.yml).")] = None,
+    config: Annotated[
+        str | None, typer.Option(envvar="GENNAKER_CONFIG", help="Configuration file (gennaker.yml).")
+    ] = None,
     server: Annotated[str | None, typer.Option(envvar="GENNAKER_SERVER", help="Talk to this Gennaker server.")] = None,
     user: Annotated[str | None, typer.Option(envvar="GENNAKER_USER", help="Who is acting (recorded).")] = None,
     token: Annotated[str | None, typer.Option(envvar="GENNAKER_TOKEN", help="API token for --server.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the engine does.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     ctx.obj = Options(db=db, config=config, server=server, user=user or _default_user(), token=token)
 
 
@@ -79,7 +86,8 @@ _register_all()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns the code of typer.Exit instead of raising it
+        sys.exit(rc if isinstance(rc, int) else 0)
     except GennakerError as exc:
         if isinstance(exc, ValidationFailed):
             for p in exc.problems:

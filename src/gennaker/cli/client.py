@@ -50,8 +50,7 @@ class LocalClient:
 
     def run_file(self, path: str, params: dict[str, Any]) -> str:
         pipeline = self.rt.load_pipeline(path)
-        return ops.start_execution(self.rt.db, pipeline, params, self.actor, "manual",
-                                   str(Path(path).resolve().parent))
+        return ops.start_execution(self.rt.db, pipeline, params, self.actor, "manual", str(Path(path).resolve().parent))
 
     def start_registered(self, name: str, params: dict[str, Any]) -> str:
         with self.rt.db.read() as conn:
@@ -137,8 +136,7 @@ class HttpClient:
         return resp.json() if resp.content else None
 
     def run_file(self, path: str, params: dict[str, Any]) -> str:
-        body = {"yaml": _read(path), "source": path, "params": params,
-                "base_dir": str(Path(path).resolve().parent)}
+        body = {"yaml": _read(path), "source": path, "params": params, "base_dir": str(Path(path).resolve().parent)}
         return str(self._call("POST", "/api/executions", json=body)["id"])
 
     def start_registered(self, name: str, params: dict[str, Any]) -> str:
@@ -165,8 +163,9 @@ class HttpClient:
         return list(self._call("GET", f"/api/executions/{execution_id}/operations"))
 
     def logs(self, execution_id: str, stage_id: str, after: int) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/api/executions/{execution_id}/stages/{stage_id}/logs",
-                               params={"after": after}))
+        return list(
+            self._call("GET", f"/api/executions/{execution_id}/stages/{stage_id}/logs", params={"after": after})
+        )
 
     def cancel(self, execution_id: str, reason: str | None) -> None:
         self._call("POST", f"/api/executions/{execution_id}/cancel", json={"reason": reason})
@@ -184,12 +183,16 @@ class HttpClient:
         self._call("POST", f"/api/executions/{execution_id}/stages/{stage_id}/skip")
 
     def judge(self, execution_id: str, stage_id: str, choice: str, comment: str | None) -> None:
-        self._call("POST", f"/api/executions/{execution_id}/stages/{stage_id}/judge",
-                   json={"choice": choice, "comment": comment})
+        self._call(
+            "POST",
+            f"/api/executions/{execution_id}/stages/{stage_id}/judge",
+            json={"choice": choice, "comment": comment},
+        )
 
 
-def follow_logs(client: Client, execution_id: str, stage_id: str, follow: bool,
-                poll: float = 0.3) -> Iterator[dict[str, Any]]:
+def follow_logs(
+    client: Client, execution_id: str, stage_id: str, follow: bool, poll: float = 0.3
+) -> Iterator[dict[str, Any]]:
     last = 0
     while True:
         rows = client.logs(execution_id, stage_id, last)

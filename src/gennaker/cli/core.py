@@ -17,7 +17,7 @@ from rich.live import Live
 from gennaker.cli.client import Client, HttpClient, LocalClient, follow_logs
 from gennaker.cli.render import execution_list, stage_table
 from gennaker.engine import views
-from gennaker.errors import GennakerError, ValidationFailed
+from gennaker.errors import ValidationFailed
 from gennaker.runtime import Runtime, build_runtime
 
 out = Console()
@@ -44,7 +44,7 @@ def parse_params(raw: list[str] | None) -> dict[str, Any]:
     for item in raw or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise GennakerError(f"--param takes name=value, not {item!r}")
+            raise typer.BadParameter(f"takes name=value, not {item!r}", param_hint="--param")
         params[name.strip()] = value
     return params
 
@@ -117,8 +117,11 @@ def register(app: typer.Typer) -> None:
         else:
             if not out.is_terminal:
                 out.print(stage_table(ex))
-            out.print(f"execution {execution_id}: {ex['status']}" + (f" ({ex['message']})" if ex.get("message") else ""),
-                      highlight=False)
+            out.print(
+                f"execution {execution_id}: {ex['status']}" + (f" ({ex['message']})" if ex.get("message") else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
         return ex
 
     def _poll_until_done(client: Client, execution_id: str, show: Any) -> dict[str, Any]:
@@ -129,19 +132,23 @@ def register(app: typer.Typer) -> None:
             for s in ex["stages"]:
                 if s["status"] == "WAITING" and s["type"] == "manual_judgment" and s["stage_id"] not in announced:
                     announced.add(s["stage_id"])
-                    err.print(f"stage '{s['stage_id']}' awaits judgment: gennaker judge {execution_id} "
-                              f"{s['stage_id']} --choice {(s['config'].get('options') or ['approve'])[0]}",
-                              highlight=False)
+                    err.print(
+                        f"stage '{s['stage_id']}' awaits judgment: gennaker judge {execution_id} "
+                        f"{s['stage_id']} --choice {(s['config'].get('options') or ['approve'])[0]}",
+                        highlight=False,
+                    )
             if views.is_done(ex["status"]):
                 return ex
             time.sleep(0.25)
 
     @executions_app.command("list")
-    def list_(ctx: typer.Context,
-              pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
-              status: Annotated[list[str] | None, typer.Option(help="Only these statuses (repeatable).")] = None,
-              limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
-              as_json: JsonOpt = False) -> None:
+    def list_(
+        ctx: typer.Context,
+        pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+        status: Annotated[list[str] | None, typer.Option(help="Only these statuses (repeatable).")] = None,
+        limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+        as_json: JsonOpt = False,
+    ) -> None:
         """List executions, newest first."""
         rows = client_from(ctx).executions(pipeline, status, limit)
         print_json(rows) if as_json else out.print(execution_list(rows))
@@ -157,11 +164,15 @@ def register(app: typer.Typer) -> None:
             return
         out.print(stage_table(ex))
         if ex.get("message"):
-            out.print(ex["message"], highlight=False)
+            out.print(ex["message"], highlight=False, soft_wrap=True)
 
     @app.command()
-    def logs(ctx: typer.Context, execution_id: str, stage: str,
-             follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the stage ends.")] = False) -> None:
+    def logs(
+        ctx: typer.Context,
+        execution_id: str,
+        stage: str,
+        follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the stage ends.")] = False,
+    ) -> None:
         """Print a stage's log."""
         for row in follow_logs(client_from(ctx), execution_id, stage, follow):
             line = row["line"]
@@ -171,8 +182,11 @@ def register(app: typer.Typer) -> None:
                 out.print(line, highlight=False, markup=False, soft_wrap=True)
 
     @app.command()
-    def cancel(ctx: typer.Context, execution_id: str,
-               reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None) -> None:
+    def cancel(
+        ctx: typer.Context,
+        execution_id: str,
+        reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    ) -> None:
         """Cancel an execution; running commands are terminated."""
         client_from(ctx).cancel(execution_id, reason)
         out.print(f"canceled {execution_id}")
@@ -202,9 +216,13 @@ def register(app: typer.Typer) -> None:
         out.print(f"skipped {stage} of {execution_id}")
 
     @app.command()
-    def judge(ctx: typer.Context, execution_id: str, stage: str,
-              choice: Annotated[str, typer.Option(help="The judgment, e.g. approve or reject.")],
-              comment: Annotated[str | None, typer.Option(help="Why (recorded).")] = None) -> None:
+    def judge(
+        ctx: typer.Context,
+        execution_id: str,
+        stage: str,
+        choice: Annotated[str, typer.Option(help="The judgment, e.g. approve or reject.")],
+        comment: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    ) -> None:
         """Judge a manual judgment stage."""
         client_from(ctx).judge(execution_id, stage, choice, comment)
         out.print(f"judged {stage} of {execution_id}: {choice}")
@@ -225,20 +243,23 @@ def register(app: typer.Typer) -> None:
             print_json(rows)
             return
         for r in rows:
-            out.print(f"{r['name']}  ({r['application']})  {'registered' if r['registered'] else 'run from file'}",
-                      highlight=False)
+            out.print(
+                f"{r['name']}  ({r['application']})  {'registered' if r['registered'] else 'run from file'}",
+                highlight=False,
+            )
 
     @app.command()
-    def server(ctx: typer.Context,
-               host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-               port: Annotated[int, typer.Option(help="Port.")] = 8080,
-               workers: Annotated[int, typer.Option(help="Task threads of the in-process worker (0: none).")] = 4) -> None:
+    def server(
+        ctx: typer.Context,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port.")] = 8080,
+        workers: Annotated[int, typer.Option(help="Task threads of the in-process worker (0: none).")] = 4,
+    ) -> None:
         """Run the API (and console) with workers in one process."""
         serve(runtime_from(ctx), host, port, workers)
 
     @app.command()
-    def worker(ctx: typer.Context,
-               threads: Annotated[int, typer.Option(help="Task threads.")] = 4) -> None:
+    def worker(ctx: typer.Context, threads: Annotated[int, typer.Option(help="Task threads.")] = 4) -> None:
         """Run a worker only (start as many as you like against one PostgreSQL database)."""
         rt = runtime_from(ctx)
         w = rt.worker(threads=threads)

@@ -12,8 +12,16 @@ from rich.text import Text
 from gennaker.spec.durations import format_duration
 
 STATUS_STYLE = {
-    "SUCCEEDED": "green", "RUNNING": "blue", "WAITING": "yellow", "PAUSED": "yellow", "NOT_STARTED": "dim",
-    "FAILED": "red", "TERMINAL": "red", "FAILED_CONTINUE": "dark_orange", "CANCELED": "magenta", "SKIPPED": "dim",
+    "SUCCEEDED": "green",
+    "RUNNING": "blue",
+    "WAITING": "yellow",
+    "PAUSED": "yellow",
+    "NOT_STARTED": "dim",
+    "FAILED": "red",
+    "TERMINAL": "red",
+    "FAILED_CONTINUE": "dark_orange",
+    "CANCELED": "magenta",
+    "SKIPPED": "dim",
 }
 
 
@@ -40,8 +48,14 @@ def stage_table(ex: dict[str, Any]) -> Table:
         detail = s.get("message") or ""
         if s["status"] == "WAITING" and s["type"] == "manual_judgment":
             detail = "awaiting judgment: " + " / ".join(s["config"].get("options") or ["approve", "reject"])
-        table.add_row(s["name"], s["type"], when(s.get("started_at")), duration(s.get("started_at"), s.get("ended_at")),
-                      status_text(s["status"]), detail)
+        table.add_row(
+            s["name"],
+            s["type"],
+            when(s.get("started_at")),
+            duration(s.get("started_at"), s.get("ended_at")),
+            status_text(s["status"]),
+            detail,
+        )
     return table
 
 
@@ -51,6 +65,12 @@ def execution_list(rows: list[dict[str, Any]]) -> Table:
         table.add_column(col)
     for r in rows:
         trig = r.get("trigger") or {}
-        table.add_row(r["id"], r["pipeline"], status_text(r["status"]), f"{trig.get('user', '?')} ({trig.get('type', '?')})",
-                      when(r["created_at"]), duration(r.get("started_at"), r.get("ended_at")))
+        table.add_row(
+            r["id"],
+            r["pipeline"],
+            status_text(r["status"]),
+            f"{trig.get('user', '?')} ({trig.get('type', '?')})",
+            when(r["created_at"]),
+            duration(r.get("started_at"), r.get("ended_at")),
+        )
     return table

@@ -21,8 +21,9 @@ class Status(StrEnum):
 
 
 EXECUTION_DONE = frozenset({Status.SUCCEEDED, Status.FAILED, Status.TERMINAL, Status.CANCELED})
-STAGE_DONE = frozenset({Status.SUCCEEDED, Status.FAILED, Status.FAILED_CONTINUE, Status.TERMINAL,
-                        Status.CANCELED, Status.SKIPPED})
+STAGE_DONE = frozenset(
+    {Status.SUCCEEDED, Status.FAILED, Status.FAILED_CONTINUE, Status.TERMINAL, Status.CANCELED, Status.SKIPPED}
+)
 # A stage in one of these lets the stages that require it start.
 STAGE_LETS_THROUGH = frozenset({Status.SUCCEEDED, Status.FAILED_CONTINUE, Status.SKIPPED})
 STAGE_ACTIVE = frozenset({Status.RUNNING, Status.WAITING})

@@ -18,18 +18,29 @@ from gennaker.store.db import Database
 from gennaker.store.tables import executions, messages, operations, pipelines, stages
 
 
-def record(conn: Connection, action: str, actor: str, execution_id: str | None = None,
-           stage_id: str | None = None, **details: Any) -> None:
-    conn.execute(insert(operations).values(execution_id=execution_id, stage_id=stage_id, action=action,
-                                           actor=actor, at=time.time(), details=details))
+def record(
+    conn: Connection,
+    action: str,
+    actor: str,
+    execution_id: str | None = None,
+    stage_id: str | None = None,
+    **details: Any,
+) -> None:
+    conn.execute(
+        insert(operations).values(
+            execution_id=execution_id, stage_id=stage_id, action=action, actor=actor, at=time.time(), details=details
+        )
+    )
 
 
 def bind_parameters(pipeline: Pipeline, given: dict[str, Any]) -> dict[str, Any]:
     known = {p.name: p for p in pipeline.parameters}
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise GennakerError(f"unknown parameter(s) {', '.join(unknown)} for pipeline '{pipeline.name}' "
-                            f"(it takes: {', '.join(known) or 'none'})")
+        raise GennakerError(
+            f"unknown parameter(s) {', '.join(unknown)} for pipeline '{pipeline.name}' "
+            f"(it takes: {', '.join(known) or 'none'})"
+        )
     params = {}
     for name, p in known.items():
         if name in given:
@@ -40,7 +51,12 @@ def bind_parameters(pipeline: Pipeline, given: dict[str, Any]) -> dict[str, Any]
             raise GennakerError(f"parameter '{name}' is required")
         else:
             value = None
-        if p.options is not None and value is not None and value not in p.options and str(value) not in map(str, p.options):
+        if (
+            p.options is not None
+            and value is not None
+            and value not in p.options
+            and str(value) not in map(str, p.options)
+        ):
             raise GennakerError(f"parameter '{name}' must be one of {p.options}, not {value!r}")
         params[name] = value
     return params
@@ -49,18 +65,32 @@ def bind_parameters(pipeline: Pipeline, given: dict[str, Any]) -> dict[str, Any]
 def save_pipeline(conn: Connection, pipeline: Pipeline, actor: str, registered: bool) -> None:
     """Keep the pipeline's latest text by name (the row also serializes concurrency decisions)."""
     now = time.time()
-    values = {"application": pipeline.application, "source": pipeline.source, "text": pipeline.text,
-              "updated_at": now, "updated_by": actor}
+    values = {
+        "application": pipeline.application,
+        "source": pipeline.source,
+        "text": pipeline.text,
+        "updated_at": now,
+        "updated_by": actor,
+    }
     found = conn.execute(select(pipelines.c.registered).where(pipelines.c.name == pipeline.name)).first()
     if found is None:
         conn.execute(insert(pipelines).values(name=pipeline.name, registered=registered, **values))
     elif registered or not found.registered:
-        conn.execute(update(pipelines).where(pipelines.c.name == pipeline.name)
-                     .values(registered=registered or found.registered, **values))
+        conn.execute(
+            update(pipelines)
+            .where(pipelines.c.name == pipeline.name)
+            .values(registered=registered or found.registered, **values)
+        )
 
 
-def start_execution(db: Database, pipeline: Pipeline, params: dict[str, Any], actor: str,
-                    trigger_type: str = "manual", base_dir: str | None = None) -> str:
+def start_execution(
+    db: Database,
+    pipeline: Pipeline,
+    params: dict[str, Any],
+    actor: str,
+    trigger_type: str = "manual",
+    base_dir: str | None = None,
+) -> str:
     bound = bind_parameters(pipeline, params)
     execution_id = new_id()
     now = time.time()
@@ -70,18 +100,42 @@ def start_execution(db: Database, pipeline: Pipeline, params: dict[str, Any], ac
             dependents[r].append(s.id)
     with db.begin() as conn:
         save_pipeline(conn, pipeline, actor, registered=False)
-        conn.execute(insert(executions).values(
-            id=execution_id, pipeline=pipeline.name, application=pipeline.application, status=Status.NOT_STARTED,
-            trigger={"type": trigger_type, "user": actor, "params": bound, "at": now, "base_dir": base_dir},
-            pipeline_text=pipeline.text, source=pipeline.source, base_dir=base_dir,
-            concurrency_limit=pipeline.concurrency.limit, created_at=now,
-        ))
-        conn.execute(insert(stages), [{
-            "execution_id": execution_id, "stage_id": s.id, "idx": i, "name": s.display_name, "type": s.type,
-            "status": Status.NOT_STARTED, "requires": list(s.requires), "dependents": dependents[s.id],
-            "config": s.model_dump(mode="json", exclude_none=True), "context": {}, "outputs": {}, "tasks": [],
-            "task_index": 0, "attempt": 0,
-        } for i, s in enumerate(pipeline.stages)])
+        conn.execute(
+            insert(executions).values(
+                id=execution_id,
+                pipeline=pipeline.name,
+                application=pipeline.application,
+                status=Status.NOT_STARTED,
+                trigger={"type": trigger_type, "user": actor, "params": bound, "at": now, "base_dir": base_dir},
+                pipeline_text=pipeline.text,
+                source=pipeline.source,
+                base_dir=base_dir,
+                concurrency_limit=pipeline.concurrency.limit,
+                created_at=now,
+            )
+        )
+        conn.execute(
+            insert(stages),
+            [
+                {
+                    "execution_id": execution_id,
+                    "stage_id": s.id,
+                    "idx": i,
+                    "name": s.display_name,
+                    "type": s.type,
+                    "status": Status.NOT_STARTED,
+                    "requires": list(s.requires),
+                    "dependents": dependents[s.id],
+                    "config": s.model_dump(mode="json", exclude_none=True),
+                    "context": {},
+                    "outputs": {},
+                    "tasks": [],
+                    "task_index": 0,
+                    "attempt": 0,
+                }
+                for i, s in enumerate(pipeline.stages)
+            ],
+        )
         queue.push(conn, Kind.START_EXECUTION, execution_id, due_at=now)
         record(conn, "start", actor, execution_id, params=bound, trigger=trigger_type)
     return execution_id
@@ -98,8 +152,9 @@ def _locked(db: Database, conn: Connection, execution_id: str) -> Any:
 
 
 def _stage(conn: Connection, execution_id: str, stage_id: str) -> Any:
-    st = conn.execute(select(stages).where(stages.c.execution_id == execution_id,
-                                           stages.c.stage_id == stage_id)).first()
+    st = conn.execute(
+        select(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id)
+    ).first()
     if st is None:
         raise NotFound(f"execution '{execution_id}' has no stage '{stage_id}'")
     return st
@@ -112,8 +167,13 @@ def cancel(db: Database, execution_id: str, actor: str, reason: str | None = Non
         if ex.status in EXECUTION_DONE:
             raise Conflict(f"execution {execution_id} already ended ({ex.status})")
         cancel_active_stages(conn, execution_id, now, time.time)
-        conn.execute(update(executions).where(executions.c.id == execution_id).values(
-            status=Status.CANCELED, ended_at=now, message=f"canceled by {actor}" + (f": {reason}" if reason else "")))
+        conn.execute(
+            update(executions)
+            .where(executions.c.id == execution_id)
+            .values(
+                status=Status.CANCELED, ended_at=now, message=f"canceled by {actor}" + (f": {reason}" if reason else "")
+            )
+        )
         start_next_queued(conn, ex.pipeline, ex.concurrency_limit, time.time)
         record(conn, "cancel", actor, execution_id, reason=reason)
 
@@ -158,19 +218,36 @@ def restart(db: Database, execution_id: str, stage_id: str, actor: str) -> None:
         st = _stage(conn, execution_id, stage_id)
         if st.status not in STAGE_DONE:
             raise Conflict(f"stage '{stage_id}' is {st.status}; only a finished stage can be restarted")
-        rows = conn.execute(select(stages.c.stage_id, stages.c.status, stages.c.dependents)
-                            .where(stages.c.execution_id == execution_id)).all()
+        rows = conn.execute(
+            select(stages.c.stage_id, stages.c.status, stages.c.dependents).where(stages.c.execution_id == execution_id)
+        ).all()
         reset = {stage_id} | _descendants(rows, stage_id)
         busy = [r.stage_id for r in rows if r.stage_id in reset and r.status in STAGE_ACTIVE]
         if busy:
             raise Conflict(f"stages after '{stage_id}' are still running: {', '.join(busy)}")
         if ex.status == Status.PAUSED:
             raise Conflict("resume the execution before restarting a stage")
-        conn.execute(update(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id.in_(reset))
-                     .values(status=Status.NOT_STARTED, context={}, outputs={}, tasks=[], task_index=0, attempt=0,
-                             started_at=None, ended_at=None, message=None, worker_id=None))
-        conn.execute(update(executions).where(executions.c.id == execution_id)
-                     .values(status=Status.RUNNING, ended_at=None, message=None))
+        conn.execute(
+            update(stages)
+            .where(stages.c.execution_id == execution_id, stages.c.stage_id.in_(reset))
+            .values(
+                status=Status.NOT_STARTED,
+                context={},
+                outputs={},
+                tasks=[],
+                task_index=0,
+                attempt=0,
+                started_at=None,
+                ended_at=None,
+                message=None,
+                worker_id=None,
+            )
+        )
+        conn.execute(
+            update(executions)
+            .where(executions.c.id == execution_id)
+            .values(status=Status.RUNNING, ended_at=None, message=None)
+        )
         queue.push(conn, Kind.START_STAGE, execution_id, stage_id, due_at=now)
         record(conn, "restart", actor, execution_id, stage_id, reset=sorted(reset))
 
@@ -178,15 +255,30 @@ def restart(db: Database, execution_id: str, stage_id: str, actor: str) -> None:
 def _signal(conn: Connection, execution_id: str, st: Any, key: str, value: Any) -> None:
     """Write an operator's input into a waiting stage and poll its task now."""
     context = {**(st.context or {}), key: value}
-    conn.execute(update(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == st.stage_id)
-                 .values(context=context))
-    moved = conn.execute(update(messages).where(
-        messages.c.execution_id == execution_id, messages.c.stage_id == st.stage_id,
-        messages.c.kind == str(Kind.RUN_TASK), messages.c.lease_owner.is_(None),
-    ).values(due_at=time.time())).rowcount
+    conn.execute(
+        update(stages)
+        .where(stages.c.execution_id == execution_id, stages.c.stage_id == st.stage_id)
+        .values(context=context)
+    )
+    moved = conn.execute(
+        update(messages)
+        .where(
+            messages.c.execution_id == execution_id,
+            messages.c.stage_id == st.stage_id,
+            messages.c.kind == str(Kind.RUN_TASK),
+            messages.c.lease_owner.is_(None),
+        )
+        .values(due_at=time.time())
+    ).rowcount
     if not moved:  # the task is being polled right now; make sure it is polled once more
-        queue.push(conn, Kind.RUN_TASK, execution_id, st.stage_id, due_at=time.time(),
-                   payload={"task": st.task_index, "attempt": st.attempt})
+        queue.push(
+            conn,
+            Kind.RUN_TASK,
+            execution_id,
+            st.stage_id,
+            due_at=time.time(),
+            payload={"task": st.task_index, "attempt": st.attempt},
+        )
 
 
 def skip(db: Database, execution_id: str, stage_id: str, actor: str, skippable: set[str]) -> None:
@@ -194,15 +286,25 @@ def skip(db: Database, execution_id: str, stage_id: str, actor: str, skippable: 
         ex = _locked(db, conn, execution_id)
         st = _stage(conn, execution_id, stage_id)
         if st.type not in skippable:
-            raise Conflict(f"stage '{stage_id}' is a {st.type} stage; only {', '.join(sorted(skippable))} can be skipped")
+            raise Conflict(
+                f"stage '{stage_id}' is a {st.type} stage; only {', '.join(sorted(skippable))} can be skipped"
+            )
         if st.status not in STAGE_ACTIVE or ex.status not in (Status.RUNNING, Status.PAUSED):
             raise Conflict(f"stage '{stage_id}' is {st.status}; only a waiting stage can be skipped")
         _signal(conn, execution_id, st, "skip", {"by": actor, "at": time.time()})
         record(conn, "skip", actor, execution_id, stage_id)
 
 
-def judge(db: Database, execution_id: str, stage_id: str, actor: str, choice: str, comment: str | None,
-          actor_roles: set[str] | None = None, is_admin: bool = False) -> None:
+def judge(
+    db: Database,
+    execution_id: str,
+    stage_id: str,
+    actor: str,
+    choice: str,
+    comment: str | None,
+    actor_roles: set[str] | None = None,
+    is_admin: bool = False,
+) -> None:
     """Record a manual judgment. ``actor_roles`` None means access control is off (no roles to check)."""
     with db.begin() as conn:
         ex = _locked(db, conn, execution_id)
@@ -219,7 +321,10 @@ def judge(db: Database, execution_id: str, stage_id: str, actor: str, choice: st
             raise GennakerError(f"'{choice}' is not an option of stage '{stage_id}' (options: {', '.join(options)})")
         roles = set(cfg.get("roles") or [])
         if roles and actor_roles is not None and not is_admin and not roles & actor_roles:
-            raise Forbidden(f"{actor} may not judge stage '{stage_id}': it needs one of the roles {', '.join(sorted(roles))}")
-        _signal(conn, execution_id, st, "judgment",
-                {"choice": choice, "by": actor, "at": time.time(), "comment": comment})
+            raise Forbidden(
+                f"{actor} may not judge stage '{stage_id}': it needs one of the roles {', '.join(sorted(roles))}"
+            )
+        _signal(
+            conn, execution_id, st, "judgment", {"choice": choice, "by": actor, "at": time.time(), "comment": comment}
+        )
         record(conn, "judge", actor, execution_id, stage_id, choice=choice, comment=comment)

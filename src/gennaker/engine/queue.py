@@ -32,12 +32,29 @@ class Message:
     attempts: int
 
 
-def push(conn: Connection, kind: Kind, execution_id: str, stage_id: str | None = None, *, due_at: float,
-         payload: dict[str, Any] | None = None, held: bool = False, affinity: str | None = None) -> None:
-    conn.execute(insert(messages).values(
-        kind=str(kind), execution_id=execution_id, stage_id=stage_id, payload=payload or {}, due_at=due_at,
-        held=held, affinity=affinity, attempts=0,
-    ))
+def push(
+    conn: Connection,
+    kind: Kind,
+    execution_id: str,
+    stage_id: str | None = None,
+    *,
+    due_at: float,
+    payload: dict[str, Any] | None = None,
+    held: bool = False,
+    affinity: str | None = None,
+) -> None:
+    conn.execute(
+        insert(messages).values(
+            kind=str(kind),
+            execution_id=execution_id,
+            stage_id=stage_id,
+            payload=payload or {},
+            due_at=due_at,
+            held=held,
+            affinity=affinity,
+            attempts=0,
+        )
+    )
 
 
 def claim(db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float) -> list[Message]:
@@ -60,8 +77,14 @@ def claim(db: Database, worker_id: str, now: float, lease: float, limit: int, wo
             update(messages)
             .where(messages.c.id.in_(due.scalar_subquery()))
             .values(lease_owner=worker_id, lease_until=now + lease, attempts=messages.c.attempts + 1)
-            .returning(messages.c.id, messages.c.kind, messages.c.execution_id, messages.c.stage_id,
-                       messages.c.payload, messages.c.attempts)
+            .returning(
+                messages.c.id,
+                messages.c.kind,
+                messages.c.execution_id,
+                messages.c.stage_id,
+                messages.c.payload,
+                messages.c.attempts,
+            )
         ).all()
     out = [Message(r.id, Kind(r.kind), r.execution_id, r.stage_id, r.payload or {}, r.attempts) for r in rows]
     out.sort(key=lambda m: m.id)
@@ -77,14 +100,20 @@ def ack(conn: Connection, message: Message, worker_id: str) -> bool:
 def release(db: Database, message: Message, worker_id: str, due_at: float) -> None:
     """Give a message back (e.g. after a failed handling) to be tried again at ``due_at``."""
     with db.begin() as conn:
-        conn.execute(update(messages).where(messages.c.id == message.id, messages.c.lease_owner == worker_id)
-                     .values(lease_owner=None, lease_until=None, due_at=due_at))
+        conn.execute(
+            update(messages)
+            .where(messages.c.id == message.id, messages.c.lease_owner == worker_id)
+            .values(lease_owner=None, lease_until=None, due_at=due_at)
+        )
 
 
 def extend_leases(conn: Connection, worker_id: str, ids: list[int], until: float) -> None:
     if ids:
-        conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.lease_owner == worker_id)
-                     .values(lease_until=until))
+        conn.execute(
+            update(messages)
+            .where(messages.c.id.in_(ids), messages.c.lease_owner == worker_id)
+            .values(lease_until=until)
+        )
 
 
 def hold(conn: Connection, execution_id: str, held: bool, now: float) -> None:

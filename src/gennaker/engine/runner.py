@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, func, select, update
 
-from gennaker.engine import queue
 from gennaker.engine import logs as stage_logs
+from gennaker.engine import queue
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Kind, Status
 from gennaker.engine.queue import Message
 from gennaker.errors import GennakerError
@@ -49,8 +49,14 @@ class EngineSettings:
 class Engine:
     """Runs messages. Holds the database, the stage types and the services tasks may use."""
 
-    def __init__(self, db: Database, registry: Mapping[str, StageType], services: Any,
-                 settings: EngineSettings | None = None, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        db: Database,
+        registry: Mapping[str, StageType],
+        services: Any,
+        settings: EngineSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.db = db
         self.registry = registry
         self.services = services
@@ -89,11 +95,20 @@ class Engine:
 
     @staticmethod
     def _set_stage(conn: Connection, execution_id: str, stage_id: str, **values: Any) -> None:
-        conn.execute(update(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id)
-                     .values(**values))
+        conn.execute(
+            update(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id).values(**values)
+        )
 
-    def _push(self, conn: Connection, kind: Kind, execution_id: str, stage_id: str | None = None,
-              delay: float = 0.0, held: bool = False, **kw: Any) -> None:
+    def _push(
+        self,
+        conn: Connection,
+        kind: Kind,
+        execution_id: str,
+        stage_id: str | None = None,
+        delay: float = 0.0,
+        held: bool = False,
+        **kw: Any,
+    ) -> None:
         queue.push(conn, kind, execution_id, stage_id, due_at=self.clock() + delay, held=held, **kw)
 
     def _defer_while_paused(self, conn: Connection, msg: Message) -> None:
@@ -110,7 +125,9 @@ class Engine:
             if ex.concurrency_limit:
                 self._lock_pipeline(conn, ex.pipeline)
                 running = conn.execute(
-                    select(func.count()).select_from(executions).where(
+                    select(func.count())
+                    .select_from(executions)
+                    .where(
                         executions.c.pipeline == ex.pipeline,
                         executions.c.status.in_([Status.RUNNING, Status.PAUSED]),
                     )
@@ -118,10 +135,12 @@ class Engine:
                 if running >= ex.concurrency_limit:
                     return  # stays queued; started when a running one finishes
             now = self.clock()
-            conn.execute(update(executions).where(executions.c.id == ex.id)
-                         .values(status=Status.RUNNING, started_at=now))
-            roots = conn.execute(select(stages.c.stage_id, stages.c.requires)
-                                 .where(stages.c.execution_id == ex.id)).all()
+            conn.execute(
+                update(executions).where(executions.c.id == ex.id).values(status=Status.RUNNING, started_at=now)
+            )
+            roots = conn.execute(
+                select(stages.c.stage_id, stages.c.requires).where(stages.c.execution_id == ex.id)
+            ).all()
             for r in roots:
                 if not r.requires:
                     self._push(conn, Kind.START_STAGE, ex.id, r.stage_id)
@@ -153,32 +172,52 @@ class Engine:
                 scope = self._scope(conn, ex, st.config)
                 when = st.config.get("when")
                 if when and not expressions.evaluate_condition(when, scope):
-                    self._finish_stage(conn, ex, st, Status.SKIPPED, f"skipped: condition {when!r} is false", now,
-                                       started=now)
+                    self._finish_stage(
+                        conn, ex, st, Status.SKIPPED, f"skipped: condition {when!r} is false", now, started=now
+                    )
                     return
                 resolved = expressions.resolve({k: v for k, v in st.config.items() if k != "when"}, scope)
                 config = stype.Config.model_validate({**resolved, "when": when})
             except (expressions.ExpressionError, ValidationError) as exc:
                 self._finish_stage(conn, ex, st, Status.FAILED, _config_error(exc), now, started=now)
                 return
-            tasks = [{"name": t.name, "status": Status.NOT_STARTED, "started_at": None, "ended_at": None}
-                     for t in stype.tasks(config)]
+            tasks = [
+                {"name": t.name, "status": Status.NOT_STARTED, "started_at": None, "ended_at": None}
+                for t in stype.tasks(config)
+            ]
             tasks[0].update(status=Status.RUNNING, started_at=now)
             attempt = st.attempt + 1
-            self._set_stage(conn, ex.id, st.stage_id, status=Status.WAITING if stype.waits else Status.RUNNING,
-                            started_at=now, ended_at=None, message=None, task_index=0, attempt=attempt,
-                            tasks=tasks, context={"resolved": config.model_dump(mode="json")}, worker_id=None)
+            self._set_stage(
+                conn,
+                ex.id,
+                st.stage_id,
+                status=Status.WAITING if stype.waits else Status.RUNNING,
+                started_at=now,
+                ended_at=None,
+                message=None,
+                task_index=0,
+                attempt=attempt,
+                tasks=tasks,
+                context={"resolved": config.model_dump(mode="json")},
+                worker_id=None,
+            )
             self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": 0, "attempt": attempt})
 
     def _scope(self, conn: Connection, ex: Any, raw_config: dict[str, Any]) -> dict[str, Any]:
         """What expressions may read. Only the stages a config names are loaded (no O(n) per stage)."""
         trigger = dict(ex.trigger or {})
-        named = {ref.split(".")[1] for ref in expressions.references(raw_config)
-                 if ref.startswith("stages.") and "." in ref[7:]}
+        named = {
+            ref.split(".")[1]
+            for ref in expressions.references(raw_config)
+            if ref.startswith("stages.") and "." in ref[7:]
+        }
         stage_scope: dict[str, Any] = {}
         if named:
-            rows = conn.execute(select(stages.c.stage_id, stages.c.status, stages.c.outputs)
-                                .where(stages.c.execution_id == ex.id, stages.c.stage_id.in_(named))).all()
+            rows = conn.execute(
+                select(stages.c.stage_id, stages.c.status, stages.c.outputs).where(
+                    stages.c.execution_id == ex.id, stages.c.stage_id.in_(named)
+                )
+            ).all()
             stage_scope = {r.stage_id: {"status": r.status, "outputs": r.outputs or {}} for r in rows}
         return {
             "trigger": trigger,
@@ -196,8 +235,14 @@ class Engine:
         with self.db.read() as conn:
             ex = conn.execute(select(executions).where(executions.c.id == msg.execution_id)).first()
             st = self._stage(conn, msg.execution_id, msg.stage_id)
-        if (ex is None or st is None or ex.status not in (Status.RUNNING, Status.PAUSED)
-                or st.status not in STAGE_ACTIVE or st.task_index != task_index or st.attempt != attempt):
+        if (
+            ex is None
+            or st is None
+            or ex.status not in (Status.RUNNING, Status.PAUSED)
+            or st.status not in STAGE_ACTIVE
+            or st.task_index != task_index
+            or st.attempt != attempt
+        ):
             with self.db.begin() as conn:
                 self._ack(conn, msg, worker_id)
             return
@@ -213,8 +258,12 @@ class Engine:
             self._ack(conn, msg, worker_id)
             ex = self._lock_execution(conn, msg.execution_id)
             st = self._stage(conn, msg.execution_id, msg.stage_id)
-            if (ex.status not in (Status.RUNNING, Status.PAUSED) or st.status not in STAGE_ACTIVE
-                    or st.task_index != task_index or st.attempt != attempt):
+            if (
+                ex.status not in (Status.RUNNING, Status.PAUSED)
+                or st.status not in STAGE_ACTIVE
+                or st.task_index != task_index
+                or st.attempt != attempt
+            ):
                 return  # canceled or restarted meanwhile: the cancel path stops what the task started
             self._apply(conn, ex, st, stype, ctx, result, worker_id, paused=ex.status == Status.PAUSED)
 
@@ -227,10 +276,20 @@ class Engine:
             stage_logs.append(self.db, ex.id, st.stage_id, attempt, "engine", [line], self.clock())
 
         return TaskContext(
-            execution_id=ex.id, stage_id=st.stage_id, pipeline=ex.pipeline, application=ex.application,
-            trigger=dict(ex.trigger or {}), config=config, context=context, outputs=dict(st.outputs or {}),
-            attempt=attempt, stage_started_at=st.started_at or self.clock(), services=self.services,
-            log=write_log, worker_id=worker_id, now=self.clock,
+            execution_id=ex.id,
+            stage_id=st.stage_id,
+            pipeline=ex.pipeline,
+            application=ex.application,
+            trigger=dict(ex.trigger or {}),
+            config=config,
+            context=context,
+            outputs=dict(st.outputs or {}),
+            attempt=attempt,
+            stage_started_at=st.started_at or self.clock(),
+            services=self.services,
+            log=write_log,
+            worker_id=worker_id,
+            now=self.clock,
         )
 
     def _call_task(self, stype: StageType, ctx: TaskContext, st: Any, worker_id: str) -> TaskResult:
@@ -262,27 +321,53 @@ class Engine:
         except Exception as exc:  # reported, and the stage still ends
             ctx.log(f"stopping the stage failed: {type(exc).__name__}: {exc}")
 
-    def _apply(self, conn: Connection, ex: Any, st: Any, stype: StageType, ctx: TaskContext,
-               result: TaskResult, worker_id: str, paused: bool = False) -> None:
+    def _apply(
+        self,
+        conn: Connection,
+        ex: Any,
+        st: Any,
+        stype: StageType,
+        ctx: TaskContext,
+        result: TaskResult,
+        worker_id: str,
+        paused: bool = False,
+    ) -> None:
         now = self.clock()
         context = {**(st.context or {}), **result.context}
         outputs = {**(st.outputs or {}), **result.outputs}
         tasks = [dict(t) for t in st.tasks]
         if result.status == "RUNNING":
             pin = bool(result.context.get("_pin"))
-            self._set_stage(conn, ex.id, st.stage_id, context=context, outputs=outputs,
-                            worker_id=worker_id if pin else None, message=result.message or st.message)
-            self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, delay=result.poll_after, held=paused,
-                       payload={"task": st.task_index, "attempt": st.attempt}, affinity=worker_id if pin else None)
+            self._set_stage(
+                conn,
+                ex.id,
+                st.stage_id,
+                context=context,
+                outputs=outputs,
+                worker_id=worker_id if pin else None,
+                message=result.message or st.message,
+            )
+            self._push(
+                conn,
+                Kind.RUN_TASK,
+                ex.id,
+                st.stage_id,
+                delay=result.poll_after,
+                held=paused,
+                payload={"task": st.task_index, "attempt": st.attempt},
+                affinity=worker_id if pin else None,
+            )
             return
         tasks[st.task_index].update(status=_task_status(result), ended_at=now)
         if result.status == "SUCCEEDED" and st.task_index + 1 < len(tasks):
             nxt = st.task_index + 1
             tasks[nxt].update(status=Status.RUNNING, started_at=now)
-            self._set_stage(conn, ex.id, st.stage_id, context=context, outputs=outputs, tasks=tasks,
-                            task_index=nxt, worker_id=None)
-            self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": nxt, "attempt": st.attempt},
-                       held=paused)
+            self._set_stage(
+                conn, ex.id, st.stage_id, context=context, outputs=outputs, tasks=tasks, task_index=nxt, worker_id=None
+            )
+            self._push(
+                conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": nxt, "attempt": st.attempt}, held=paused
+            )
             return
         self._set_stage(conn, ex.id, st.stage_id, context=context, outputs=outputs, tasks=tasks, worker_id=None)
         if result.status == "SUCCEEDED":
@@ -291,8 +376,14 @@ class Engine:
         message = result.message or "failed"
         retries = ctx.config.retries
         if result.status == "FAILED" and st.attempt <= retries.count:
-            stage_logs.append_in(conn, ex.id, st.stage_id, st.attempt, "engine",
-                                 [f"attempt {st.attempt} failed: {message}; retrying in {format_duration(retries.backoff)}"])
+            stage_logs.append_in(
+                conn,
+                ex.id,
+                st.stage_id,
+                st.attempt,
+                "engine",
+                [f"attempt {st.attempt} failed: {message}; retrying in {format_duration(retries.backoff)}"],
+            )
             self._set_stage(conn, ex.id, st.stage_id, status=Status.NOT_STARTED, message=f"retrying: {message}")
             self._push(conn, Kind.START_STAGE, ex.id, st.stage_id, delay=retries.backoff)
             return
@@ -303,8 +394,16 @@ class Engine:
         self._finish_stage(conn, ex, st, status, message, now)
 
     # ---- finishing ------------------------------------------------------------------------------
-    def _finish_stage(self, conn: Connection, ex: Any, st: Any, status: Status, message: str | None,
-                      now: float, started: float | None = None) -> None:
+    def _finish_stage(
+        self,
+        conn: Connection,
+        ex: Any,
+        st: Any,
+        status: Status,
+        message: str | None,
+        now: float,
+        started: float | None = None,
+    ) -> None:
         values: dict[str, Any] = {"status": status, "ended_at": now, "message": message}
         if started is not None:
             values["started_at"] = started
@@ -320,11 +419,19 @@ class Engine:
     def _start_ready_dependents(self, conn: Connection, execution_id: str, dependents: list[str]) -> None:
         if not dependents:
             return
-        rows = conn.execute(select(stages.c.stage_id, stages.c.status, stages.c.requires)
-                            .where(stages.c.execution_id == execution_id, stages.c.stage_id.in_(dependents))).all()
+        rows = conn.execute(
+            select(stages.c.stage_id, stages.c.status, stages.c.requires).where(
+                stages.c.execution_id == execution_id, stages.c.stage_id.in_(dependents)
+            )
+        ).all()
         needed = {r for row in rows for r in row.requires}
-        status = dict(conn.execute(select(stages.c.stage_id, stages.c.status)
-                                   .where(stages.c.execution_id == execution_id, stages.c.stage_id.in_(needed))).all())
+        status = dict(
+            conn.execute(
+                select(stages.c.stage_id, stages.c.status).where(
+                    stages.c.execution_id == execution_id, stages.c.stage_id.in_(needed)
+                )
+            ).all()
+        )
         for row in rows:
             if row.status == Status.NOT_STARTED and all(status.get(r) in STAGE_LETS_THROUGH for r in row.requires):
                 self._push(conn, Kind.START_STAGE, execution_id, row.stage_id)
@@ -333,8 +440,11 @@ class Engine:
         """Finish the execution when nothing is left to do: no message queued, no stage active."""
         if queue.pending_for(conn, ex.id):
             return
-        counts = dict(conn.execute(select(stages.c.status, func.count()).where(stages.c.execution_id == ex.id)
-                                   .group_by(stages.c.status)).all())
+        counts = dict(
+            conn.execute(
+                select(stages.c.status, func.count()).where(stages.c.execution_id == ex.id).group_by(stages.c.status)
+            ).all()
+        )
         if any(counts.get(s) for s in STAGE_ACTIVE):
             return
         self._end_execution(conn, ex, Status.SUCCEEDED, None, now)
@@ -345,8 +455,9 @@ class Engine:
         self._end_execution(conn, ex, status, message, now)
 
     def _end_execution(self, conn: Connection, ex: Any, status: Status, message: str | None, now: float) -> None:
-        conn.execute(update(executions).where(executions.c.id == ex.id)
-                     .values(status=status, ended_at=now, message=message))
+        conn.execute(
+            update(executions).where(executions.c.id == ex.id).values(status=status, ended_at=now, message=message)
+        )
         start_next_queued(conn, ex.pipeline, ex.concurrency_limit, self.clock)
 
     # ---- CancelStage ----------------------------------------------------------------------------
@@ -391,12 +502,18 @@ def _config_error(exc: Exception) -> str:
 
 def cancel_active_stages(conn: Connection, execution_id: str, now: float, clock: Callable[[], float]) -> None:
     """Mark running and waiting stages CANCELED, drop queued work, and ask each stage to stop."""
-    active = conn.execute(select(stages.c.stage_id, stages.c.worker_id)
-                          .where(stages.c.execution_id == execution_id, stages.c.status.in_(list(STAGE_ACTIVE)))).all()
+    active = conn.execute(
+        select(stages.c.stage_id, stages.c.worker_id).where(
+            stages.c.execution_id == execution_id, stages.c.status.in_(list(STAGE_ACTIVE))
+        )
+    ).all()
     queue.drop_execution(conn, execution_id)
     for row in active:
-        conn.execute(update(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == row.stage_id)
-                     .values(status=Status.CANCELED, ended_at=now, message="canceled"))
+        conn.execute(
+            update(stages)
+            .where(stages.c.execution_id == execution_id, stages.c.stage_id == row.stage_id)
+            .values(status=Status.CANCELED, ended_at=now, message="canceled")
+        )
         queue.push(conn, Kind.CANCEL_STAGE, execution_id, row.stage_id, due_at=clock(), affinity=row.worker_id)
 
 
@@ -404,8 +521,11 @@ def start_next_queued(conn: Connection, pipeline: str, limit: int | None, clock:
     """With a concurrency limit, a finished execution lets the oldest queued one of its pipeline start."""
     if not limit:
         return
-    nxt = conn.execute(select(executions.c.id).where(executions.c.pipeline == pipeline,
-                                                     executions.c.status == Status.NOT_STARTED)
-                       .order_by(executions.c.created_at).limit(1)).first()
+    nxt = conn.execute(
+        select(executions.c.id)
+        .where(executions.c.pipeline == pipeline, executions.c.status == Status.NOT_STARTED)
+        .order_by(executions.c.created_at)
+        .limit(1)
+    ).first()
     if nxt is not None:
         queue.push(conn, Kind.START_EXECUTION, nxt.id, due_at=clock())

@@ -10,9 +10,17 @@ from gennaker.engine.model import Status
 from gennaker.errors import NotFound
 from gennaker.store.tables import executions, operations, pipelines, stages
 
-_SUMMARY_COLS = [executions.c.id, executions.c.pipeline, executions.c.application, executions.c.status,
-                 executions.c.trigger, executions.c.created_at, executions.c.started_at, executions.c.ended_at,
-                 executions.c.message]
+_SUMMARY_COLS = [
+    executions.c.id,
+    executions.c.pipeline,
+    executions.c.application,
+    executions.c.status,
+    executions.c.trigger,
+    executions.c.created_at,
+    executions.c.started_at,
+    executions.c.ended_at,
+    executions.c.message,
+]
 
 
 def _summary(row: Any) -> dict[str, Any]:
@@ -22,8 +30,14 @@ def _summary(row: Any) -> dict[str, Any]:
     return d
 
 
-def list_executions(conn: Connection, pipeline: str | None = None, status: list[str] | None = None,
-                    application: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+def list_executions(
+    conn: Connection,
+    pipeline: str | None = None,
+    status: list[str] | None = None,
+    application: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     q = select(*_SUMMARY_COLS).order_by(executions.c.created_at.desc()).limit(limit).offset(offset)
     if pipeline:
         q = q.where(executions.c.pipeline == pipeline)
@@ -39,9 +53,20 @@ def stage_summaries(conn: Connection, execution_ids: list[str]) -> dict[str, lis
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in execution_ids}
     if not execution_ids:
         return out
-    rows = conn.execute(select(stages.c.execution_id, stages.c.stage_id, stages.c.name, stages.c.type,
-                               stages.c.status, stages.c.requires, stages.c.started_at, stages.c.ended_at)
-                        .where(stages.c.execution_id.in_(execution_ids)).order_by(stages.c.idx)).all()
+    rows = conn.execute(
+        select(
+            stages.c.execution_id,
+            stages.c.stage_id,
+            stages.c.name,
+            stages.c.type,
+            stages.c.status,
+            stages.c.requires,
+            stages.c.started_at,
+            stages.c.ended_at,
+        )
+        .where(stages.c.execution_id.in_(execution_ids))
+        .order_by(stages.c.idx)
+    ).all()
     for r in rows:
         d = dict(r._mapping)
         out[d.pop("execution_id")].append(d)
@@ -65,28 +90,38 @@ def execution_detail(conn: Connection, execution_id: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no execution '{execution_id}'")
     d = _summary(row)
-    d["stages"] = [_stage_view(r) for r in conn.execute(
-        select(stages).where(stages.c.execution_id == execution_id).order_by(stages.c.idx))]
+    d["stages"] = [
+        _stage_view(r)
+        for r in conn.execute(select(stages).where(stages.c.execution_id == execution_id).order_by(stages.c.idx))
+    ]
     return d
 
 
 def stage_detail(conn: Connection, execution_id: str, stage_id: str) -> dict[str, Any]:
-    row = conn.execute(select(stages).where(stages.c.execution_id == execution_id,
-                                            stages.c.stage_id == stage_id)).first()
+    row = conn.execute(
+        select(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id)
+    ).first()
     if row is None:
         raise NotFound(f"execution '{execution_id}' has no stage '{stage_id}'")
     return _stage_view(row)
 
 
 def execution_operations(conn: Connection, execution_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(select(operations).where(operations.c.execution_id == execution_id)
-                        .order_by(operations.c.id)).all()
+    rows = conn.execute(
+        select(operations).where(operations.c.execution_id == execution_id).order_by(operations.c.id)
+    ).all()
     return [dict(r._mapping) for r in rows]
 
 
 def list_pipelines(conn: Connection, application: str | None = None) -> list[dict[str, Any]]:
-    q = select(pipelines.c.name, pipelines.c.application, pipelines.c.source, pipelines.c.updated_at,
-               pipelines.c.updated_by, pipelines.c.registered).order_by(pipelines.c.name)
+    q = select(
+        pipelines.c.name,
+        pipelines.c.application,
+        pipelines.c.source,
+        pipelines.c.updated_at,
+        pipelines.c.updated_by,
+        pipelines.c.registered,
+    ).order_by(pipelines.c.name)
     if application:
         q = q.where(pipelines.c.application == application)
     return [dict(r._mapping) for r in conn.execute(q)]

@@ -105,7 +105,7 @@ class Worker:
             log.info("%s", exc)
         except Exception as exc:
             log.exception("handling %s %s failed (attempt %s)", msg.kind, msg.id, msg.attempts)
-            backoff = min(30.0, 0.5 * 2 ** msg.attempts)
+            backoff = min(30.0, 0.5 * 2**msg.attempts)
             try:
                 if msg.attempts >= self.settings.max_message_attempts:
                     self.engine.dead_letter(msg, self.id, f"{type(exc).__name__}: {exc}")
@@ -120,8 +120,13 @@ class Worker:
     # ---- heartbeat and repair -------------------------------------------------------------------
     def _beat(self) -> None:
         now = time.time()
-        values = {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "started_at": now,
-                  "heartbeat_at": now}
+        values = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": now,
+            "heartbeat_at": now,
+        }
         with self._lock:
             ids = list(self._inflight)
         with self.db.begin() as conn:
@@ -153,9 +158,12 @@ def repair_zombies(engine: Engine) -> int:
     now = time.time()
     no_message = ~exists().where(messages.c.execution_id == executions.c.id)
     with db.read() as conn:
-        ids = [r.id for r in conn.execute(
-            select(executions.c.id).where(executions.c.status.in_([Status.RUNNING, Status.NOT_STARTED]), no_message)
-        )]
+        ids = [
+            r.id
+            for r in conn.execute(
+                select(executions.c.id).where(executions.c.status.in_([Status.RUNNING, Status.NOT_STARTED]), no_message)
+            )
+        ]
     repaired = 0
     for execution_id in ids:
         with db.begin() as conn:
@@ -166,14 +174,23 @@ def repair_zombies(engine: Engine) -> int:
                 queue.push(conn, Kind.START_EXECUTION, ex.id, due_at=now)
                 repaired += 1
                 continue
-            rows = conn.execute(select(stages.c.stage_id, stages.c.status, stages.c.requires, stages.c.task_index,
-                                       stages.c.attempt).where(stages.c.execution_id == ex.id)).all()
+            rows = conn.execute(
+                select(
+                    stages.c.stage_id, stages.c.status, stages.c.requires, stages.c.task_index, stages.c.attempt
+                ).where(stages.c.execution_id == ex.id)
+            ).all()
             status = {r.stage_id: r.status for r in rows}
             pushed = 0
             for r in rows:
                 if r.status in STAGE_ACTIVE:
-                    queue.push(conn, Kind.RUN_TASK, ex.id, r.stage_id, due_at=now,
-                               payload={"task": r.task_index, "attempt": r.attempt})
+                    queue.push(
+                        conn,
+                        Kind.RUN_TASK,
+                        ex.id,
+                        r.stage_id,
+                        due_at=now,
+                        payload={"task": r.task_index, "attempt": r.attempt},
+                    )
                     pushed += 1
                 elif r.status == Status.NOT_STARTED and all(status.get(q) in STAGE_LETS_THROUGH for q in r.requires):
                     queue.push(conn, Kind.START_STAGE, ex.id, r.stage_id, due_at=now)
@@ -181,8 +198,11 @@ def repair_zombies(engine: Engine) -> int:
             if not pushed:
                 failed = any(s in (Status.FAILED, Status.TERMINAL) for s in status.values())
                 final = Status.FAILED if failed else Status.SUCCEEDED
-                conn.execute(update(executions).where(executions.c.id == ex.id)
-                             .values(status=final, ended_at=now, message="completed by self-check"))
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id == ex.id)
+                    .values(status=final, ended_at=now, message="completed by self-check")
+                )
             log.warning("self-check repaired execution %s (%d messages)", ex.id, pushed)
             repaired += 1
     return repaired

@@ -66,7 +66,9 @@ def _param_names(raw: Any) -> set[str]:
     return {str(p["name"]) for p in raw if isinstance(p, dict) and "name" in p}
 
 
-def _stages(doc: Located, raw: list[Any], schemas: StageSchemas, problems: list[Problem]) -> list[tuple[int, StageConfig]]:
+def _stages(
+    doc: Located, raw: list[Any], schemas: StageSchemas, problems: list[Problem]
+) -> list[tuple[int, StageConfig]]:
     out = []
     for i, item in enumerate(raw):
         where = ("stages", i)
@@ -108,7 +110,9 @@ def _graph_problems(doc: Located, stages: list[tuple[int, str, list[str]]]) -> l
     seen: dict[str, int] = {}
     for i, sid, _ in stages:
         if sid in seen:
-            problems.append(doc.problem(("stages", i, "id"), f"duplicate stage id '{sid}' (first at stage {seen[sid] + 1})"))
+            problems.append(
+                doc.problem(("stages", i, "id"), f"duplicate stage id '{sid}' (first at stage {seen[sid] + 1})")
+            )
         else:
             seen[sid] = i
     for i, sid, requires in stages:
@@ -116,7 +120,9 @@ def _graph_problems(doc: Located, stages: list[tuple[int, str, list[str]]]) -> l
             if req == sid:
                 problems.append(doc.problem(("stages", i, "requires", j), f"stage '{sid}' requires itself"))
             elif req not in seen:
-                problems.append(doc.problem(("stages", i, "requires", j), f"stage '{sid}' requires unknown stage '{req}'"))
+                problems.append(
+                    doc.problem(("stages", i, "requires", j), f"stage '{sid}' requires unknown stage '{req}'")
+                )
     if problems:
         return problems
     cycle = _find_cycle({sid: requires for _, sid, requires in stages})
@@ -143,7 +149,7 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
                 stack.append((node, idx + 1))
                 nxt = deps[idx]
                 if state.get(nxt) == 1:
-                    return [*path[path.index(nxt):], nxt]
+                    return [*path[path.index(nxt) :], nxt]
                 if not state.get(nxt):
                     stack.append((nxt, 0))
             else:

@@ -108,7 +108,9 @@ def load_yaml(text: str, file: str = "<string>") -> Located:
         value = builder.build(root, (), frozenset())
     except _TooBig as big:
         m = big.node.start_mark
-        raise ValidationFailed([Problem(file, m.line + 1, m.column + 1, "document too large (alias expansion?)")]) from None
+        raise ValidationFailed(
+            [Problem(file, m.line + 1, m.column + 1, "document too large (alias expansion?)")]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -28,8 +28,14 @@ class TaskResult:
     poll_after: float = 1.0
 
     @classmethod
-    def running(cls, after: float = 1.0, context: dict[str, Any] | None = None, message: str | None = None,
-                outputs: dict[str, Any] | None = None, pin: bool = False) -> TaskResult:
+    def running(
+        cls,
+        after: float = 1.0,
+        context: dict[str, Any] | None = None,
+        message: str | None = None,
+        outputs: dict[str, Any] | None = None,
+        pin: bool = False,
+    ) -> TaskResult:
         """Poll again in ``after`` seconds. ``pin`` keeps the polling on this worker (it holds a local
         process); if this worker dies, the stage type's ``on_worker_lost`` decides what happens."""
         ctx = dict(context or {})
@@ -38,13 +44,15 @@ class TaskResult:
         return cls("RUNNING", outputs or {}, ctx, message, after)
 
     @classmethod
-    def succeeded(cls, outputs: dict[str, Any] | None = None, context: dict[str, Any] | None = None,
-                  message: str | None = None) -> TaskResult:
+    def succeeded(
+        cls, outputs: dict[str, Any] | None = None, context: dict[str, Any] | None = None, message: str | None = None
+    ) -> TaskResult:
         return cls("SUCCEEDED", outputs or {}, context or {}, message)
 
     @classmethod
-    def failed(cls, message: str, outputs: dict[str, Any] | None = None,
-               context: dict[str, Any] | None = None) -> TaskResult:
+    def failed(
+        cls, message: str, outputs: dict[str, Any] | None = None, context: dict[str, Any] | None = None
+    ) -> TaskResult:
         return cls("FAILED", outputs or {}, context or {}, message)
 
     @classmethod

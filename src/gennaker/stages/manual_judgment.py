@@ -46,8 +46,12 @@ class ManualJudgmentStage(StageType):
             return TaskResult.running(after=3600)
         cfg: JudgmentConfig = ctx.config
         choice = judgment["choice"]
-        outputs = {"judgment": choice, "judged_by": judgment.get("by"), "judged_at": judgment.get("at"),
-                   "comment": judgment.get("comment")}
+        outputs = {
+            "judgment": choice,
+            "judged_by": judgment.get("by"),
+            "judged_at": judgment.get("at"),
+            "comment": judgment.get("comment"),
+        }
         if choice == cfg.options[0] or choice in cfg.continue_options:
             return TaskResult.succeeded(outputs=outputs, message=f"judged '{choice}' by {judgment.get('by')}")
         return TaskResult.terminal(f"judged '{choice}' by {judgment.get('by')}", outputs=outputs)

@@ -66,17 +66,30 @@ class ProcessRegistry:
         with self._lock:
             return self._handles.get(key)
 
-    def start(self, key: tuple[str, str, int], argv: list[str], env: dict[str, str], cwd: str | None,
-              write: Callable[[str, list[str]], None]) -> Handle:
-        proc = subprocess.Popen(  # noqa: S603 - the pipeline author's own command
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, preexec_fn=_die_with_parent,
+    def start(
+        self,
+        key: tuple[str, str, int],
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        write: Callable[[str, list[str]], None],
+    ) -> Handle:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         handle = Handle(key, proc)
         for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
             assert stream is not None
-            t = threading.Thread(target=_pump, args=(stream, name, handle, write), daemon=True,
-                                 name=f"gennaker-log-{name}")
+            t = threading.Thread(
+                target=_pump, args=(stream, name, handle, write), daemon=True, name=f"gennaker-log-{name}"
+            )
             t.start()
             handle.readers.append(t)
         with self._lock:
@@ -148,7 +161,7 @@ def _pump(stream: IO[bytes], name: str, handle: Handle, write: Callable[[str, li
 def _line(raw: bytes, name: str, handle: Handle) -> str:
     line = raw.decode("utf-8", "replace").rstrip("\r")
     if name == "stdout" and line.startswith(OUTPUT_PREFIX):
-        key, sep, value = line[len(OUTPUT_PREFIX):].partition("=")
+        key, sep, value = line[len(OUTPUT_PREFIX) :].partition("=")
         if sep and key.strip():
             handle.outputs[key.strip()] = value
     return line

@@ -37,8 +37,9 @@ class RunConfig(StageConfig):
     @classmethod
     def _env_text(cls, v: Any) -> Any:
         if isinstance(v, dict):
-            return {str(k): "" if x is None else (str(x).lower() if isinstance(x, bool) else str(x))
-                    for k, x in v.items()}
+            return {
+                str(k): "" if x is None else (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()
+            }
         return v
 
 
@@ -85,8 +86,13 @@ class RunStage(StageType):
         cwd = str(Path(base, cfg.cwd)) if cfg.cwd else base
         if not Path(cwd).is_dir():
             return TaskResult.failed(f"working directory does not exist: {cwd}")
-        env = {**os.environ, **cfg.env, "GENNAKER_EXECUTION_ID": ctx.execution_id, "GENNAKER_STAGE_ID": ctx.stage_id,
-               "GENNAKER_ATTEMPT": str(ctx.attempt)}
+        env = {
+            **os.environ,
+            **cfg.env,
+            "GENNAKER_EXECUTION_ID": ctx.execution_id,
+            "GENNAKER_STAGE_ID": ctx.stage_id,
+            "GENNAKER_ATTEMPT": str(ctx.attempt),
+        }
         db = ctx.services.db
         from gennaker.engine import logs
 
@@ -99,9 +105,16 @@ class RunStage(StageType):
             return TaskResult.failed(f"cannot start {argv[0]}: {exc.strerror or exc}")
         pid = handle.proc.pid
         ctx.log(f"started pid {pid}: {cfg.command if isinstance(cfg.command, str) else ' '.join(argv)}")
-        return TaskResult.running(after=0.02, pin=True, context={
-            "pid": pid, "host": socket.gethostname(), "proc_start": process_start_time(pid), "worker": ctx.worker_id,
-        })
+        return TaskResult.running(
+            after=0.02,
+            pin=True,
+            context={
+                "pid": pid,
+                "host": socket.gethostname(),
+                "proc_start": process_start_time(pid),
+                "worker": ctx.worker_id,
+            },
+        )
 
     def on_cancel(self, ctx: TaskContext) -> None:
         if not ctx.services.processes.terminate(self._key(ctx)):
@@ -109,8 +122,10 @@ class RunStage(StageType):
 
     def on_worker_lost(self, ctx: TaskContext) -> str | None:
         self._kill_orphan(ctx)
-        return (f"worker lost: worker {ctx.context.get('worker', '?')} stopped while running the command "
-                f"(pid {ctx.context.get('pid', '?')})")
+        return (
+            f"worker lost: worker {ctx.context.get('worker', '?')} stopped while running the command "
+            f"(pid {ctx.context.get('pid', '?')})"
+        )
 
     @staticmethod
     def _kill_orphan(ctx: TaskContext) -> None:

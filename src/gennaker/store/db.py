@@ -72,8 +72,11 @@ def _sqlite_engine(url: str) -> Engine:
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, poolclass=NullPool
-                           if path == ":memory:" else None)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 60},
+        poolclass=NullPool if path == ":memory:" else None,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -106,8 +109,9 @@ def open_database(url: str | None = None, migrate: bool = True) -> Database:
         try:
             upgrade(db)
         except OperationalError as exc:
-            raise ConfigError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: "
-                              f"{exc.orig}") from None
+            raise ConfigError(
+                f"cannot open database {engine.url.render_as_string(hide_password=True)}: {exc.orig}"
+            ) from None
     return db
 
 

@@ -11,8 +11,15 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-_TABLES = [tables.pipelines, tables.executions, tables.stages, tables.messages, tables.logs,
-           tables.operations, tables.workers]
+_TABLES = [
+    tables.pipelines,
+    tables.executions,
+    tables.stages,
+    tables.messages,
+    tables.logs,
+    tables.operations,
+    tables.workers,
+]
 
 
 def upgrade() -> None:
