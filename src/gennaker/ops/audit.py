@@ -148,9 +148,7 @@ class AuditResult:
     def blocking(self, fail_on: str, strict: bool = False) -> list[Finding]:
         """Findings that make the audit fail: FAIL (and UNKNOWN with strict) at or above ``fail_on``."""
         bad = {"FAIL", "UNKNOWN"} if strict else {"FAIL"}
-        return [
-            f for f in self.findings if f.status in bad and not f.suppressed and at_least(f.severity, fail_on)
-        ]
+        return [f for f in self.findings if f.status in bad and not f.suppressed and at_least(f.severity, fail_on)]
 
     def to_json(self) -> dict[str, Any]:
         return {

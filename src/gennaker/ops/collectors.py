@@ -47,14 +47,10 @@ def classic_elbs(s: Scope) -> list[Resource]:
     for lb in lbs:
         name = lb["LoadBalancerName"]
         attrs = dict(lb)
-        attrs["Attributes"] = c.describe_load_balancer_attributes(LoadBalancerName=name)[
-            "LoadBalancerAttributes"
-        ]
+        attrs["Attributes"] = c.describe_load_balancer_attributes(LoadBalancerName=name)["LoadBalancerAttributes"]
         attrs["InstanceStates"] = c.describe_instance_health(LoadBalancerName=name)["InstanceStates"]
         arn = s.arn("arn:{partition}:elasticloadbalancing:{region}:{account_id}:loadbalancer/{id}", name)
-        out.append(
-            s.resource("elb.load_balancer", name, arn=arn, name=name, tags=tags.get(name), attrs=attrs)
-        )
+        out.append(s.resource("elb.load_balancer", name, arn=arn, name=name, tags=tags.get(name), attrs=attrs))
     return out
 
 
@@ -116,9 +112,7 @@ def dynamodb_tables(s: Scope) -> list[Resource]:
             "PointInTimeRecoveryStatus", "DISABLED"
         )
         tags = c.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags")
-        out.append(
-            s.resource("dynamodb.table", name, arn=table["TableArn"], name=name, tags=tags, attrs=attrs)
-        )
+        out.append(s.resource("dynamodb.table", name, arn=table["TableArn"], name=name, tags=tags, attrs=attrs))
     return out
 
 
@@ -145,9 +139,7 @@ def _bucket(s: Scope, bucket: dict[str, Any]) -> Resource:
         "lifecycle",
         lambda: optional(c.get_bucket_lifecycle_configuration, "NoSuchLifecycleConfiguration", Bucket=name),
     )
-    attrs["LifecycleRules"] = (
-        (lc or {}).get("Rules", []) if "lifecycle" not in attrs.get("_errors", {}) else None
-    )
+    attrs["LifecycleRules"] = (lc or {}).get("Rules", []) if "lifecycle" not in attrs.get("_errors", {}) else None
     pab = get(
         "public_access_block",
         lambda: optional(c.get_public_access_block, "NoSuchPublicAccessBlockConfiguration", Bucket=name),
@@ -155,18 +147,14 @@ def _bucket(s: Scope, bucket: dict[str, Any]) -> Resource:
     attrs["PublicAccessBlock"] = (pab or {}).get("PublicAccessBlockConfiguration")
     enc = get(
         "encryption",
-        lambda: optional(
-            c.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError", Bucket=name
-        ),
+        lambda: optional(c.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError", Bucket=name),
     )
     attrs["Encryption"] = (enc or {}).get("ServerSideEncryptionConfiguration")
     web = get("website", lambda: optional(c.get_bucket_website, "NoSuchWebsiteConfiguration", Bucket=name))
     attrs["Website"] = bool(web)
     tagging = get("tagging", lambda: optional(c.get_bucket_tagging, "NoSuchTagSet", Bucket=name))
     tags = (tagging or {}).get("TagSet")
-    return s.resource(
-        "s3.bucket", name, arn=f"arn:aws:s3:::{name}", name=name, tags=tags, attrs=attrs, region=region
-    )
+    return s.resource("s3.bucket", name, arn=f"arn:aws:s3:::{name}", name=name, tags=tags, attrs=attrs, region=region)
 
 
 def s3_buckets(s: Scope) -> list[Resource]:
@@ -194,13 +182,9 @@ def cloudfront(s: Scope) -> list[Resource]:
         page = c.list_distributions(**({"Marker": marker} if marker else {}))["DistributionList"]
         for d in page.get("Items", []):
             if "Origins" not in d:  # real summaries carry origins; simulated AWS needs the full config
-                d = dict(
-                    d, Origins=c.get_distribution(Id=d["Id"])["Distribution"]["DistributionConfig"]["Origins"]
-                )
+                d = dict(d, Origins=c.get_distribution(Id=d["Id"])["Distribution"]["DistributionConfig"]["Origins"])
             out.append(
-                s.resource(
-                    "cloudfront.distribution", d["Id"], arn=d.get("ARN"), name=d.get("DomainName"), attrs=d
-                )
+                s.resource("cloudfront.distribution", d["Id"], arn=d.get("ARN"), name=d.get("DomainName"), attrs=d)
             )
         marker = page.get("NextMarker") or ""
         if not page.get("IsTruncated") or not marker:
@@ -249,22 +233,16 @@ def backup_selections(s: Scope) -> list[Resource]:
     c = s.client("backup")
     out = []
     for p in _plans(s):
-        for sel in list(
-            c.paginate("list_backup_selections", "BackupSelectionsList", BackupPlanId=p["BackupPlanId"])
-        ):
+        for sel in list(c.paginate("list_backup_selections", "BackupSelectionsList", BackupPlanId=p["BackupPlanId"])):
             full = c.get_backup_selection(BackupPlanId=p["BackupPlanId"], SelectionId=sel["SelectionId"])
             attrs = dict(full["BackupSelection"], BackupPlanId=p["BackupPlanId"])
-            out.append(
-                s.resource("backup.selection", sel["SelectionId"], name=sel.get("SelectionName"), attrs=attrs)
-            )
+            out.append(s.resource("backup.selection", sel["SelectionId"], name=sel.get("SelectionName"), attrs=attrs))
     return out
 
 
 def config_recorders(s: Scope) -> list[Resource]:
     c = s.client("config")
-    status = {
-        st["name"]: st for st in c.describe_configuration_recorder_status()["ConfigurationRecordersStatus"]
-    }
+    status = {st["name"]: st for st in c.describe_configuration_recorder_status()["ConfigurationRecordersStatus"]}
     out = []
     for rec in c.describe_configuration_recorders()["ConfigurationRecorders"]:
         attrs = dict(rec, recording=bool(status.get(rec["name"], {}).get("recording")))
@@ -280,9 +258,7 @@ def cloudtrail_trails(s: Scope) -> list[Resource]:
         st = c.get_trail_status(Name=trail["TrailARN"])
         attrs = dict(trail, IsLogging=bool(st.get("IsLogging")))
         out.append(
-            s.resource(
-                "cloudtrail.trail", trail["Name"], arn=trail["TrailARN"], name=trail["Name"], attrs=attrs
-            )
+            s.resource("cloudtrail.trail", trail["Name"], arn=trail["TrailARN"], name=trail["Name"], attrs=attrs)
         )
     return out
 
@@ -367,9 +343,7 @@ def instance_types(s: Scope, instances: list[Resource]) -> None:
     vcpus: dict[str, int] = {}
     try:
         for batch in chunks(wanted, 100):
-            for it in s.client("ec2").paginate(
-                "describe_instance_types", "InstanceTypes", InstanceTypes=batch
-            ):
+            for it in s.client("ec2").paginate("describe_instance_types", "InstanceTypes", InstanceTypes=batch):
                 vcpus[it["InstanceType"]] = int(it.get("VCpuInfo", {}).get("DefaultVCpus", 0))
     except CloudError as exc:
         for r in instances:

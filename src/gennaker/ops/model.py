@@ -42,9 +42,7 @@ class Failure:
     message: str
 
     def reason(self) -> str:
-        return (
-            f"{self.type} could not be collected in {self.account}/{self.region}: {self.code}: {self.message}"
-        )
+        return f"{self.type} could not be collected in {self.account}/{self.region}: {self.code}: {self.message}"
 
 
 @dataclass(frozen=True)

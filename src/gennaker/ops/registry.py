@@ -68,9 +68,7 @@ TYPES: tuple[ResourceType, ...] = (
         params={"Owners": ["self"]},
         owner_field="OwnerId",
     ),
-    ResourceType(
-        "ec2.address", "ec2", "describe_addresses", "Addresses", "AllocationId", EC2 + "elastic-ip/{id}"
-    ),
+    ResourceType("ec2.address", "ec2", "describe_addresses", "Addresses", "AllocationId", EC2 + "elastic-ip/{id}"),
     ResourceType(
         "ec2.security_group",
         "ec2",
@@ -148,8 +146,7 @@ TYPES: tuple[ResourceType, ...] = (
         "s3",
         collector="s3_buckets",
         scope="global",
-        per_resource_calls="location, versioning, lifecycle, public access block, encryption, "
-        "tagging, website",
+        per_resource_calls="location, versioning, lifecycle, public access block, encryption, tagging, website",
     ),
     ResourceType("s3.account_public_access_block", "s3control", collector="s3_account_pab", scope="global"),
     ResourceType("cloudfront.distribution", "cloudfront", collector="cloudfront", scope="global"),
@@ -193,9 +190,7 @@ TYPES: tuple[ResourceType, ...] = (
         tags_field=None,
     ),
     ResourceType("sns.topic", "sns", "list_topics", "Topics", "TopicArn", "@TopicArn", tags_field=None),
-    ResourceType(
-        "sns.subscription", "sns", "list_subscriptions", "Subscriptions", "SubscriptionArn", tags_field=None
-    ),
+    ResourceType("sns.subscription", "sns", "list_subscriptions", "Subscriptions", "SubscriptionArn", tags_field=None),
     ResourceType("backup.plan", "backup", collector="backup_plans", per_resource_calls="get_backup_plan"),
     ResourceType(
         "backup.selection",

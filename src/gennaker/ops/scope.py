@@ -34,9 +34,7 @@ class Scope:
         return self.sessions.client(self.account, self.region, service)
 
     def arn(self, template: str, rid: str) -> str:
-        return template.format(
-            partition=partition(self.region), region=self.region, account_id=self.account_id, id=rid
-        )
+        return template.format(partition=partition(self.region), region=self.region, account_id=self.account_id, id=rid)
 
     def resource(
         self,

@@ -43,9 +43,7 @@ class OpsSettings(BaseModel):
     snapshot_fail_days: float = 30
     dr_copy_max_age_days: float = 7
     failover_factor: float = Field(default=2.0, ge=1)
-    required_tags: dict[str, list[str]] = Field(
-        default_factory=lambda: {"*": ["Owner", "Environment", "Application"]}
-    )
+    required_tags: dict[str, list[str]] = Field(default_factory=lambda: {"*": ["Owner", "Environment", "Application"]})
     password_min_length: int = Field(default=14, ge=6)
     admin_ports: list[int] = Field(default_factory=lambda: [22, 3389])
     # service-quotas codes checked for headroom: name -> (service code, quota code)

@@ -158,9 +158,7 @@ def _matches(r: Resource, q: Query) -> bool:
         if key not in r.tags or ("=" in t and r.tags[key] != value):
             return False
     if q.text:
-        blob = " ".join(
-            [r.id, r.arn or "", r.name or "", json.dumps(r.tags), json.dumps(r.attrs, default=str)]
-        )
+        blob = " ".join([r.id, r.arn or "", r.name or "", json.dumps(r.tags), json.dumps(r.attrs, default=str)])
         if q.text.lower() not in blob.lower():
             return False
     return True

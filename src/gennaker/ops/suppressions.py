@@ -34,9 +34,7 @@ class Suppression(BaseModel):
         return today > self.expires
 
     def matches(self, f: Finding) -> bool:
-        return fnmatch.fnmatchcase(f.check_id, self.check) and fnmatch.fnmatchcase(
-            f.resource_id, self.resource
-        )
+        return fnmatch.fnmatchcase(f.check_id, self.check) and fnmatch.fnmatchcase(f.resource_id, self.resource)
 
 
 class SuppressionFile(BaseModel):
@@ -59,9 +57,7 @@ def load_suppressions(path: str) -> list[Suppression]:
         raise ConfigError(f"{path}: {problems}") from None
 
 
-def apply_suppressions(
-    findings: list[Finding], suppressions: list[Suppression], today: dt.date
-) -> list[Suppression]:
+def apply_suppressions(findings: list[Finding], suppressions: list[Suppression], today: dt.date) -> list[Suppression]:
     """Mark FAIL/UNKNOWN findings that an active suppression covers; return the expired ones."""
     active = [s for s in suppressions if not s.expired(today)]
     for f in findings:

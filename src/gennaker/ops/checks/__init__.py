@@ -84,8 +84,7 @@ CHECKS: tuple[Check, ...] = (
         (*LBS, "autoscaling.group"),
         "Hand-registered instances are not replaced on failure nor scaled with demand.",
         "Launch the instances from an Auto Scaling group attached to the target group.",
-        "aws autoscaling attach-load-balancer-target-groups --auto-scaling-group-name NAME "
-        "--target-group-arns ARN",
+        "aws autoscaling attach-load-balancer-target-groups --auto-scaling-group-name NAME --target-group-arns ARN",
         f"{HA}: Auto Scaling for automatic scaling and recovery?",
         ha.asg_in_use,
     ),

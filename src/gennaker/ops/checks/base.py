@@ -83,9 +83,7 @@ class Inventory:
 
     def of(self, rtype: str) -> list[Resource]:
         if rtype not in self._cache:
-            self._cache[rtype] = [
-                r for r in self._by_type.get(rtype, []) if self.available(r.account, r.region)
-            ]
+            self._cache[rtype] = [r for r in self._by_type.get(rtype, []) if self.available(r.account, r.region)]
         return self._cache[rtype]
 
     @property

@@ -29,9 +29,7 @@ def az(instance: Resource) -> str:
 
 
 def asg_by_instance(inv: Inventory) -> dict[Key, Resource]:
-    return {
-        k(g, i["InstanceId"]): g for g in inv.of("autoscaling.group") for i in g.attrs.get("Instances", [])
-    }
+    return {k(g, i["InstanceId"]): g for g in inv.of("autoscaling.group") for i in g.attrs.get("Instances", [])}
 
 
 def load_balancers(inv: Inventory) -> list[Resource]:
@@ -98,9 +96,7 @@ def recover_alarmed(inv: Inventory) -> set[Key]:
     """Instances with an EC2 auto-recover alarm (action arn:aws:automate:<region>:ec2:recover)."""
     out = set()
     for a in inv.of("cloudwatch.alarm"):
-        if a.attrs.get("ActionsEnabled") and any(
-            x.endswith(":ec2:recover") for x in a.attrs.get("AlarmActions", [])
-        ):
+        if a.attrs.get("ActionsEnabled") and any(x.endswith(":ec2:recover") for x in a.attrs.get("AlarmActions", [])):
             out |= {k(a, d["Value"]) for d in a.attrs.get("Dimensions", []) if d["Name"] == "InstanceId"}
     return out
 

@@ -80,9 +80,7 @@ def route53_failover(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         elif len(regions) < 2:
             yield fail(subject, f"{name} {rtype}: PRIMARY and SECONDARY both point into {regions.pop()}")
         else:
-            yield ok(
-                subject, f"{name} {rtype}: failover between {', '.join(sorted(r or '' for r in regions))}"
-            )
+            yield ok(subject, f"{name} {rtype}: failover between {', '.join(sorted(r or '' for r in regions))}")
 
 
 def _other_region(arns: list[str], region: str) -> list[str]:
@@ -91,9 +89,7 @@ def _other_region(arns: list[str], region: str) -> list[str]:
 
 def rds_cross_region(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     global_members = {
-        m["DBClusterArn"]
-        for g in inv.of("rds.global_cluster")
-        for m in g.attrs.get("GlobalClusterMembers", [])
+        m["DBClusterArn"] for g in inv.of("rds.global_cluster") for m in g.attrs.get("GlobalClusterMembers", [])
     }
     for db in inv.of("rds.instance"):
         if db.attrs.get("DBClusterIdentifier") or db.attrs.get("ReadReplicaSourceDBInstanceIdentifier"):
@@ -140,10 +136,7 @@ def ebs_cross_region_copy(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             (
                 c
                 for c in inv.of("ec2.snapshot")
-                if c.account == v.account
-                and c.region == dr
-                and src
-                and src.id in str(c.attrs.get("Description", ""))
+                if c.account == v.account and c.region == dr and src and src.id in str(c.attrs.get("Description", ""))
             ),
             None,
         )
@@ -169,9 +162,7 @@ def s3_lifecycle_archive(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         if errored(b, "lifecycle"):
             yield unknown(b, f"lifecycle unreadable: {errored(b, 'lifecycle')}")
         else:
-            yield (
-                ok(b, f"rule {rule} archives to Glacier") if rule else fail(b, "no lifecycle rule to Glacier")
-            )
+            yield (ok(b, f"rule {rule} archives to Glacier") if rule else fail(b, "no lifecycle rule to Glacier"))
 
 
 def glacier_archive(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
@@ -180,9 +171,7 @@ def glacier_archive(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         archiving = [b.id for b in inv.of("s3.bucket") if b.account == info.name and archive_rule(b)]
         subject = inv.account_subject(info)
         if vaults or archiving:
-            yield ok(
-                subject, f"Glacier vaults: {len(vaults)}, buckets archiving via lifecycle: {len(archiving)}"
-            )
+            yield ok(subject, f"Glacier vaults: {len(vaults)}, buckets archiving via lifecycle: {len(archiving)}")
         else:
             yield fail(subject, "no Glacier vault and no bucket lifecycle transition to Glacier")
 
@@ -210,11 +199,7 @@ def backup_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         if r.type == "rds.instance" and r.attrs.get("DBClusterIdentifier"):
             continue  # backed up with its cluster
         sel = next(
-            (
-                x
-                for x in selections
-                if x.account == r.account and x.region == r.region and _selected(x.attrs, r)
-            ),
+            (x for x in selections if x.account == r.account and x.region == r.region and _selected(x.attrs, r)),
             None,
         )
         snap = latest.get(k(r)) if r.type == "ec2.volume" else None

@@ -52,8 +52,7 @@ def account_organization(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         else:
             yield ok(
                 subject,
-                f"member of {org.attrs.get('Id')} (payer {org.attrs.get('MasterAccountId')}), "
-                f"environment {env}",
+                f"member of {org.attrs.get('Id')} (payer {org.attrs.get('MasterAccountId')}), environment {env}",
             )
 
 
@@ -80,9 +79,7 @@ def required_tags(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
 def change_tracking(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for info in inv.accounts:
         regions = inv.regions(info.name)
-        recording = {
-            r.region for r in inv.of("config.recorder") if r.account == info.name and r.attrs.get("recording")
-        }
+        recording = {r.region for r in inv.of("config.recorder") if r.account == info.name and r.attrs.get("recording")}
         trails = [
             t.id
             for t in inv.of("cloudtrail.trail")
@@ -126,9 +123,7 @@ def password_policy(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
 
 def _open_to_world(perm: dict[str, Any], port: int) -> bool:
     any_port = perm.get("IpProtocol") == "-1"
-    in_range = perm.get("IpProtocol") in {"tcp", "6"} and perm.get("FromPort", 0) <= port <= perm.get(
-        "ToPort", -1
-    )
+    in_range = perm.get("IpProtocol") in {"tcp", "6"} and perm.get("FromPort", 0) <= port <= perm.get("ToPort", -1)
     world = any(r.get("CidrIp") == "0.0.0.0/0" for r in perm.get("IpRanges", [])) or any(
         r.get("CidrIpv6") == "::/0" for r in perm.get("Ipv6Ranges", [])
     )
@@ -138,12 +133,7 @@ def _open_to_world(perm: dict[str, Any], port: int) -> bool:
 def admin_ports_open(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for sg in inv.of("ec2.security_group"):
         open_ports = sorted(
-            {
-                p
-                for perm in sg.attrs.get("IpPermissions", [])
-                for p in s.admin_ports
-                if _open_to_world(perm, p)
-            }
+            {p for perm in sg.attrs.get("IpPermissions", []) for p in s.admin_ports if _open_to_world(perm, p)}
         )
         if open_ports:
             yield fail(sg, f"port(s) {', '.join(map(str, open_ports))} open to the internet")

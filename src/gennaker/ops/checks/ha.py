@@ -75,11 +75,7 @@ def elb_cross_zone(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             continue
         else:
             on = lb.attrs.get("Attributes", {}).get("load_balancing.cross_zone.enabled") == "true"
-        yield (
-            ok(lb, "cross-zone load balancing enabled")
-            if on
-            else fail(lb, "cross-zone load balancing disabled")
-        )
+        yield (ok(lb, "cross-zone load balancing enabled") if on else fail(lb, "cross-zone load balancing disabled"))
 
 
 def asg_in_use(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
@@ -98,11 +94,7 @@ def asg_in_use(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
 def asg_multi_az(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for g in inv.of("autoscaling.group"):
         zones = sorted(g.attrs.get("AvailabilityZones", []))
-        yield (
-            ok(g, f"spans {', '.join(zones)}")
-            if len(zones) >= 2
-            else fail(g, f"spans only {zones or 'no AZ'}")
-        )
+        yield (ok(g, f"spans {', '.join(zones)}") if len(zones) >= 2 else fail(g, f"spans only {zones or 'no AZ'}"))
 
 
 def asg_elb_health_check(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
@@ -112,9 +104,7 @@ def asg_elb_health_check(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         elif g.attrs.get("HealthCheckType") == "ELB":
             yield ok(g, "replaces instances the load balancer finds unhealthy")
         else:
-            yield fail(
-                g, f"health check type is {g.attrs.get('HealthCheckType')}: unhealthy targets stay in service"
-            )
+            yield fail(g, f"health check type is {g.attrs.get('HealthCheckType')}: unhealthy targets stay in service")
 
 
 def asg_min_capacity(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
@@ -132,13 +122,9 @@ def asg_min_capacity(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
 def eip_unassociated(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for a in inv.of("ec2.address"):
         if a.attrs.get("AssociationId"):
-            yield ok(
-                a, f"{a.attrs.get('PublicIp')} associated with {a.attrs.get('InstanceId') or 'an interface'}"
-            )
+            yield ok(a, f"{a.attrs.get('PublicIp')} associated with {a.attrs.get('InstanceId') or 'an interface'}")
         else:
-            yield fail(
-                a, f"{a.attrs.get('PublicIp')} is not associated (billed, and no endpoint depends on it)"
-            )
+            yield fail(a, f"{a.attrs.get('PublicIp')} is not associated (billed, and no endpoint depends on it)")
 
 
 def eip_static_endpoint(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
@@ -150,9 +136,7 @@ def eip_static_endpoint(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         if k(i) in eips:
             yield ok(i, "public single instance reached through an Elastic IP")
         else:
-            yield fail(
-                i, f"reached by ephemeral public IP {i.attrs['PublicIpAddress']}, lost on stop/replace"
-            )
+            yield fail(i, f"reached by ephemeral public IP {i.attrs['PublicIpAddress']}, lost on stop/replace")
 
 
 def ebs_recent_snapshot(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
@@ -212,9 +196,7 @@ def rds_multi_az(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     members: dict[tuple[str, str, str], set[str]] = {}
     for db in inv.of("rds.instance"):
         if db.attrs.get("DBClusterIdentifier"):
-            members.setdefault(k(db, db.attrs["DBClusterIdentifier"]), set()).add(
-                db.attrs.get("AvailabilityZone", "?")
-            )
+            members.setdefault(k(db, db.attrs["DBClusterIdentifier"]), set()).add(db.attrs.get("AvailabilityZone", "?"))
         elif not db.attrs.get("ReadReplicaSourceDBInstanceIdentifier"):
             multi = bool(db.attrs.get("MultiAZ"))
             yield ok(db, "Multi-AZ deployment") if multi else fail(db, "single-AZ database instance")
@@ -232,11 +214,7 @@ def quota_usage(inv: Inventory, account: str, region: str) -> dict[str, float | 
     def here(t: str) -> list[Resource]:
         return [r for r in inv.of(t) if r.account == account and r.region == region]
 
-    vcpus = [
-        i.attrs.get("VCpus")
-        for i in here("ec2.instance")
-        if i.attrs.get("State", {}).get("Name") == "running"
-    ]
+    vcpus = [i.attrs.get("VCpus") for i in here("ec2.instance") if i.attrs.get("State", {}).get("Name") == "running"]
     return {
         "ec2_vcpus": None if None in vcpus else float(sum(v or 0 for v in vcpus)),
         "elastic_ips": float(len(here("ec2.address"))),

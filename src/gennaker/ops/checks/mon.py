@@ -53,9 +53,7 @@ def alarms_notify(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         elif reached:
             yield ok(a, f"notifies {', '.join(reached)}")
         elif topics:
-            yield fail(
-                a, f"SNS topic(s) without a confirmed email/SMS/HTTPS subscription: {', '.join(topics)}"
-            )
+            yield fail(a, f"SNS topic(s) without a confirmed email/SMS/HTTPS subscription: {', '.join(topics)}")
         else:
             yield fail(a, "no SNS notification action: nobody is told when it fires")
 
