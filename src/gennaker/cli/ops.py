@@ -38,6 +38,9 @@ DbOpt = Annotated[str | None, typer.Option("--db", envvar="GENNAKER_DB", help="D
 ConfigOpt = Annotated[str | None, typer.Option("--config", envvar="GENNAKER_CONFIG", help="gennaker.yml")]
 ListOpt = Annotated[list[str] | None, typer.Option(help="Comma-separated or repeated.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+TypeOpt = Annotated[str | None, typer.Option("--type", help="Resource type or glob (ec2.*).")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Key or Key=Value (repeatable).")]
+SnapOpt = Annotated[str | None, typer.Option("--snapshot", help="Snapshot id (default: newest).")]
 out = Console()
 err = Console(stderr=True)
 
@@ -209,10 +212,6 @@ def register(app: typer.Typer) -> None:
         type_: str | None, account: str | None, region: str | None, tag: list[str] | None, text: str | None
     ) -> store.Query:
         return store.Query(type=type_, account=account, region=region, tags=tag or [], text=text)
-
-    TypeOpt = Annotated[str | None, typer.Option("--type", help="Resource type or glob (ec2.*).")]
-    TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Key or Key=Value (repeatable).")]
-    SnapOpt = Annotated[str | None, typer.Option("--snapshot", help="Snapshot id (default: newest).")]
 
     @inv.command()
     def search(
