@@ -7,11 +7,26 @@ from gennaker.stages.base import StageType
 
 
 def default_registry() -> dict[str, StageType]:
+    from gennaker.stages.bake import Bake
+    from gennaker.stages.cleanup import CleanupServerGroups
+    from gennaker.stages.deploy import Deploy
+    from gennaker.stages.find_image import FindImage
     from gennaker.stages.manual_judgment import ManualJudgmentStage
     from gennaker.stages.run import RunStage
+    from gennaker.stages.server_group import (
+        DestroyServerGroup,
+        DisableServerGroup,
+        EnableServerGroup,
+        ResizeServerGroup,
+        RollbackCluster,
+    )
     from gennaker.stages.wait import WaitStage
 
-    types: list[StageType] = [RunStage(), WaitStage(), ManualJudgmentStage()]
+    types: list[StageType] = [
+        RunStage(), WaitStage(), ManualJudgmentStage(),
+        Bake(), FindImage(), Deploy(), EnableServerGroup(), DisableServerGroup(), ResizeServerGroup(),
+        DestroyServerGroup(), RollbackCluster(), CleanupServerGroups(),
+    ]  # fmt: skip
     return {t.type: t for t in types}
 
 
