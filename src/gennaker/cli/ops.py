@@ -41,8 +41,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="Resource type or glob (ec2.*).")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Key or Key=Value (repeatable).")]
 SnapOpt = Annotated[str | None, typer.Option("--snapshot", help="Snapshot id (default: newest).")]
-out = Console()
-err = Console(stderr=True)
+
+
+def out() -> Console:
+    """Consoles are made per use: they read the terminal width and streams at that moment."""
+    return Console()
+
+
+def err() -> Console:
+    return Console(stderr=True)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -69,7 +76,7 @@ def _setup(ctx: typer.Context, config: str | None) -> tuple[Config, OpsSettings,
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]:
     """A progress bar on a terminal; nothing when piped or when printing JSON."""
-    if not enabled or not err.is_terminal:
+    if not enabled or not err().is_terminal:
         yield None
         return
     with Progress(
@@ -78,7 +85,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
-        console=err,
+        console=err(),
         transient=True,
     ) as bar:
         task = bar.add_task("", total=None)
@@ -156,12 +163,12 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(info)
             return
-        out.print(
+        out().print(
             f"snapshot [bold]{snap.id}[/bold]: {len(snap.resources)} resources in "
             f"{snap.stats['duration_s']:.1f} s, {sum(snap.stats['calls'].values())} API calls"
         )
         for f in snap.failures:
-            err.print(f"[yellow]not collected[/yellow] {f.reason()}")
+            err().print(f"[yellow]not collected[/yellow] {f.reason()}")
 
     @inv.command("snapshots")
     def snapshots(ctx: typer.Context, limit: int = 20, as_json: JsonOpt = False, db: DbOpt = None) -> None:
@@ -175,7 +182,7 @@ def register(app: typer.Typer) -> None:
             t.add_column(col)
         for r in rows:
             t.add_row(r["id"], r["created_at"], ", ".join(r["accounts"]), str(r["resource_count"]), str(r["failures"]))
-        out.print(t)
+        out().print(t)
 
     @inv.command()
     def show(
@@ -198,15 +205,15 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(data)
             return
-        out.print(f"snapshot [bold]{snap.id}[/bold] taken {data['created_at']}")
+        out().print(f"snapshot [bold]{snap.id}[/bold] taken {data['created_at']}")
         t = Table(show_edge=False)
         for col in ("Type", "Account", "Region", "Count"):
             t.add_column(col)
         for c in data["counts"]:
             t.add_row(c["type"], c["account"], c["region"], str(c["count"]))
-        out.print(t)
+        out().print(t)
         for f in snap.failures:
-            err.print(f"[yellow]not collected[/yellow] {f.reason()}")
+            err().print(f"[yellow]not collected[/yellow] {f.reason()}")
 
     def _query(
         type_: str | None, account: str | None, region: str | None, tag: list[str] | None, text: str | None
@@ -231,7 +238,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json([_resource_dict(r) for r in rows])
         else:
-            out.print(_resources_table(rows))
+            out().print(_resources_table(rows))
 
     @inv.command()
     def export(
@@ -286,15 +293,15 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(d)
             return
-        out.print(
+        out().print(
             f"from {d['from']} to {d['to']}: {len(d['added'])} added, {len(d['removed'])} removed, "
             f"{len(d['changed'])} changed"
         )
         for sign, key, style in (("+", "added", "green"), ("-", "removed", "red")):
             for r in d[key]:
-                out.print(f"[{style}]{sign} {r['type']} {r['account']}/{r['region']} {r['id']}[/{style}]")
+                out().print(f"[{style}]{sign} {r['type']} {r['account']}/{r['region']} {r['id']}[/{style}]")
         for r in d["changed"]:
-            out.print(
+            out().print(
                 f"[yellow]~ {r['type']} {r['account']}/{r['region']} {r['id']}[/yellow]: {', '.join(r['changed'])}"
             )
 
@@ -319,7 +326,7 @@ def register(app: typer.Typer) -> None:
             if fmt == "json":
                 _print_json([c.metadata() for c in CHECKS])
             for c in CHECKS if fmt != "json" else ():
-                out.print(f"{c.id:42} {c.severity:8} {c.title}")
+                out().print(f"{c.id:42} {c.severity:8} {c.title}")
             return
         if fmt not in FORMATS:
             raise ConfigError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
@@ -342,17 +349,17 @@ def register(app: typer.Typer) -> None:
             )
         report = result.to_json()
         if fmt == "table" and output is None:
-            print_table(report, out)
+            print_table(report, out())
         elif output is not None:
             output.write_text(render(report, "json" if fmt == "table" else fmt))
-            err.print(f"report written to {output} (score {report['summary']['score']:g})")
+            err().print(f"report written to {output} (score {report['summary']['score']:g})")
         else:
             sys.stdout.write(render(report, fmt))
         for s in result.expired_suppressions:
-            err.print(f"[yellow]suppression expired {s.expires}[/yellow]: {s.check} {s.resource} ({s.reason})")
+            err().print(f"[yellow]suppression expired {s.expires}[/yellow]: {s.check} {s.resource} ({s.reason})")
         blocking = result.blocking(fail_on, strict) if fail_on else []
         if blocking:
-            err.print(f"[red]{len(blocking)} finding(s) at or above {fail_on} fail[/red]")
+            err().print(f"[red]{len(blocking)} finding(s) at or above {fail_on} fail[/red]")
             raise typer.Exit(EXIT_BLOCKING)
 
 
