@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 
 from gennaker.engine.model import Kind
 from gennaker.store.db import Database
@@ -32,60 +32,50 @@ class Message:
     attempts: int
 
 
-def push(
-    conn: Connection,
-    kind: Kind,
-    execution_id: str,
-    stage_id: str | None = None,
-    *,
-    due_at: float,
-    payload: dict[str, Any] | None = None,
-    held: bool = False,
-    affinity: str | None = None,
-) -> None:
-    conn.execute(
-        insert(messages).values(
-            kind=str(kind),
-            execution_id=execution_id,
-            stage_id=stage_id,
-            payload=payload or {},
-            due_at=due_at,
-            held=held,
-            affinity=affinity,
-            attempts=0,
-        )
-    )
+# Hot statements are built once; executing a prebuilt statement skips SQLAlchemy's construction work,
+# which dominates the cost of a no-op stage.
+_INSERT = insert(messages)
+_ACK = delete(messages).where(messages.c.id == bindparam("mid"), messages.c.lease_owner == bindparam("owner"))
 
 
-def claim(db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float) -> list[Message]:
-    live = select(workers.c.id).where(workers.c.heartbeat_at >= now - worker_ttl)
+def _claim_statement(for_update: bool) -> Any:
+    live = select(workers.c.id).where(workers.c.heartbeat_at >= bindparam("live_since"))
     due = (
         select(messages.c.id)
         .where(
             messages.c.held == False,  # noqa: E712  (an index-friendly comparison)
-            messages.c.due_at <= now,
-            or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
-            or_(messages.c.affinity.is_(None), messages.c.affinity == worker_id, messages.c.affinity.not_in(live)),
+            messages.c.due_at <= bindparam("now"),
+            or_(messages.c.lease_until.is_(None), messages.c.lease_until < bindparam("now")),
+            or_(messages.c.affinity.is_(None), messages.c.affinity == bindparam("me"), messages.c.affinity.not_in(live)),
         )
         .order_by(messages.c.due_at)
-        .limit(limit)
+        .limit(bindparam("lim"))
     )
-    if not db.is_sqlite:
+    if for_update:
         due = due.with_for_update(skip_locked=True, of=messages)
+    return (
+        update(messages)
+        .where(messages.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=bindparam("me"), lease_until=bindparam("until"), attempts=messages.c.attempts + 1)
+        .returning(messages.c.id, messages.c.kind, messages.c.execution_id, messages.c.stage_id, messages.c.payload,
+                   messages.c.attempts)
+    )
+
+
+_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+
+
+def push(conn: Connection, kind: Kind, execution_id: str, stage_id: str | None = None, *, due_at: float,
+         payload: dict[str, Any] | None = None, held: bool = False, affinity: str | None = None) -> None:
+    conn.execute(_INSERT, {"kind": str(kind), "execution_id": execution_id, "stage_id": stage_id,
+                           "payload": payload or {}, "due_at": due_at, "held": held, "affinity": affinity,
+                           "attempts": 0})
+
+
+def claim(db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float) -> list[Message]:
+    params = {"now": now, "me": worker_id, "until": now + lease, "lim": limit, "live_since": now - worker_ttl}
     with db.begin() as conn:
-        rows = conn.execute(
-            update(messages)
-            .where(messages.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=worker_id, lease_until=now + lease, attempts=messages.c.attempts + 1)
-            .returning(
-                messages.c.id,
-                messages.c.kind,
-                messages.c.execution_id,
-                messages.c.stage_id,
-                messages.c.payload,
-                messages.c.attempts,
-            )
-        ).all()
+        rows = conn.execute(_CLAIM[not db.is_sqlite], params).all()
     out = [Message(r.id, Kind(r.kind), r.execution_id, r.stage_id, r.payload or {}, r.attempts) for r in rows]
     out.sort(key=lambda m: m.id)
     return out
@@ -93,8 +83,7 @@ def claim(db: Database, worker_id: str, now: float, lease: float, limit: int, wo
 
 def ack(conn: Connection, message: Message, worker_id: str) -> bool:
     """Delete a handled message; False if our lease was lost (someone else has it now)."""
-    result = conn.execute(delete(messages).where(messages.c.id == message.id, messages.c.lease_owner == worker_id))
-    return result.rowcount == 1
+    return conn.execute(_ACK, {"mid": message.id, "owner": worker_id}).rowcount == 1
 
 
 def release(db: Database, message: Message, worker_id: str, due_at: float) -> None:
@@ -130,5 +119,8 @@ def drop_execution(conn: Connection, execution_id: str, keep_kinds: tuple[Kind, 
     conn.execute(delete(messages).where(cond))
 
 
+_PENDING = select(messages.c.id).where(messages.c.execution_id == bindparam("eid")).limit(1)
+
+
 def pending_for(conn: Connection, execution_id: str) -> int:
-    return len(conn.execute(select(messages.c.id).where(messages.c.execution_id == execution_id).limit(1)).all())
+    return len(conn.execute(_PENDING, {"eid": execution_id}).all())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from gennaker.engine import logs as stage_logs
 from gennaker.engine import queue
@@ -30,6 +30,20 @@ from gennaker.store.db import Database
 from gennaker.store.tables import executions, pipelines, stages
 
 log = logging.getLogger("gennaker.engine")
+
+# Hot statements, built once (see queue.py). The execution's pipeline text is never loaded here.
+_EXEC_COLS = [executions.c.id, executions.c.pipeline, executions.c.application, executions.c.status,
+              executions.c.trigger, executions.c.concurrency_limit]
+_SEL_EXEC = select(*_EXEC_COLS).where(executions.c.id == bindparam("eid"))
+_SEL_EXEC_LOCK = _SEL_EXEC.with_for_update()
+_SEL_STAGE = select(stages).where(stages.c.execution_id == bindparam("eid"), stages.c.stage_id == bindparam("sid"))
+_SEL_DEPENDENTS = select(stages.c.stage_id, stages.c.status, stages.c.requires).where(
+    stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
+)
+_SEL_STATUSES = select(stages.c.stage_id, stages.c.status).where(
+    stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
+)
+_UPD_STAGE = update(stages).where(stages.c.execution_id == bindparam("_eid"), stages.c.stage_id == bindparam("_sid"))
 
 
 class LeaseLost(Exception):
@@ -82,22 +96,15 @@ class Engine:
 
     # ---- rows -----------------------------------------------------------------------------------
     def _lock_execution(self, conn: Connection, execution_id: str) -> Any:
-        q = select(executions).where(executions.c.id == execution_id)
-        if not self.db.is_sqlite:
-            q = q.with_for_update()
-        return conn.execute(q).first()
+        return conn.execute(_SEL_EXEC if self.db.is_sqlite else _SEL_EXEC_LOCK, {"eid": execution_id}).first()
 
     @staticmethod
     def _stage(conn: Connection, execution_id: str, stage_id: str) -> Any:
-        return conn.execute(
-            select(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id)
-        ).first()
+        return conn.execute(_SEL_STAGE, {"eid": execution_id, "sid": stage_id}).first()
 
     @staticmethod
     def _set_stage(conn: Connection, execution_id: str, stage_id: str, **values: Any) -> None:
-        conn.execute(
-            update(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id).values(**values)
-        )
+        conn.execute(_UPD_STAGE, {"_eid": execution_id, "_sid": stage_id, **values})
 
     def _push(
         self,
@@ -233,7 +240,7 @@ class Engine:
         assert msg.stage_id is not None
         task_index, attempt = int(msg.payload.get("task", 0)), int(msg.payload.get("attempt", 0))
         with self.db.read() as conn:
-            ex = conn.execute(select(executions).where(executions.c.id == msg.execution_id)).first()
+            ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
             st = self._stage(conn, msg.execution_id, msg.stage_id)
         if (
             ex is None
@@ -419,19 +426,9 @@ class Engine:
     def _start_ready_dependents(self, conn: Connection, execution_id: str, dependents: list[str]) -> None:
         if not dependents:
             return
-        rows = conn.execute(
-            select(stages.c.stage_id, stages.c.status, stages.c.requires).where(
-                stages.c.execution_id == execution_id, stages.c.stage_id.in_(dependents)
-            )
-        ).all()
-        needed = {r for row in rows for r in row.requires}
-        status = dict(
-            conn.execute(
-                select(stages.c.stage_id, stages.c.status).where(
-                    stages.c.execution_id == execution_id, stages.c.stage_id.in_(needed)
-                )
-            ).all()
-        )
+        rows = conn.execute(_SEL_DEPENDENTS, {"eid": execution_id, "ids": list(dependents)}).all()
+        needed = sorted({r for row in rows for r in row.requires})
+        status = dict(conn.execute(_SEL_STATUSES, {"eid": execution_id, "ids": needed}).all())
         for row in rows:
             if row.status == Status.NOT_STARTED and all(status.get(r) in STAGE_LETS_THROUGH for r in row.requires):
                 self._push(conn, Kind.START_STAGE, execution_id, row.stage_id)
@@ -464,7 +461,7 @@ class Engine:
     def _cancel_stage(self, msg: Message, worker_id: str) -> None:
         assert msg.stage_id is not None
         with self.db.read() as conn:
-            ex = conn.execute(select(executions).where(executions.c.id == msg.execution_id)).first()
+            ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
             st = self._stage(conn, msg.execution_id, msg.stage_id)
         if ex is not None and st is not None and st.type in self.registry:
             stype = self.registry[st.type]
