@@ -46,7 +46,9 @@ def _claim_statement(for_update: bool) -> Any:
             messages.c.held == False,  # noqa: E712  (an index-friendly comparison)
             messages.c.due_at <= bindparam("now"),
             or_(messages.c.lease_until.is_(None), messages.c.lease_until < bindparam("now")),
-            or_(messages.c.affinity.is_(None), messages.c.affinity == bindparam("me"), messages.c.affinity.not_in(live)),
+            or_(
+                messages.c.affinity.is_(None), messages.c.affinity == bindparam("me"), messages.c.affinity.not_in(live)
+            ),
         )
         .order_by(messages.c.due_at)
         .limit(bindparam("lim"))
@@ -57,19 +59,44 @@ def _claim_statement(for_update: bool) -> Any:
         update(messages)
         .where(messages.c.id.in_(due.scalar_subquery()))
         .values(lease_owner=bindparam("me"), lease_until=bindparam("until"), attempts=messages.c.attempts + 1)
-        .returning(messages.c.id, messages.c.kind, messages.c.execution_id, messages.c.stage_id, messages.c.payload,
-                   messages.c.attempts)
+        .returning(
+            messages.c.id,
+            messages.c.kind,
+            messages.c.execution_id,
+            messages.c.stage_id,
+            messages.c.payload,
+            messages.c.attempts,
+        )
     )
 
 
 _CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
 
 
-def push(conn: Connection, kind: Kind, execution_id: str, stage_id: str | None = None, *, due_at: float,
-         payload: dict[str, Any] | None = None, held: bool = False, affinity: str | None = None) -> None:
-    conn.execute(_INSERT, {"kind": str(kind), "execution_id": execution_id, "stage_id": stage_id,
-                           "payload": payload or {}, "due_at": due_at, "held": held, "affinity": affinity,
-                           "attempts": 0})
+def push(
+    conn: Connection,
+    kind: Kind,
+    execution_id: str,
+    stage_id: str | None = None,
+    *,
+    due_at: float,
+    payload: dict[str, Any] | None = None,
+    held: bool = False,
+    affinity: str | None = None,
+) -> None:
+    conn.execute(
+        _INSERT,
+        {
+            "kind": str(kind),
+            "execution_id": execution_id,
+            "stage_id": stage_id,
+            "payload": payload or {},
+            "due_at": due_at,
+            "held": held,
+            "affinity": affinity,
+            "attempts": 0,
+        },
+    )
 
 
 def claim(db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float) -> list[Message]:

@@ -32,8 +32,14 @@ from gennaker.store.tables import executions, pipelines, stages
 log = logging.getLogger("gennaker.engine")
 
 # Hot statements, built once (see queue.py). The execution's pipeline text is never loaded here.
-_EXEC_COLS = [executions.c.id, executions.c.pipeline, executions.c.application, executions.c.status,
-              executions.c.trigger, executions.c.concurrency_limit]
+_EXEC_COLS = [
+    executions.c.id,
+    executions.c.pipeline,
+    executions.c.application,
+    executions.c.status,
+    executions.c.trigger,
+    executions.c.concurrency_limit,
+]
 _SEL_EXEC = select(*_EXEC_COLS).where(executions.c.id == bindparam("eid"))
 _SEL_EXEC_LOCK = _SEL_EXEC.with_for_update()
 _SEL_STAGE = select(stages).where(stages.c.execution_id == bindparam("eid"), stages.c.stage_id == bindparam("sid"))
@@ -188,7 +194,7 @@ class Engine:
             except (expressions.ExpressionError, ValidationError) as exc:
                 self._finish_stage(conn, ex, st, Status.FAILED, _config_error(exc), now, started=now)
                 return
-            tasks = [
+            tasks: list[dict[str, Any]] = [
                 {"name": t.name, "status": Status.NOT_STARTED, "started_at": None, "ended_at": None}
                 for t in stype.tasks(config)
             ]
@@ -437,7 +443,7 @@ class Engine:
         """Finish the execution when nothing is left to do: no message queued, no stage active."""
         if queue.pending_for(conn, ex.id):
             return
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 select(stages.c.status, func.count()).where(stages.c.execution_id == ex.id).group_by(stages.c.status)
             ).all()

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -130,10 +131,8 @@ class Worker:
         with self._lock:
             ids = list(self._inflight)
         with self.db.begin() as conn:
-            if self.db.is_sqlite:
-                stmt = sqlite.insert(workers).values(**values)
-            else:
-                stmt = postgresql.insert(workers).values(**values)
+            dialect: Any = sqlite if self.db.is_sqlite else postgresql  # both have INSERT … ON CONFLICT
+            stmt = dialect.insert(workers).values(**values)
             conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now}))
             queue.extend_leases(conn, self.id, ids, now + self.settings.lease)
 

@@ -44,7 +44,7 @@ def format_duration(seconds: float | None) -> str:
         return "-"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
-    s = int(round(seconds))
+    s = round(seconds)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= size:

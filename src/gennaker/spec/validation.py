@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 from gennaker.errors import Problem
 from gennaker.spec.yamlload import Located, Path
 
 
-def _describe(err: dict) -> str:  # type: ignore[type-arg]
+def _describe(err: Any) -> str:
     kind = err.get("type", "")
     loc = err.get("loc", ())
     field = str(loc[-1]) if loc else "value"

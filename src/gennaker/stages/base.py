@@ -9,6 +9,7 @@ A task may be called again after a crash or a lost lease, so it must find what i
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class StageType:
     """Base of stage types. Subclasses set ``type`` and ``Config`` and implement ``tasks``."""
 
     type: ClassVar[str]
-    Config: ClassVar[type[StageConfig]]
+    Config: ClassVar[builtins.type[StageConfig]]  # `type` is shadowed by the attribute above
     description: ClassVar[str] = ""
     waits: ClassVar[bool] = False  # shown as WAITING (for time or people) rather than RUNNING
     skippable: ClassVar[bool] = False  # an operator may skip it (the ``skip`` signal)
