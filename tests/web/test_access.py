@@ -123,7 +123,7 @@ def test_every_mutating_endpoint_rejects_anonymous_and_underprivileged(env: Any)
 
 
 def test_operator_may_operate_only_their_application(env: Any) -> None:
-    client, rt, tokens, app = env
+    client, rt, tokens, _app = env
     execution_id = start(rt)
     olga = {"Authorization": f"Bearer {tokens['olga']}"}
     assert client.post(f"/api/executions/{execution_id}/cancel", json={}, headers=olga).status_code == 200
@@ -137,11 +137,12 @@ def test_operator_may_operate_only_their_application(env: Any) -> None:
     r = client.post("/api/pipelines/demo/executions", json={"params": {"version": "1"}},
                     headers={"Authorization": f"Bearer {other}"})
     assert r.status_code == 403
-    assert client.get(f"/api/executions/{execution_id}", headers={"Authorization": f"Bearer {other}"}).status_code == 403
+    r = client.get(f"/api/executions/{execution_id}", headers={"Authorization": f"Bearer {other}"})
+    assert r.status_code == 403
 
 
 def test_reads_need_a_viewer_role(env: Any) -> None:
-    client, rt, tokens, app = env
+    client, rt, tokens, _app = env
     execution_id = start(rt)
     assert client.get("/api/executions").status_code == 401
     assert client.get(f"/api/executions/{execution_id}").status_code == 401
@@ -215,7 +216,7 @@ def test_security_headers_and_no_inline_script(env: Any) -> None:
 
 
 def test_tokens_created_shown_once_and_revoked(env: Any) -> None:
-    client, rt, tokens, app = env
+    client, rt, tokens, _app = env
     olga = {"Authorization": f"Bearer {tokens['olga']}"}
     r = client.post("/api/tokens", json={"name": "ci"}, headers=olga)
     assert r.status_code == 201
@@ -257,11 +258,11 @@ def test_trusted_headers(tmp_path: Any) -> None:
         assert client.post(f"/api/executions/{execution_id}/cancel", json={}, headers=who).status_code == 200
         assert client.get(f"/api/executions/{execution_id}/operations", headers=who).json()[-1]["actor"] == "bob"
     # From an address that is not a trusted proxy the header means nothing.
-    app, rt2 = make(tmp_path / "b", auth_config(trusted_headers={**th, "trusted_proxies": ["10.0.0.1"]}))
+    app, _rt2 = make(tmp_path / "b", auth_config(trusted_headers={**th, "trusted_proxies": ["10.0.0.1"]}))
     with TestClient(app) as client:
         assert client.get("/api/whoami", headers={"X-Forwarded-User": "bob"}).status_code == 401
     # Off by default.
-    app, rt3 = make(tmp_path / "c", auth_config())
+    app, _rt3 = make(tmp_path / "c", auth_config())
     with TestClient(app) as client:
         assert client.get("/api/whoami", headers={"X-Forwarded-User": "bob"}).status_code == 401
 
@@ -283,7 +284,7 @@ def test_access_control_off_keeps_the_header_actor(tmp_path: Any) -> None:
 
 
 def test_audit_log_export(env: Any) -> None:
-    client, rt, tokens, app = env
+    client, rt, tokens, _app = env
     execution_id = start(rt)
     rita = {"Authorization": f"Bearer {tokens['rita']}", "User-Agent": "pytest-agent"}
     client.post(f"/api/executions/{execution_id}/pause", json={}, headers=rita)
