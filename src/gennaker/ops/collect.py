@@ -38,6 +38,11 @@ def global_region(regions: Iterable[str]) -> str:
     return "us-east-1"
 
 
+def timed(rt: ResourceType, scope: Scope) -> tuple[list[Resource], float]:
+    started = time.monotonic()
+    return run_type(rt, scope), time.monotonic() - started
+
+
 def run_type(rt: ResourceType, scope: Scope) -> list[Resource]:
     if rt.collector:
         return COLLECTORS[rt.collector](scope)
@@ -137,13 +142,16 @@ def collect(
             tasks.append((t, Scope(sessions, settings, name, aid, t.region, t.stored)))
 
     resources: list[Resource] = []
+    durations: dict[str, float] = {}
     done = 0
     with ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="collect") as pool:
-        futures = {pool.submit(run_type, t.rt, scope): t for t, scope in tasks}
+        futures = {pool.submit(timed, t.rt, scope): t for t, scope in tasks}
         for fut in as_completed(futures):
             t = futures[fut]
             try:
-                resources.extend(fut.result())
+                found, took = fut.result()
+                resources.extend(found)
+                durations[f"{t.account}/{t.stored}/{t.rt.name}"] = round(took, 3)
             except (CloudError, BotoCoreError) as exc:
                 failures.append(_failure(t, exc))
             done += 1
@@ -155,6 +163,7 @@ def collect(
         "duration_s": round(time.monotonic() - started, 3),
         "calls": {k: v for k, v in sorted(calls.items()) if v},
         "tasks": len(tasks),
+        "slowest": dict(sorted(durations.items(), key=lambda kv: -kv[1])[:8]),
     }
     resources.sort(key=lambda r: r.key)
     failures.sort(key=lambda f: (f.account, f.region, f.type))
