@@ -68,9 +68,9 @@ def pipelines_context(web: WebState, app: str, f: queries.Filters) -> dict[str, 
     with web.db.read() as conn:
         names = queries.pipeline_names(conn, app)
         groups = queries.execution_groups(conn, app, f)
-    params: dict[str, list[dict[str, Any]]] = {}
-    for name in [g["pipeline"] for g in groups if g["pipeline"]]:
-        params[name] = _parameters(web, name)
+        texts = queries.pipeline_texts(conn, app)
+    shown = {g["pipeline"] for g in groups if g["pipeline"]}
+    params = {name: _parameters(web, name, text, source) for name, (text, source) in texts.items() if name in shown}
     for g in groups:
         for e in g["executions"]:
             e["progress"] = graph.progress(e["stages"])
@@ -79,16 +79,21 @@ def pipelines_context(web: WebState, app: str, f: queries.Filters) -> dict[str, 
             "params": params}
 
 
-def _parameters(web: WebState, name: str) -> list[dict[str, Any]]:
-    with web.db.read() as conn:
+def _parameters(web: WebState, name: str, text: str | None, source: str | None) -> list[dict[str, Any]]:
+    """The start form's fields. Parsing a pipeline costs milliseconds: cached per document text."""
+    if not text:
+        return []
+    key = (name, text)
+    cached = web.parameters.get(key)
+    if cached is None:
         try:
-            text, source = views.pipeline_text(conn, name)
+            cached = [p.model_dump() for p in web.runtime.pipeline_from_text(text, source or name).parameters]
         except GennakerError:
-            return []
-    try:
-        return [p.model_dump() for p in web.runtime.pipeline_from_text(text, source or name).parameters]
-    except GennakerError:
-        return []  # a stored document that no longer validates has no start form; the list still shows
+            cached = []  # a stored document that no longer validates has no start form; the list still shows
+        if len(web.parameters) >= 512:
+            web.parameters.clear()
+        web.parameters[key] = cached
+    return cached
 
 
 @router.get("/applications/{app}/pipelines", response_class=HTMLResponse)

@@ -49,6 +49,12 @@ def pipeline_names(conn: Connection, application: str) -> list[str]:
                              .order_by(pipelines.c.name)).scalars())
 
 
+def pipeline_texts(conn: Connection, application: str) -> dict[str, tuple[str | None, str | None]]:
+    rows = conn.execute(select(pipelines.c.name, pipelines.c.text, pipelines.c.source)
+                        .where(pipelines.c.application == application)).all()
+    return {r.name: (r.text, r.source) for r in rows}
+
+
 def _status_clause(statuses: list[str]) -> Any:
     plain = [s for s in statuses if s != AWAITING]
     clauses: list[Any] = []

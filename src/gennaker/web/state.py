@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class WebState:
     sessions: Sessions
     limiter: LoginLimiter
     templates: Jinja2Templates
+    # Start-form parameters per (pipeline, document text): parsing a document costs milliseconds.
+    parameters: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def db(self) -> Database:
