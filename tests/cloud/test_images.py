@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,6 +40,7 @@ def test_bake_then_deploy(
         "user_data": "#!/bin/sh\necho hi",
         "copy_to_regions": ["us-west-2"],
     }
+    time.sleep(1.1)  # image creation dates have one-second resolution; make "newest" unambiguous
     run = run_stage(Bake(), raw, services, execution_id="exec-bake-1")
     assert run.status == "SUCCEEDED", run.message
     image_id = run.outputs["image_id"]

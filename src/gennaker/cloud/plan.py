@@ -119,7 +119,7 @@ def plan_pipeline(
         plans.append(plan)
         try:
             raw = _lenient(stage.model_dump(mode="json", exclude={"when"}), scope)
-            cfg = stype.Config.model_validate(raw)
+            cfg: Any = stype.Config.model_validate(raw)
             plan.account, plan.region = cfg.account, cfg.region
             provider = provider_for(services, plan.account, plan.region)
             if stage.when:

@@ -26,7 +26,7 @@ from gennaker.cloud.strategies import (
     rollback_actions,
     strategy_actions,
 )
-from gennaker.cloud.tasks import CapacityModel, CloudStageConfig, advance, provider_for
+from gennaker.cloud.tasks import ActionFailed, CapacityModel, CloudStageConfig, advance, provider_for
 from gennaker.errors import GennakerError
 from gennaker.spec.durations import Duration
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
@@ -140,14 +140,20 @@ class Deploy(StageType):
                 result: TaskResult = step(ctx)
                 return result
             except DEPLOY_FAILURES as exc:
-                return self._fail(ctx, str(exc))
+                # A destroy cut short (group deleted, template not yet) is finished, not undone.
+                finish = exc.action if isinstance(exc, ActionFailed) and exc.action.kind == "destroy" else None
+                return self._fail(ctx, str(exc), finish=finish)
 
         return run
 
-    def _fail(self, ctx: TaskContext, reason: str) -> TaskResult:
+    def _fail(
+        self, ctx: TaskContext, reason: str, known: dict[str, Any] | None = None, finish: Action | None = None
+    ) -> TaskResult:
+        """Fail, or start the rollback; ``known`` is state not yet persisted (a create cut short)."""
         cfg: DeployConfig = ctx.config
-        new = ctx.context.get("server_group")
-        previous = ctx.context.get("previous")
+        context = {**ctx.context, **(known or {})}
+        new = context.get("server_group")
+        previous = context.get("previous")
         ctx.log(f"deploy failed: {reason}")
         if not (cfg.rollback_on_failure and new and previous):
             why = "rollback_on_failure is off" if not cfg.rollback_on_failure else "nothing to roll back to"
@@ -155,7 +161,15 @@ class Deploy(StageType):
         ctx.log(f"rolling back to {previous['name']}")
         return TaskResult.running(
             after=0,
-            context={"rollback": {"reason": reason, "progress": None, "errors": 0}},
+            context={
+                **(known or {}),
+                "rollback": {
+                    "reason": reason,
+                    "progress": None,
+                    "errors": 0,
+                    "finish": finish.to_dict() if finish else None,
+                },
+            },
             message=f"rolling back to {previous['name']}",
         )
 
@@ -167,8 +181,9 @@ class Deploy(StageType):
             progress = advance(
                 self._provider(ctx),
                 rb["progress"],
-                lambda: rollback_actions(
-                    cfg.options(), prev["name"], Capacity.from_dict(prev["capacity"]), new
+                lambda: (
+                    [Action.from_dict(d) for d in [rb.get("finish")] if d]
+                    + rollback_actions(cfg.options(), prev["name"], Capacity.from_dict(prev["capacity"]), new)
                 ),
                 ctx.now,
                 cfg.poll_interval,
@@ -186,9 +201,7 @@ class Deploy(StageType):
             return TaskResult.running(after=cfg.poll_interval, context={"rollback": rb})
         rb["progress"] = progress.context
         if not progress.done:
-            return TaskResult.running(
-                after=progress.poll_after, context={"rollback": rb}, message=progress.message
-            )
+            return TaskResult.running(after=progress.poll_after, context={"rollback": rb}, message=progress.message)
         tail = "destroyed" if cfg.destroy_on_rollback else "disabled"
         return TaskResult.failed(
             f"{rb['reason']}; rolled back: {prev['name']} is serving again, {new} {tail}",
@@ -231,10 +244,6 @@ class Deploy(StageType):
             execution_id=ctx.execution_id,
             stage_id=ctx.stage_id,
         )
-        provider.create_server_group(spec)
-        ctx.log(
-            f"created {name} from {image_id} ({capacity}); previous: {previous.name if previous else 'none'}"
-        )
         context = {
             "server_group": name,
             "cluster": cluster,
@@ -243,6 +252,12 @@ class Deploy(StageType):
             "previous": _snapshot(previous),
             "initial_capacity": capacity.as_dict(),
         }
+        try:
+            provider.create_server_group(spec)
+        except DEPLOY_FAILURES as exc:
+            # The group may exist in part (template made, ASG maybe too): roll back knowing its name.
+            return self._fail(ctx, str(exc), known=context)
+        ctx.log(f"created {name} from {image_id} ({capacity}); previous: {previous.name if previous else 'none'}")
         return TaskResult.succeeded(outputs=self._outputs(ctx, context), context=context)
 
     def wait_for_healthy(self, ctx: TaskContext) -> TaskResult:
@@ -271,9 +286,7 @@ class Deploy(StageType):
         name = ctx.context["server_group"]
 
         def make() -> list[Action]:
-            others = [
-                g for g in provider.list_server_groups(cluster=ctx.context["cluster"]) if g.name != name
-            ]
+            others = [g for g in provider.list_server_groups(cluster=ctx.context["cluster"]) if g.name != name]
             actions = strategy_actions(cfg.options(), others, name, cfg.capacity.to_capacity())
             ctx.log(f"{cfg.strategy}: " + ("; ".join(a.describe() for a in actions) or "nothing to do"))
             return actions
