@@ -19,7 +19,7 @@ from gennaker.api.app import create_app
 from gennaker.engine import operations as ops
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
-from gennaker.web import mount, store
+from gennaker.web import store
 from gennaker.web.security import hash_password
 
 PASSWORD = "correct horse battery staple"
@@ -130,7 +130,6 @@ class Server:
 
 def serve(rt: Runtime) -> Iterator[str]:
     app = create_app(rt, with_worker=True, worker_threads=4)
-    mount(app, rt)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1,
                             lifespan="on")

@@ -16,7 +16,7 @@ from gennaker.api.app import create_app
 from gennaker.engine import operations as ops
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
-from gennaker.web import mount, store
+from gennaker.web import store
 
 from .conftest import DEMO, PASSWORD, QUICK, USERS, auth_config, register
 
@@ -26,7 +26,6 @@ def make(tmp_path: Any, config: Config) -> tuple[FastAPI, Runtime]:
     register(rt, DEMO)
     register(rt, QUICK)
     app = create_app(rt)  # no worker: executions stay where the test puts them
-    mount(app, rt)
     return app, rt
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from gennaker.api.app import create_app
 from gennaker.runtime import build_runtime
-from gennaker.web import mount, store
+from gennaker.web import store
 
 from .conftest import DEMO, auth_config, register
 
@@ -26,7 +26,6 @@ def app_and_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[An
     rt = build_runtime(str(tmp_path_factory.mktemp("st") / "g.db"), config=auth_config())
     register(rt, DEMO)
     app = create_app(rt)
-    mount(app, rt)
     token = store.create_token(rt.db, "fuzz", "alice", ["admin"], "test")["token"]
     yield app, token
     rt.db.dispose()

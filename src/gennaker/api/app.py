@@ -9,9 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gennaker import __version__
-from gennaker.api import executions
+from gennaker.api import cloud, executions
+from gennaker.api import ops as ops_api
 from gennaker.errors import Conflict, Forbidden, GennakerError, NotFound, ValidationFailed
 from gennaker.runtime import Runtime
+from gennaker.web import mount
 
 _STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403, ValidationFailed: 422}
 
@@ -58,4 +60,7 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
         return {"status": "ok", "version": __version__}
 
     app.include_router(executions.router)
+    app.include_router(cloud.router)
+    app.include_router(ops_api.router)
+    mount(app, runtime)  # the console, access control (middleware), tokens and the audit log
     return app
