@@ -158,9 +158,7 @@ def serving_groups(provider: AwsProvider, cluster: str = "shop-web") -> list[str
 
 
 def launch_templates(provider: AwsProvider) -> list[str]:
-    return sorted(
-        t["LaunchTemplateName"] for t in provider.ec2.describe_launch_templates()["LaunchTemplates"]
-    )
+    return sorted(t["LaunchTemplateName"] for t in provider.ec2.describe_launch_templates()["LaunchTemplates"])
 
 
 @pytest.fixture

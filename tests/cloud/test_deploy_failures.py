@@ -55,9 +55,7 @@ def test_no_rollback_when_disabled(
     world: ShopWorld, provider: AwsProvider, services: SimpleNamespace, bad_images: set[str]
 ) -> None:
     bad_images.add(world.base_image_id)
-    run = run_stage(
-        Deploy(), deploy_raw(world, image=world.base_image_id, rollback_on_failure=False), services
-    )
+    run = run_stage(Deploy(), deploy_raw(world, image=world.base_image_id, rollback_on_failure=False), services)
     assert run.status == "FAILED" and "rollback_on_failure is off" in (run.message or "")
     state = cluster_state(provider)
     assert state["shop-web-v002"]["enabled"]  # left as it is, for someone to look at
@@ -136,9 +134,7 @@ def test_worker_killed_at_every_call_of_a_rollback(
         for service in ("autoscaling", "ec2", "elbv2"):
             sessions.client(ACCOUNT, REGION, service).raw.meta.events.unregister("after-call", handler)
         assert counter["n"] >= at and run.kills == 1
-        assert run.status == "FAILED" and "rolled back" in (run.message or ""), (
-            f"kill at call {at}: {run.message}"
-        )
+        assert run.status == "FAILED" and "rolled back" in (run.message or ""), f"kill at call {at}: {run.message}"
         assert set(cluster_state(provider)) == {"shop-web-v001"}, f"kill at call {at}"
         assert launch_templates(provider) == ["shop-web-v001"], f"kill at call {at}"
         assert serving_groups(provider) == ["shop-web-v001"]

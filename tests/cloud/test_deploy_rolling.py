@@ -16,10 +16,7 @@ from gennaker.stages.deploy import Deploy
 def _observe(provider: AwsProvider, seen: list[dict[str, Any]]) -> Any:
     def on_call(task: str, _n: int, _context: dict[str, Any]) -> None:
         if task == "apply_strategy":
-            snap = {
-                name: (s["capacity"], s["serving"], s["enabled"])
-                for name, s in cluster_state(provider).items()
-            }
+            snap = {name: (s["capacity"], s["serving"], s["enabled"]) for name, s in cluster_state(provider).items()}
             if not seen or seen[-1] != snap:
                 seen.append(snap)
 

@@ -58,10 +58,7 @@ def test_red_black_three_deploys(world: ShopWorld, provider: AwsProvider, servic
 def test_highlander_keeps_only_the_new_group(
     world: ShopWorld, provider: AwsProvider, services: SimpleNamespace
 ) -> None:
-    assert (
-        run_stage(Deploy(), deploy_raw(world, strategy="none"), services, execution_id="a").status
-        == "SUCCEEDED"
-    )
+    assert run_stage(Deploy(), deploy_raw(world, strategy="none"), services, execution_id="a").status == "SUCCEEDED"
     # none: v001 and v002 both serve side by side
     assert serving_groups(provider) == ["shop-web-v001", "shop-web-v002"]
     run = run_stage(Deploy(), deploy_raw(world, strategy="highlander"), services, execution_id="b")
@@ -69,9 +66,7 @@ def test_highlander_keeps_only_the_new_group(
     state = cluster_state(provider)
     assert list(state) == ["shop-web-v003"] and state["shop-web-v003"]["serving"] == 2
     assert launch_templates(provider) == ["shop-web-v003"]
-    tg = provider.elb.describe_target_health(TargetGroupArn=world.target_group_arn)[
-        "TargetHealthDescriptions"
-    ]
+    tg = provider.elb.describe_target_health(TargetGroupArn=world.target_group_arn)["TargetHealthDescriptions"]
     registered = {d["Target"]["Id"] for d in tg if d["TargetHealth"]["State"] == "healthy"}
     new_ids = {i.id for i in provider.get_server_group("shop-web-v003").instances}  # type: ignore[union-attr]
     assert registered == new_ids  # nothing but the new group behind the load balancer
@@ -82,9 +77,7 @@ def test_none_adds_a_group_beside_the_others(
 ) -> None:
     run = run_stage(
         Deploy(),
-        deploy_raw(
-            world, strategy="none", stack="web", detail="canary", capacity={"min": 1, "max": 1, "desired": 1}
-        ),
+        deploy_raw(world, strategy="none", stack="web", detail="canary", capacity={"min": 1, "max": 1, "desired": 1}),
         services,
     )
     assert run.status == "SUCCEEDED", run.message

@@ -61,9 +61,7 @@ def test_rollback_cluster_restores_a_scaled_down_group(
     assert serving_groups(provider) == ["shop-web-v001"]
 
 
-def test_enable_disable_resize_destroy(
-    world: ShopWorld, provider: AwsProvider, services: SimpleNamespace
-) -> None:
+def test_enable_disable_resize_destroy(world: ShopWorld, provider: AwsProvider, services: SimpleNamespace) -> None:
     run = run_stage(DisableServerGroup(), {**WHERE, "stack": "web", "target": "current"}, services)
     assert run.status == "SUCCEEDED" and run.outputs["server_group"] == "shop-web-v001"
     state = cluster_state(provider)["shop-web-v001"]
@@ -80,14 +78,9 @@ def test_enable_disable_resize_destroy(
     state = cluster_state(provider)["shop-web-v001"]
     assert state["capacity"] == (3, 3, 5) and state["serving"] == 3
 
-    assert (
-        run_stage(DestroyServerGroup(), {**WHERE, "server_group": "shop-web-v001"}, services).status
-        == "SUCCEEDED"
-    )
+    assert run_stage(DestroyServerGroup(), {**WHERE, "server_group": "shop-web-v001"}, services).status == "SUCCEEDED"
     assert cluster_state(provider) == {} and launch_templates(provider) == []
-    tg = provider.elb.describe_target_health(TargetGroupArn=world.target_group_arn)[
-        "TargetHealthDescriptions"
-    ]
+    tg = provider.elb.describe_target_health(TargetGroupArn=world.target_group_arn)["TargetHealthDescriptions"]
     assert [d for d in tg if d["TargetHealth"]["State"] == "healthy"] == []
 
 
@@ -113,9 +106,7 @@ def test_cleanup_keeps_newest_and_never_the_serving_one(
 
 def test_cleanup_disable(world: ShopWorld, provider: AwsProvider, services: SimpleNamespace) -> None:
     _deploys(world, services, 2, strategy="none")  # v001..v003 all serving
-    run = run_stage(
-        CleanupServerGroups(), {**WHERE, "stack": "web", "keep": 1, "action": "disable"}, services
-    )
+    run = run_stage(CleanupServerGroups(), {**WHERE, "stack": "web", "keep": 1, "action": "disable"}, services)
     assert run.status == "SUCCEEDED", run.message
     state = cluster_state(provider)
     assert set(state) == {"shop-web-v001", "shop-web-v002", "shop-web-v003"}
