@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import BotoCoreError
 
@@ -38,6 +39,17 @@ def global_region(regions: Iterable[str]) -> str:
     return "us-east-1"
 
 
+def _fill(value: Any, account_id: str) -> Any:
+    """Registry params may name the account: "{account_id}" inside strings, lists and dicts."""
+    if isinstance(value, str):
+        return value.replace("{account_id}", account_id)
+    if isinstance(value, list):
+        return [_fill(v, account_id) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, account_id) for k, v in value.items()}
+    return value
+
+
 def timed(rt: ResourceType, scope: Scope) -> tuple[list[Resource], float]:
     started = time.monotonic()
     return run_type(rt, scope), time.monotonic() - started
@@ -47,7 +59,7 @@ def run_type(rt: ResourceType, scope: Scope) -> list[Resource]:
     if rt.collector:
         return COLLECTORS[rt.collector](scope)
     client = scope.client(rt.service)
-    items = list(list_items(client, rt.operation, rt.key, **rt.params))
+    items = list(list_items(client, rt.operation, rt.key, **_fill(rt.params, scope.account_id)))
     if rt.flatten:
         items = [sub for item in items for sub in item.get(rt.flatten, [])]
     if rt.owner_field:  # moto (and some shared-resource views) return items other accounts own

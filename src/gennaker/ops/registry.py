@@ -54,7 +54,8 @@ TYPES: tuple[ResourceType, ...] = (
         "Snapshots",
         "SnapshotId",
         "arn:{partition}:ec2:{region}::snapshot/{id}",
-        params={"OwnerIds": ["self"]},
+        # The owner-id filter also makes simulated AWS (which ignores OwnerIds) skip ~1,300 public snapshots.
+        params={"OwnerIds": ["self"], "Filters": [{"Name": "owner-id", "Values": ["{account_id}"]}]},
         owner_field="OwnerId",
     ),
     ResourceType(
