@@ -14,7 +14,6 @@ from rich.console import Console
 
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.cloud.plan import plan_pipeline, render
-from gennaker.cloud.stage_types import cloud_stage_types
 from gennaker.spec.config import load_config
 
 out = Console()
@@ -53,7 +52,7 @@ def register(app: typer.Typer) -> None:
         from gennaker.spec.pipeline import load_pipeline
         from gennaker.stages import default_registry, stage_schemas
 
-        registry = {**{t.type: t for t in cloud_stage_types()}, **default_registry()}
+        registry = default_registry()
         pipeline = load_pipeline(str(file), stage_schemas(registry))
         config = load_config(getattr(ctx.obj, "config", None))
         services = SimpleNamespace(config=config, aws=AwsSessions(config))

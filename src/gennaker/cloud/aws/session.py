@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from gennaker.errors import CloudError
 from gennaker.spec.config import Account, Config
@@ -53,7 +54,7 @@ class AwsClient:
             except ClientError as exc:
                 msg = exc.response.get("Error", {}).get("Message", str(exc))
                 raise CloudError(name, self.account, self.region, error_code(exc), msg) from exc
-            except BotoCoreError as exc:
+            except (BotoCoreError, ResponseParserError) as exc:  # a non-AWS answer (proxy, 5xx HTML) too
                 raise CloudError(name, self.account, self.region, type(exc).__name__, str(exc)) from exc
 
         return call
@@ -69,7 +70,7 @@ class AwsClient:
         except ClientError as exc:
             msg = exc.response.get("Error", {}).get("Message", str(exc))
             raise CloudError(operation, self.account, self.region, error_code(exc), msg) from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:
             raise CloudError(operation, self.account, self.region, type(exc).__name__, str(exc)) from exc
 
 
