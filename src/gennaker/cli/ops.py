@@ -326,7 +326,7 @@ def register(app: typer.Typer) -> None:
             if fmt == "json":
                 _print_json([c.metadata() for c in CHECKS])
             for c in CHECKS if fmt != "json" else ():
-                out().print(f"{c.id:42} {c.severity:8} {c.title}")
+                out().print(f"{c.id:42} {c.severity:8} {c.title}", soft_wrap=True, highlight=False)
             return
         if fmt not in FORMATS:
             raise ConfigError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
