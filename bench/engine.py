@@ -8,6 +8,7 @@ A no-op stage is a ``wait`` of 0 s: StartStage, one RunTask, completion — the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import statistics
@@ -26,7 +27,7 @@ from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_line, write_section  # noqa: E402
+from machine import machine_line, write_section
 
 PG = os.environ.get("GENNAKER_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -71,7 +72,7 @@ def overhead(tmp: Path, n_chain: int, width: int) -> list[str]:
     rt = build_runtime(f"sqlite:///{tmp / 'overhead.db'}", config=Config(), settings=EngineSettings(poll=0.01))
     c = run_one(rt, chain(n_chain))
     starts = sorted(s["started_at"] for s in c["stages"])
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     f = run_one(rt, fan(width))
     return [
         f"| {n_chain}-stage chain, SQLite, 1 process | median {statistics.median(gaps) * 1000:.2f} ms per stage "
@@ -83,8 +84,10 @@ def overhead(tmp: Path, n_chain: int, width: int) -> list[str]:
 
 def waiting(tmp: Path, n: int) -> list[str]:
     rt = build_runtime(f"sqlite:///{tmp / 'waiting.db'}", config=Config())
-    pipeline = rt.pipeline_from_text("name: w\napplication: bench\nstages:\n  - {id: a, type: wait, duration: 1h}\n"
-                                     "  - {id: b, type: manual_judgment, requires: [a]}\n")
+    pipeline = rt.pipeline_from_text(
+        "name: w\napplication: bench\nstages:\n  - {id: a, type: wait, duration: 1h}\n"
+        "  - {id: b, type: manual_judgment, requires: [a]}\n"
+    )
     before = threading.active_count()
     w = rt.worker(threads=4)
     w.start()
@@ -107,8 +110,10 @@ def waiting(tmp: Path, n: int) -> list[str]:
     threads = threading.active_count()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     w.stop()
-    return [f"| {n} executions waiting at once (wait stage), 1 process | threads {threads} (before worker: {before}); "
-            f"peak RSS {rss:.0f} MB; all waiting after {elapsed:.1f} s; statuses {counts} |"]
+    return [
+        f"| {n} executions waiting at once (wait stage), 1 process | threads {threads} (before worker: {before}); "
+        f"peak RSS {rss:.0f} MB; all waiting after {elapsed:.1f} s; statuses {counts} |"
+    ]
 
 
 def throughput(tmp: Path, executions: int, worker_counts: list[int]) -> list[str]:
@@ -121,12 +126,21 @@ def throughput(tmp: Path, executions: int, worker_counts: list[int]) -> list[str
         admin.execute(f'CREATE DATABASE "{name}"')
         url = PG.rsplit("/", 1)[0] + f"/{name}"
         rt = build_runtime(url, config=Config())
-        pipeline = rt.pipeline_from_text("name: t\napplication: bench\nstages:\n  - {id: a, type: wait, duration: 0s}\n"
-                                         "  - {id: b, type: wait, duration: 0s, requires: [a]}\n"
-                                         "  - {id: c, type: wait, duration: 0s, requires: [b]}\n")
+        pipeline = rt.pipeline_from_text(
+            "name: t\napplication: bench\nstages:\n  - {id: a, type: wait, duration: 0s}\n"
+            "  - {id: b, type: wait, duration: 0s, requires: [a]}\n"
+            "  - {id: c, type: wait, duration: 0s, requires: [b]}\n"
+        )
         env = {**os.environ, "GENNAKER_DB": url}
-        procs = [subprocess.Popen([sys.executable, "-m", "gennaker", "worker"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "gennaker", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(n)
+        ]
         time.sleep(2.0)  # let the workers start
         t0 = time.perf_counter()
         for _ in range(executions):
@@ -143,8 +157,10 @@ def throughput(tmp: Path, executions: int, worker_counts: list[int]) -> list[str
             p.wait(20)
         rt.db.dispose()
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        rows.append(f"| {executions} no-op executions (3 stages each), PostgreSQL, {n} worker process(es) | "
-                    f"{executions / elapsed:.1f} executions/s ({executions * 3 / elapsed:.0f} stages/s); {elapsed:.1f} s |")
+        rows.append(
+            f"| {executions} no-op executions (3 stages each), PostgreSQL, {n} worker process(es) | "
+            f"{executions / elapsed:.1f} executions/s ({executions * 3 / elapsed:.0f} stages/s); {elapsed:.1f} s |"
+        )
     return rows
 
 

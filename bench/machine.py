@@ -22,12 +22,18 @@ def machine_line() -> str:
         mem = f"{mem_kb / 1024 / 1024:.0f} GiB"
     except OSError:
         mem = "unknown memory"
-    return (f"Machine: {os.cpu_count()} cores ({cpu}), {mem}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}. Date: {date.today().isoformat()}.")
+    return (
+        f"Machine: {os.cpu_count()} cores ({cpu}), {mem}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}. Date: {date.today().isoformat()}."
+    )
 
 
 def write_section(title: str, body: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nMeasured by the scripts in `bench/`; each section is rewritten by its script.\n"
+    text = (
+        DOC.read_text()
+        if DOC.exists()
+        else "# Benchmarks\n\nMeasured by the scripts in `bench/`; each section is rewritten by its script.\n"
+    )
     header = f"## {title}"
     section = f"{header}\n\n{body}\n"
     pattern = re.compile(rf"^{re.escape(header)}\n.*?(?=^## |\Z)", re.S | re.M)

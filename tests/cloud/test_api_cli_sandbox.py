@@ -3,45 +3,49 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import typer
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
-from tests.cloud.conftest import ACCOUNT, REGION, deploy_raw, run_stage, serving_groups
 from typer.testing import CliRunner
 
-from gennaker.api.cloud import router
+from gennaker.api.app import create_app
 from gennaker.cli.cloud import register
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
-from gennaker.errors import Conflict, GennakerError, NotFound
+from gennaker.runtime import build_runtime
 from gennaker.sandbox import start_sandbox
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.sandbox.server import config_text
 from gennaker.spec.config import Config, config_from_text
 from gennaker.stages.deploy import Deploy
+from tests.cloud.conftest import ACCOUNT, REGION, deploy_raw, run_stage, serving_groups
 
 
-def _client(config: Config, sessions: AwsSessions) -> TestClient:
-    app = FastAPI()
-    app.state.config, app.state.aws = config, sessions
-
-    @app.exception_handler(GennakerError)
-    async def _error(_request: Request, exc: GennakerError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
-        return JSONResponse({"error": str(exc)}, status_code=status)
-
-    app.include_router(router)
+def _client(config: Config, sessions: AwsSessions, tmp_path: Path) -> TestClient:
+    """The real application (API, engine worker, access control off) on the test's simulated AWS."""
+    runtime = build_runtime(f"sqlite:///{tmp_path / 'api.db'}", config=config)
+    runtime.services._aws = sessions
+    app = create_app(runtime, with_worker=True)
+    app.state.aws = sessions
     return TestClient(app)
 
 
 def test_api_views_and_actions(
-    world: ShopWorld, config: Config, sessions: AwsSessions, provider: AwsProvider, services: SimpleNamespace
+    world: ShopWorld,
+    config: Config,
+    sessions: AwsSessions,
+    provider: AwsProvider,
+    services: SimpleNamespace,
+    tmp_path: Path,
 ) -> None:
-    api = _client(config, sessions)
+    with _client(config, sessions, tmp_path) as api:
+        _views_and_actions(api, world, provider, services)
+
+
+def _views_and_actions(api: TestClient, world: ShopWorld, provider: AwsProvider, services: SimpleNamespace) -> None:
     clusters = api.get("/api/applications/shop/clusters").json()
     assert [(c["cluster"], c["region"]) for c in clusters] == [("shop-web", REGION)]
     sg = clusters[0]["server_groups"][0]
@@ -61,24 +65,37 @@ def test_api_views_and_actions(
 
     assert run_stage(Deploy(), deploy_raw(world), services).status == "SUCCEEDED"
     where = {"account": ACCOUNT, "region": REGION}
-    r = api.post("/api/applications/shop/clusters/shop-web/rollback", json=where)
-    assert r.status_code == 200 and r.json()["server_group"] == "shop-web-v001"
+    r = api.post("/api/applications/shop/clusters/shop-web/rollback", json=where, params={"wait": "true"})
+    assert r.status_code == 200 and r.json()["server_group"] == "shop-web-v001", r.json()
+    task = api.get(f"/api/executions/{r.json()['task']}").json()
+    assert (task["pipeline"], task["trigger"]["type"], task["status"]) == ("task:rollback_cluster", "task", "SUCCEEDED")
     assert serving_groups(provider) == ["shop-web-v001"]
 
     r = api.post(
         "/api/applications/shop/server_groups/shop-web-v002/resize",
         json={**where, "capacity": {"min": 0, "max": 4, "desired": 0}},
+        params={"wait": "true"},
     )
-    assert r.status_code == 200
+    assert r.status_code == 200, r.json()
     assert provider.get_server_group("shop-web-v002").capacity.desired == 0  # type: ignore[union-attr]
     assert api.post("/api/applications/shop/server_groups/shop-web-v002/resize", json=where).status_code == 422
-    assert api.post("/api/applications/shop/server_groups/shop-web-v002/destroy", json=where).status_code == 200
+    r = api.post("/api/applications/shop/server_groups/shop-web-v002/destroy", json=where)
+    assert r.status_code == 202  # without wait: the task runs on; follow it by its id
+    tasks = api.get("/api/executions", params={"kind": "tasks"}).json()
+    assert r.json()["task"] in [t["id"] for t in tasks]
+    assert all(t["pipeline"].startswith("task:") for t in tasks)
+    assert all(not p["name"].startswith("task:") for p in api.get("/api/pipelines").json())
+    for _ in range(100):
+        if api.get(f"/api/executions/{r.json()['task']}").json()["status"] == "SUCCEEDED":
+            break
+        time.sleep(0.1)
     assert provider.get_server_group("shop-web-v002") is None
     assert api.post("/api/applications/shop/server_groups/shop-web-v002/enable", json=where).status_code == 404
     assert api.post("/api/applications/other/server_groups/shop-web-v001/disable", json=where).status_code == 409
     r = api.post("/api/applications/shop/server_groups/shop-web-v001/disable", json={**where, "region": "mars-1"})
-    assert r.status_code == 400 and "mars-1" in r.json()["error"]
-    assert api.post("/api/applications/shop/server_groups/shop-web-v001/disable", json=where).status_code == 200
+    assert r.status_code == 400 and "mars-1" in r.json()["message"]
+    r = api.post("/api/applications/shop/server_groups/shop-web-v001/disable", json=where, params={"wait": "true"})
+    assert r.status_code == 200, r.json()
     assert serving_groups(provider) == []
 
 

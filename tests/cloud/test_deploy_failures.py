@@ -6,6 +6,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from gennaker.cloud.aws.provider import AwsProvider
+from gennaker.cloud.aws.session import AwsSessions
+from gennaker.sandbox.seed import ShopWorld
+from gennaker.stages.deploy import Deploy
 from tests.cloud.conftest import (
     ACCOUNT,
     REGION,
@@ -17,11 +22,6 @@ from tests.cloud.conftest import (
     run_stage,
     serving_groups,
 )
-
-from gennaker.cloud.aws.provider import AwsProvider
-from gennaker.cloud.aws.session import AwsSessions
-from gennaker.sandbox.seed import ShopWorld
-from gennaker.stages.deploy import Deploy
 
 
 @pytest.mark.parametrize("destroy", [False, True])

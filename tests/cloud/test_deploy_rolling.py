@@ -5,12 +5,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from tests.cloud.conftest import cluster_state, deploy_raw, run_stage, serving_groups
-
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.provider import Capacity
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.stages.deploy import Deploy
+from tests.cloud.conftest import cluster_state, deploy_raw, run_stage, serving_groups
 
 
 def _observe(provider: AwsProvider, seen: list[dict[str, Any]]) -> Any:

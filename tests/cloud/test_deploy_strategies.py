@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tests.cloud.conftest import cluster_state, deploy_raw, launch_templates, run_stage, serving_groups
-
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.provider import TAG_APPLICATION, TAG_CLUSTER, TAG_EXECUTION, TAG_SERVER_GROUP
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.stages.deploy import Deploy
+from tests.cloud.conftest import cluster_state, deploy_raw, launch_templates, run_stage, serving_groups
 
 DISABLED = {"Launch", "Terminate", "AddToLoadBalancer"}
 

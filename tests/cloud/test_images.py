@@ -6,8 +6,6 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from tests.cloud.conftest import ACCOUNT, REGION, WorkerKilled, deploy_raw, run_stage, serving_groups
-
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.cloud.provider import TAG_APPLICATION, TAG_BASE_IMAGE, TAG_EXECUTION, TAG_VERSION
@@ -15,6 +13,7 @@ from gennaker.sandbox.seed import ShopWorld
 from gennaker.stages.bake import Bake
 from gennaker.stages.deploy import Deploy
 from gennaker.stages.find_image import FindImage
+from tests.cloud.conftest import ACCOUNT, REGION, WorkerKilled, deploy_raw, run_stage, serving_groups
 
 WHERE = {"account": ACCOUNT, "region": REGION, "poll_interval": 1}
 

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tests.cloud.conftest import ACCOUNT, REGION, cluster_state, deploy_raw, run_stage
 
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
@@ -16,6 +15,7 @@ from gennaker.spec.pipeline import pipeline_from_text
 from gennaker.stages.cleanup import CleanupServerGroups
 from gennaker.stages.deploy import Deploy
 from gennaker.stages.server_group import RollbackCluster
+from tests.cloud.conftest import ACCOUNT, REGION, cluster_state, deploy_raw, run_stage
 
 REGISTRY: dict[str, Any] = {t.type: t for t in (Deploy(), CleanupServerGroups(), RollbackCluster())}
 

@@ -5,15 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from tests.cloud.conftest import (
-    ACCOUNT,
-    REGION,
-    cluster_state,
-    deploy_raw,
-    launch_templates,
-    run_stage,
-    serving_groups,
-)
 
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.errors import NotFound
@@ -26,6 +17,15 @@ from gennaker.stages.server_group import (
     EnableServerGroup,
     ResizeServerGroup,
     RollbackCluster,
+)
+from tests.cloud.conftest import (
+    ACCOUNT,
+    REGION,
+    cluster_state,
+    deploy_raw,
+    launch_templates,
+    run_stage,
+    serving_groups,
 )
 
 WHERE = {"account": ACCOUNT, "region": REGION, "poll_interval": 1}

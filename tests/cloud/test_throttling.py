@@ -10,13 +10,13 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.retries.bucket import TokenBucket
 from botocore.retries.standard import ExponentialBackoff
-from tests.cloud.conftest import deploy_raw, launch_templates, run_stage, serving_groups
 
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.spec.config import Config
 from gennaker.stages.deploy import Deploy
+from tests.cloud.conftest import deploy_raw, launch_templates, run_stage, serving_groups
 
 EC2_THROTTLE = (
     b"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded."

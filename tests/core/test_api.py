@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.core.conftest import wait_for
 
 from gennaker.api.app import create_app
 from gennaker.runtime import Runtime
+from tests.core.conftest import wait_for
 
 PIPELINE = """name: api-demo
 application: shop
@@ -55,7 +55,10 @@ def test_register_start_judge_and_read(client: TestClient) -> None:
 
 
 def test_streaming_logs_follow_until_stage_ends(client: TestClient, tmp_path: Path) -> None:
-    text = "name: s\napplication: shop\nstages:\n  - {id: a, type: run, command: 'for i in 1 2 3; do echo line$i; sleep 0.2; done'}\n"
+    text = (
+        "name: s\napplication: shop\nstages:\n"
+        "  - {id: a, type: run, command: 'for i in 1 2 3; do echo line$i; sleep 0.2; done'}\n"
+    )
     eid = client.post("/api/executions", json={"yaml": text, "base_dir": str(tmp_path)}).json()["id"]
     with client.stream("GET", f"/api/executions/{eid}/stages/a/logs", params={"follow": "true"}) as r:
         lines = [json.loads(x)["line"] for x in r.iter_lines() if x]

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.core.conftest import detail, finished, stage_status, start, wait_for
-
 from gennaker.runtime import Runtime
+from tests.core.conftest import detail, finished, stage_status, start, wait_for
 
 ENV = {
     "GENNAKER_LEASE_SECONDS": "2",

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.core.conftest import detail, finished, stage_status, start, wait_for
 
 from gennaker.engine import operations as ops
 from gennaker.engine.worker import Worker
 from gennaker.errors import Conflict, Forbidden, GennakerError
 from gennaker.runtime import Runtime
+from tests.core.conftest import detail, finished, stage_status, start, wait_for
 
 HEAD = "name: p\napplication: shop\nparameters: [{name: version, default: '1.0.0'}]\n"
 
@@ -223,7 +223,10 @@ def test_restart_failed_stage_runs_it_and_what_follows(runtime: Runtime, worker:
 
 
 def test_concurrency_limit_queues_executions(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
-    text = "name: serial\napplication: shop\nconcurrency: {limit: 1}\nstages:\n  - {id: a, type: run, command: 'sleep 0.5'}\n"
+    text = (
+        "name: serial\napplication: shop\nconcurrency: {limit: 1}\n"
+        "stages:\n  - {id: a, type: run, command: 'sleep 0.5'}\n"
+    )
     ids = [start(runtime, tmp_path, text) for _ in range(3)]
     details = [finished(runtime, i) for i in ids]
     assert all(d["status"] == "SUCCEEDED" for d in details)

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import POSTGRES_URL
-from tests.core.conftest import FAST, finished, wait_for
-from tests.core.test_durability import kill, spawn_worker, stop
 
 from gennaker.engine import operations as ops
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
+from tests.conftest import POSTGRES_URL
+from tests.core.conftest import FAST, finished, wait_for
+from tests.core.test_durability import kill, spawn_worker, stop
 
 
 def _admin_conn():  # type: ignore[no-untyped-def]

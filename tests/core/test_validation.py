@@ -41,7 +41,8 @@ def test_valid_pipeline_loads() -> None:
         ),
         ("  - id: a\n    type: run\n    command: x\n    requires: [ghost]\n", 8, 16, "requires unknown stage 'ghost'"),
         (
-            "  - {id: a, type: wait, duration: 1s, requires: [b]}\n  - {id: b, type: wait, duration: 1s, requires: [a]}\n",
+            "  - {id: a, type: wait, duration: 1s, requires: [b]}\n"
+            "  - {id: b, type: wait, duration: 1s, requires: [a]}\n",
             5,
             39,
             "cycle",
@@ -51,7 +52,8 @@ def test_valid_pipeline_loads() -> None:
         ("  - id: a\n    type: run\n    command: 'echo ${stages.nope.outputs.x}'\n", 7, 5, "unknown stage 'nope'"),
         ("  - id: a\n    type: run\n    command: 'echo ${trigger.params.nope}'\n", 7, 5, "unknown parameter 'nope'"),
         (
-            "  - id: a\n    type: run\n    command: x\n  - id: b\n    type: run\n    command: 'echo ${stages.a.outputs.x}'\n",
+            "  - id: a\n    type: run\n    command: x\n"
+            "  - id: b\n    type: run\n    command: 'echo ${stages.a.outputs.x}'\n",
             10,
             5,
             "not upstream",

@@ -12,7 +12,6 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
-from tests.ops.scene import run
 
 from gennaker.api.ops import router
 from gennaker.cloud.aws.session import AwsSessions
@@ -21,6 +20,7 @@ from gennaker.spec.config import Config
 from gennaker.stages.base import TaskContext
 from gennaker.stages.readiness_gate import ReadinessGate
 from gennaker.store.db import Database, open_database
+from tests.ops.scene import run
 
 Aws = Callable[..., Any]
 

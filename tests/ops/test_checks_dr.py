@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gennaker.cloud.aws.session import AwsSessions
 from tests.ops.conftest import ACCOUNT_ID, statuses
 from tests.ops.scene import run, stub, tags
-
-from gennaker.cloud.aws.session import AwsSessions
 
 Audit = Callable[..., Any]
 Aws = Callable[..., Any]

@@ -6,14 +6,13 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from tests.ops.conftest import ACCOUNT_ID, statuses
-from tests.ops.scene import alb, asg, network, run, stub
-
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops.audit import evaluate
 from gennaker.ops.checks import BY_ID
 from gennaker.ops.model import AccountInfo, Resource, Snapshot
 from gennaker.ops.settings import OpsSettings
+from tests.ops.conftest import ACCOUNT_ID, statuses
+from tests.ops.scene import alb, asg, network, run, stub
 
 Audit = Callable[..., Any]
 Aws = Callable[..., Any]

@@ -11,10 +11,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.ops.scene import run
 
 from gennaker.ops.reports import audit_schema, render
 from gennaker.ops.reports.sarif import render_sarif
+from tests.ops.scene import run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

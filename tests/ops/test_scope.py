@@ -7,11 +7,11 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from tests.ops.conftest import ACCOUNT_ID, statuses
 
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops.audit import run_audit
 from gennaker.ops.settings import OpsSettings
+from tests.ops.conftest import ACCOUNT_ID, statuses
 
 Aws = Callable[..., Any]
 

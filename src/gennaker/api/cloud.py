@@ -3,19 +3,23 @@ actions on server groups (enable, disable, resize, destroy) and clusters (rollba
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from gennaker.api.deps import get_actor
 from gennaker.cloud import naming
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
-from gennaker.cloud.operations import Operation, clusters_view, perform, rollback_cluster
+from gennaker.cloud.operations import check_server_group, clusters_view
 from gennaker.cloud.provider import CloudProvider
 from gennaker.cloud.tasks import CapacityModel, provider_for
-from gennaker.errors import NotFound
+from gennaker.engine import views
+from gennaker.engine.operations import start_task
+from gennaker.errors import Conflict, NotFound
 from gennaker.spec.config import Config
 
 router = APIRouter(prefix="/api", tags=["cloud"])
@@ -118,33 +122,93 @@ def security_groups(application: str, providers: list[AwsProvider] = Depends(all
     return result
 
 
-@router.post("/applications/{application}/server_groups/{name}/{operation}")
+_TASK_TYPES = {
+    "enable": "enable_server_group",
+    "disable": "disable_server_group",
+    "resize": "resize_server_group",
+    "destroy": "destroy_server_group",
+}
+
+
+def _run_as_task(
+    request: Request, application: str, stage_type: str, config: dict[str, Any], wait: bool, timeout: float = 900.0
+) -> dict[str, Any]:
+    """Start the action as a task (a one-stage execution on the engine); with ``wait``, answer when it ends."""
+    runtime = request.app.state.runtime
+    task_id = start_task(runtime.db, runtime.registry, application, stage_type, config, get_actor(request))
+    result: dict[str, Any] = {"task": task_id, "status": "NOT_STARTED"}
+    deadline = time.time() + timeout
+    while wait and time.time() < deadline:
+        with runtime.db.read() as conn:
+            detail = views.execution_detail(conn, task_id)
+        if views.is_done(detail["status"]):
+            stage = detail["stages"][0]
+            if detail["status"] != "SUCCEEDED":
+                raise Conflict(f"task {task_id} {detail['status']}: {stage.get('message') or detail.get('message')}")
+            return {"task": task_id, "status": detail["status"], **stage["outputs"]}
+        time.sleep(0.2)
+    return result
+
+
+@router.post("/applications/{application}/server_groups/{name}/{operation}", status_code=202)
 def server_group_operation(
+    request: Request,
+    response: Response,
     application: str,
     name: str,
     operation: str,
     body: ActionBody,
+    wait: bool = False,
     config: Config = Depends(get_config),
     aws: AwsSessions = Depends(get_aws),
 ) -> dict[str, Any]:
-    ops: dict[str, Operation] = {"enable": "enable", "disable": "disable", "resize": "resize", "destroy": "destroy"}
-    if operation not in ops:
+    """Enable, disable, resize or destroy a server group, as a task. The answer names the task
+    (follow it at /api/executions/{task}); with ``wait=true`` it comes when the task has ended."""
+    if operation not in _TASK_TYPES:
         raise NotFound(f"unknown operation {operation} (enable, disable, resize, destroy)")
     if operation == "resize" and body.capacity is None:
         raise HTTPException(422, "resize needs capacity {min, max, desired}")
-    capacity = body.capacity.to_capacity() if body.capacity else None
-    done = perform(_provider(body, config, aws), application, ops[operation], name, capacity)
-    return {"server_group": name, "operation": operation, "done": done}
+    check_server_group(_provider(body, config, aws), application, name)
+    task_config: dict[str, Any] = {
+        "account": body.account,
+        "region": body.region,
+        "server_group": name,
+        "poll_interval": 1.0,
+    }
+    if body.capacity is not None:
+        task_config["capacity"] = body.capacity.model_dump()
+    if wait:
+        response.status_code = 200
+    return {
+        "server_group": name,
+        "operation": operation,
+        **_run_as_task(request, application, _TASK_TYPES[operation], task_config, wait),
+    }
 
 
-@router.post("/applications/{application}/clusters/{cluster}/rollback")
+@router.post("/applications/{application}/clusters/{cluster}/rollback", status_code=202)
 def cluster_rollback(
+    request: Request,
+    response: Response,
     application: str,
     cluster: str,
     body: Where,
+    wait: bool = False,
     config: Config = Depends(get_config),
     aws: AwsSessions = Depends(get_aws),
 ) -> dict[str, Any]:
-    if naming.parse(cluster).application != application:
+    """Serve the cluster's previous server group again, as a task (see the server group actions)."""
+    parsed = naming.parse(cluster)
+    if parsed.application != application:
         raise NotFound(f"cluster {cluster} does not belong to application {application}")
-    return rollback_cluster(_provider(body, config, aws), cluster)
+    _provider(body, config, aws)  # the account and region are checked now, not in the task
+    if wait:
+        response.status_code = 200
+    task_config = {
+        "account": body.account,
+        "region": body.region,
+        "stack": parsed.stack,
+        "detail": parsed.detail,
+        "poll_interval": 1.0,
+    }
+    return _run_as_task(request, application, "rollback_cluster", task_config, wait)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -107,9 +107,10 @@ def list_executions(
     status: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    kind: Annotated[Literal["pipelines", "tasks"] | None, Query(description="pipelines or tasks only")] = None,
 ) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
-        return views.list_executions(conn, pipeline, status, application, limit, offset)
+        return views.list_executions(conn, pipeline, status, application, limit, offset, kind)
 
 
 @router.get("/executions/{execution_id}", summary="An execution with its stages")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -25,8 +26,13 @@ DEMO_PIPELINE = Path(__file__).resolve().parents[3] / "examples" / "demo.yml"
 def demo_params(world: Any, soak: str) -> dict[str, str]:
     subnets = list(world.subnets) + list(world.subnets)  # fewer than three AZs still fills a, b, c
     return {
-        "base_image": world.base_image_id, "subnet_a": subnets[0], "subnet_b": subnets[1], "subnet_c": subnets[2],
-        "security_group": world.security_groups["shop-web"], "target_group": world.target_group_arn, "soak": soak,
+        "base_image": world.base_image_id,
+        "subnet_a": subnets[0],
+        "subnet_b": subnets[1],
+        "subnet_c": subnets[2],
+        "security_group": world.security_groups["shop-web"],
+        "target_group": world.target_group_arn,
+        "soak": soak,
     }
 
 
@@ -35,8 +41,9 @@ def _serve(rt: Runtime, port: int) -> Any:
 
     from gennaker.api.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(rt, with_worker=True), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(rt, with_worker=True), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True, name="gennaker-server")
     thread.start()
     deadline = time.time() + 20
@@ -71,8 +78,9 @@ def register(app: typer.Typer) -> None:
             pipeline = rt.load_pipeline(str(pipeline_file))
             with rt.db.begin() as conn:
                 ops.save_pipeline(conn, pipeline, "demo", registered=True)
-            execution_id = ops.start_execution(rt.db, pipeline, demo_params(box.world, soak), "demo",
-                                               base_dir=str(pipeline_file.parent))
+            execution_id = ops.start_execution(
+                rt.db, pipeline, demo_params(box.world, soak), "demo", base_dir=str(pipeline_file.parent)
+            )
             cli = f"gennaker --server {base}"
             out.print(f"\nSimulated AWS: {box.endpoint}   config: {work / 'gennaker.yml'}")
             out.print(f"Server: {base} (console at {base}/, API docs at {base}/docs)")
@@ -85,10 +93,8 @@ def register(app: typer.Typer) -> None:
             out.print(f"execution {execution_id}: {final['status']}", highlight=False, soft_wrap=True)
             if not auto_approve:
                 out.print(f"The server keeps running at {base} for you to look around; Ctrl-C stops everything.")
-                try:
+                with contextlib.suppress(KeyboardInterrupt):  # the user's way of saying "stop"
                     threading.Event().wait()
-                except KeyboardInterrupt:
-                    pass  # the user's way of saying "stop"
             server.should_exit = True
             time.sleep(0.5)
             raise typer.Exit(0 if final["status"] == "SUCCEEDED" else 1)
@@ -105,8 +111,11 @@ def _follow(rt: Runtime, execution_id: str, auto_approve: bool) -> dict[str, Any
             if seen.get(s["stage_id"]) != s["status"]:
                 seen[s["stage_id"]] = s["status"]
                 if s["status"] != "NOT_STARTED":
-                    out.print(f"  {s['name']:<28} {s['status']}" + (f"  {s['message']}" if s.get("message") else ""),
-                              highlight=False, soft_wrap=True)
+                    out.print(
+                        f"  {s['name']:<28} {s['status']}" + (f"  {s['message']}" if s.get("message") else ""),
+                        highlight=False,
+                        soft_wrap=True,
+                    )
             if s["status"] == "WAITING" and s["type"] == "manual_judgment" and auto_approve and not s.get("judgment"):
                 ops.judge(rt.db, execution_id, s["stage_id"], "demo (auto-approve)", "approve", "--auto-approve")
         if views.is_done(ex["status"]):

@@ -33,14 +33,19 @@ def server_group_actions(op: Operation, name: str, capacity: Capacity | None = N
     raise ValueError(f"unknown operation {op}")
 
 
-def perform(
-    provider: CloudProvider, application: str, op: Operation, name: str, capacity: Capacity | None = None
-) -> list[str]:
-    """Run one operation on a server group of ``application``; returns what was done."""
+def check_server_group(provider: CloudProvider, application: str, name: str) -> None:
+    """Refuse at once (before any task starts) a server group that is not the application's or not there."""
     if naming.parse(name).application != application:
         raise Conflict(f"server group {name} does not belong to application {application}")
     if provider.get_server_group(name) is None:
         raise NotFound(f"server group {name} not found in {provider.account}/{provider.region}")
+
+
+def perform(
+    provider: CloudProvider, application: str, op: Operation, name: str, capacity: Capacity | None = None
+) -> list[str]:
+    """Run one operation on a server group of ``application``; returns what was done."""
+    check_server_group(provider, application, name)
     return run_to_completion(provider, server_group_actions(op, name, capacity))
 
 

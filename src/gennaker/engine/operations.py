@@ -4,16 +4,17 @@ change, the messages it implies and a record of who did it, in one transaction."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
 
 from gennaker.engine import queue
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, Kind, Status, new_id
 from gennaker.engine.runner import cancel_active_stages, start_next_queued
 from gennaker.errors import Conflict, Forbidden, GennakerError, NotFound
-from gennaker.spec.models import Pipeline
+from gennaker.spec.models import Concurrency, Pipeline
 from gennaker.store.db import Database
 from gennaker.store.tables import executions, messages, operations, pipelines, stages
 
@@ -99,7 +100,8 @@ def start_execution(
         for r in s.requires:
             dependents[r].append(s.id)
     with db.begin() as conn:
-        save_pipeline(conn, pipeline, actor, registered=False)
+        if trigger_type != "task":  # tasks are not pipelines: keep them out of the pipelines list
+            save_pipeline(conn, pipeline, actor, registered=False)
         conn.execute(
             insert(executions).values(
                 id=execution_id,
@@ -328,3 +330,39 @@ def judge(
             conn, execution_id, st, "judgment", {"choice": choice, "by": actor, "at": time.time(), "comment": comment}
         )
         record(conn, "judge", actor, execution_id, stage_id, choice=choice, comment=comment)
+
+
+TASK_PREFIX = "task:"  # pipelines are named by ID_PATTERN, which has no ':' — no collision
+
+
+def start_task(
+    db: Database,
+    registry: Mapping[str, Any],
+    application: str,
+    stage_type: str,
+    config: dict[str, Any],
+    actor: str,
+    name: str | None = None,
+) -> str:
+    """Run one stage outside any pipeline — an operator's resize, rollback or destroy — as an
+    execution of its own, so it is durable, logged and shown with its tasks like any stage."""
+    stype = registry.get(stage_type)
+    if stype is None:
+        raise GennakerError(f"unknown task type '{stage_type}' (known: {', '.join(sorted(registry))})")
+    try:
+        stage = stype.Config.model_validate(
+            {"id": stage_type.replace("_", "-"), "type": stage_type, "name": name, **config}
+        )
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise GennakerError(f"invalid {stage_type} task: {details}") from None
+    pipeline = Pipeline(
+        name=f"{TASK_PREFIX}{stage_type}",
+        application=application,
+        parameters=[],
+        concurrency=Concurrency(),
+        stages=[stage],
+        text=None,
+        source=None,
+    )
+    return start_execution(db, pipeline, {}, actor, trigger_type="task")

@@ -37,7 +37,9 @@ def list_executions(
     application: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
+    """``kind`` "pipelines" or "tasks" (operator actions run outside pipelines) narrows the list."""
     q = select(*_SUMMARY_COLS).order_by(executions.c.created_at.desc()).limit(limit).offset(offset)
     if pipeline:
         q = q.where(executions.c.pipeline == pipeline)
@@ -45,6 +47,10 @@ def list_executions(
         q = q.where(executions.c.status.in_([s.upper() for s in status]))
     if application:
         q = q.where(executions.c.application == application)
+    if kind == "tasks":
+        q = q.where(executions.c.pipeline.startswith("task:"))
+    elif kind == "pipelines":
+        q = q.where(~executions.c.pipeline.startswith("task:"))
     return [_summary(r) for r in conn.execute(q)]
 
 

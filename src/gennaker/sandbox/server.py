@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ def config_text(endpoint: str, world: ShopWorld | None = None) -> str:
         f"    regions: [{', '.join(REGIONS)}]",
         f"    aws_access_key_id: {ACCESS_KEY}",
         f"    aws_secret_access_key: {SECRET_KEY}",
+        "    max_attempts: 3  # simulated AWS answers 500 for APIs it lacks: do not back off for a minute",
     ]
     if world is not None:
         lines += [
@@ -82,6 +84,9 @@ def start_sandbox(port: int | None = None, audit_examples: bool = True) -> Sandb
         raise ConfigError("the sandbox needs moto: pip install 'gennaker[sandbox]'") from exc
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto serves with werkzeug, which logs every request, and a traceback for each API it does not
+    # simulate (those reach us as HTTP 500s and become UNKNOWN findings with the reason): keep quiet.
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

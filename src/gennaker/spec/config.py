@@ -33,6 +33,7 @@ class Account(BaseModel):
     # Static keys are for simulated AWS (the sandbox) only; real accounts use the credential chain.
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=20)  # botocore retries (default 8, adaptive)
 
 
 class Config(BaseModel):

@@ -12,6 +12,7 @@ def default_registry() -> dict[str, StageType]:
     from gennaker.stages.deploy import Deploy
     from gennaker.stages.find_image import FindImage
     from gennaker.stages.manual_judgment import ManualJudgmentStage
+    from gennaker.stages.readiness_gate import ReadinessGate
     from gennaker.stages.run import RunStage
     from gennaker.stages.server_group import (
         DestroyServerGroup,
@@ -25,7 +26,7 @@ def default_registry() -> dict[str, StageType]:
     types: list[StageType] = [
         RunStage(), WaitStage(), ManualJudgmentStage(),
         Bake(), FindImage(), Deploy(), EnableServerGroup(), DisableServerGroup(), ResizeServerGroup(),
-        DestroyServerGroup(), RollbackCluster(), CleanupServerGroups(),
+        DestroyServerGroup(), RollbackCluster(), CleanupServerGroups(), ReadinessGate(),
     ]  # fmt: skip
     return {t.type: t for t in types}
 

@@ -7,6 +7,7 @@ PDEATHSIG), and a worker that takes over a lost stage kills what is left of its 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -23,10 +24,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the take-over path still kills the process group
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass  # not Linux: the take-over path still kills the process group
 
 
 def process_start_time(pid: int) -> str | None:
@@ -123,10 +122,8 @@ def kill_group(pid: int, grace: float = 5.0) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.05)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     threading.Thread(target=finish, daemon=True, name="gennaker-kill").start()
 

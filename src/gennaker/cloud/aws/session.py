@@ -81,6 +81,7 @@ class AwsSessions:
         self.config = config
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._create_lock = threading.RLock()  # boto3 sessions are not safe to build clients from concurrently
         self._sessions: dict[str, boto3.session.Session] = {}
         self._clients: dict[tuple[str, str, str], AwsClient] = {}
         self._boto_config = BotoConfig(
@@ -137,9 +138,19 @@ class AwsSessions:
             cached = self._clients.get(key)
         if cached is not None:
             return cached
+        with self._create_lock:
+            with self._lock:
+                cached = self._clients.get(key)
+            return cached or self._create_client(key)
+
+    def _create_client(self, key: tuple[str, str, str]) -> AwsClient:
+        account_name, region, service = key
         acct = self.config.account(account_name)
+        boto_config = self._boto_config
+        if acct.max_attempts is not None:
+            boto_config = boto_config.merge(BotoConfig(retries={"mode": "adaptive", "max_attempts": acct.max_attempts}))
         raw = self.session(account_name).client(
-            service, region_name=region, endpoint_url=acct.endpoint_url, config=self._boto_config
+            service, region_name=region, endpoint_url=acct.endpoint_url, config=boto_config
         )
         for hook in self._hooks:
             hook(raw)

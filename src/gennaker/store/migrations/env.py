@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import gennaker.ops.tables  # noqa: F401
-import gennaker.store.tables  # noqa: F401  (registers the tables on the metadata)
+import gennaker.ops.tables
+import gennaker.store.tables
 import gennaker.web.tables  # noqa: F401
 from gennaker.store.schema import metadata
 
