@@ -20,7 +20,9 @@ from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import config_from_text
 
 out = Console()
-DEMO_PIPELINE = Path(__file__).resolve().parents[3] / "examples" / "demo.yml"
+# Shipped in the package (examples/demo.yml in the repository links to it), so an installed
+# gennaker has its demo too.
+DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "sandbox" / "demo.yml"
 
 
 def demo_params(world: Any, soak: str) -> dict[str, str]:
