@@ -61,7 +61,8 @@ def stage_table(ex: dict[str, Any]) -> Table:
 
 def execution_list(rows: list[dict[str, Any]]) -> Table:
     table = Table()
-    for col in ("Id", "Pipeline", "Status", "Triggered by", "Created", "Duration"):
+    table.add_column("Id", no_wrap=True, min_width=20)  # ids are what people copy: never cut them
+    for col in ("Pipeline", "Status", "Triggered by", "Created", "Duration"):
         table.add_column(col)
     for r in rows:
         trig = r.get("trigger") or {}
