@@ -10,13 +10,13 @@ from types import SimpleNamespace
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from gennaker.cli.render import console
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.cloud.plan import plan_pipeline, render
 from gennaker.spec.config import load_config
 
-out = Console()
+out = console()
 
 
 def register(app: typer.Typer) -> None:

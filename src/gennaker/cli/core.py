@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 
 from gennaker.cli.client import Client, HttpClient, LocalClient, follow_logs
-from gennaker.cli.render import execution_list, stage_table
+from gennaker.cli.render import console, execution_list, stage_table
 from gennaker.engine import views
 from gennaker.errors import ValidationFailed
 from gennaker.runtime import Runtime, build_runtime
 
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="A parameter: name=value (repeatable).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]

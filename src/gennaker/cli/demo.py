@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from gennaker.cli.render import stage_table
+from gennaker.cli.render import console, stage_table
 from gennaker.engine import operations as ops
 from gennaker.engine import views
 from gennaker.errors import GennakerError
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import config_from_text
 
-out = Console()
+out = console()
 # Shipped in the package (examples/demo.yml in the repository links to it), so an installed
 # gennaker has its demo too.
 DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "sandbox" / "demo.yml"

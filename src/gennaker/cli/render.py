@@ -6,10 +6,19 @@ import time
 from datetime import datetime
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from gennaker.spec.durations import format_duration
+
+
+def console(stderr: bool = False) -> Console:
+    """A console for command output. Piped output gets wide lines (tables not folded to 80 columns),
+    since what reads it is a file or another program, not a narrow window."""
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=200)
+
 
 STATUS_STYLE = {
     "SUCCEEDED": "green",

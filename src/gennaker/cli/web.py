@@ -13,16 +13,20 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from gennaker.cli.client import HttpClient
+from gennaker.cli.render import console
 from gennaker.errors import GennakerError
 
-out = Console()
-err = Console(stderr=True)
-RoleOpt = Annotated[list[str] | None, typer.Option("--role", "-r", help="A role (repeatable): admin, operator, "
-                                                    "viewer, <application>:<level>, or a judgment role.")]
+out = console()
+err = console(stderr=True)
+RoleOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--role", "-r", help="A role (repeatable): admin, operator, viewer, <application>:<level>, or a judgment role."
+    ),
+]
 
 
 def users_entry(name: str, password_hash: str, roles: list[str]) -> str:
@@ -37,10 +41,10 @@ def _when(ts: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    users_app = typer.Typer(help="Console users (kept in the configuration file, auth: users:).",
-                            no_args_is_help=True)
-    tokens_app = typer.Typer(help="API tokens for machines (stored hashed; the secret is shown once).",
-                             no_args_is_help=True)
+    users_app = typer.Typer(help="Console users (kept in the configuration file, auth: users:).", no_args_is_help=True)
+    tokens_app = typer.Typer(
+        help="API tokens for machines (stored hashed; the secret is shown once).", no_args_is_help=True
+    )
     app.add_typer(users_app, name="users")
     app.add_typer(tokens_app, name="tokens")
 
@@ -48,8 +52,9 @@ def register(app: typer.Typer) -> None:
     def users_add(
         name: Annotated[str, typer.Argument(help="User name (what people type to sign in).")],
         role: RoleOpt = None,
-        password_stdin: Annotated[bool, typer.Option("--password-stdin",
-                                                     help="Read the password from standard input.")] = False,
+        password_stdin: Annotated[
+            bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+        ] = False,
     ) -> None:
         """Hash a password (argon2) and print the users entry to add under auth: users: in gennaker.yml."""
         from gennaker.web.security import hash_password
@@ -86,18 +91,23 @@ def register(app: typer.Typer) -> None:
             from gennaker.web import store
 
             rt = runtime_from(ctx)
-            token = store.create_token(rt.db, name, user or ctx.obj.user, role or [], ctx.obj.user,
-                                       days * 86400 if days else None)
+            token = store.create_token(
+                rt.db, name, user or ctx.obj.user, role or [], ctx.obj.user, days * 86400 if days else None
+            )
         if as_json:
             sys.stdout.write(json.dumps(token, indent=2) + "\n")
             return
-        err.print(f"Token [bold]{token['name']}[/bold] for {token['user']} (roles: "
-                  f"{', '.join(token['roles']) or 'none'}). Copy it now, it is not shown again:", highlight=False)
+        err.print(
+            f"Token [bold]{token['name']}[/bold] for {token['user']} (roles: "
+            f"{', '.join(token['roles']) or 'none'}). Copy it now, it is not shown again:",
+            highlight=False,
+        )
         sys.stdout.write(token["token"] + "\n")
 
     @tokens_app.command("list")
-    def tokens_list(ctx: typer.Context,
-                    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    def tokens_list(
+        ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+    ) -> None:
         """List tokens (never their secrets)."""
         remote = _remote(ctx)
         if remote:
@@ -113,9 +123,17 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("ID", "Name", "Prefix", "User", "Roles", "Created", "Last used", "Expires", "Revoked")
         for t in rows:
-            table.add_row(t["id"], t["name"], t["prefix"] + "…", t["user"], ", ".join(t["roles"]),
-                          _when(t["created_at"]), _when(t["last_used_at"]), _when(t["expires_at"]),
-                          _when(t["revoked_at"]))
+            table.add_row(
+                t["id"],
+                t["name"],
+                t["prefix"] + "…",
+                t["user"],
+                ", ".join(t["roles"]),
+                _when(t["created_at"]),
+                _when(t["last_used_at"]),
+                _when(t["expires_at"]),
+                _when(t["revoked_at"]),
+            )
         out.print(table)
 
     @tokens_app.command("revoke")
