@@ -168,7 +168,8 @@ async def _execution(request: Request, web: WebState, me: Principal, execution_i
         ctx = await run_in_threadpool(execution_context, web, execution_id, stage_id, me)
     except NotFound as exc:
         return render(request, "error.html", status_code=404, status=404, message=str(exc))
-    return render(request, "execution.html", tab="pipelines", **ctx)
+    tab = "tasks" if ctx["ex"]["pipeline"].startswith(ops.TASK_PREFIX) else "pipelines"
+    return render(request, "execution.html", tab=tab, **ctx)
 
 
 def _back_to(execution_id: str, stage_id: str | None = None) -> str:

@@ -62,6 +62,22 @@ def pipeline_events(request: Request, app: str, web: Annotated[WebState, Depends
     return _stream(request, tick, lambda: False)
 
 
+@router.get("/applications/{app}/tasks/events")
+def task_events(request: Request, app: str, web: Annotated[WebState, Depends(web_state)]) -> StreamingResponse:
+    seen = {"fp": ""}
+
+    def tick() -> list[bytes]:
+        with web.db.read() as conn:
+            tasks = queries.tasks(conn, app)
+        fp = "|".join(t["id"] + t["status"] for t in tasks)
+        if fp == seen["fp"]:
+            return []
+        seen["fp"] = fp
+        return [sse("tasks", web.templates.env.get_template("_tasks.html").render(tasks=tasks))]
+
+    return _stream(request, tick, lambda: False)
+
+
 @router.get("/executions/{execution_id}/events")
 def execution_events(request: Request, execution_id: str, web: Annotated[WebState, Depends(web_state)],
                      me: Annotated[Principal, Depends(principal)], stage: str | None = None,

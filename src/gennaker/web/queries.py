@@ -8,7 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, exists, func, or_, select
 
+from gennaker.cloud import naming
 from gennaker.engine import views
+from gennaker.engine.operations import TASK_PREFIX
 from gennaker.store.tables import executions, pipelines, stages
 
 AWAITING = "AWAITING_JUDGMENT"  # a console status: RUNNING or PAUSED with a judgment waiting
@@ -69,7 +71,9 @@ def _status_clause(statuses: list[str]) -> Any:
 
 
 def _select(application: str, f: Filters) -> Any:
-    q = select(*views._SUMMARY_COLS).where(executions.c.application == application)
+    # Tasks (operator actions, pipeline "task:<type>") are executions too, but belong on the TASKS tab.
+    q = select(*views._SUMMARY_COLS).where(executions.c.application == application,
+                                           ~executions.c.pipeline.startswith(TASK_PREFIX))
     if f.statuses:
         q = q.where(_status_clause(f.statuses))
     if f.search:
@@ -104,6 +108,35 @@ def execution_groups(conn: Connection, application: str, f: Filters) -> list[dic
             e["stages"] = summaries.get(e["id"], [])
             e["awaiting"] = any(s["type"] == "manual_judgment" and s["status"] == "WAITING" for s in e["stages"])
     return groups
+
+
+def tasks(conn: Connection, application: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The application's newest tasks, each with its one stage (type, target, status): two queries."""
+    rows = views.list_executions(conn, application=application, kind="tasks", limit=limit)
+    ids = [r["id"] for r in rows]
+    stage_rows = conn.execute(select(stages.c.execution_id, stages.c.stage_id, stages.c.type, stages.c.status,
+                                     stages.c.config, stages.c.message)
+                              .where(stages.c.execution_id.in_(ids))).all() if ids else []
+    by_execution = {r.execution_id: r for r in stage_rows}
+    for t in rows:
+        st = by_execution.get(t["id"])
+        cfg = (st.config if st is not None else None) or {}
+        t["type"] = t["pipeline"].removeprefix(TASK_PREFIX)
+        t["stage_id"] = st.stage_id if st is not None else None
+        t["stage_status"] = st.status if st is not None else None
+        t["stage_message"] = st.message if st is not None else None
+        t["target"] = cfg.get("server_group") or _cluster(application, cfg)
+        t["where"] = "/".join(x for x in (cfg.get("account"), cfg.get("region")) if x)
+        t["capacity"] = cfg.get("capacity")
+    return rows
+
+
+def _cluster(application: str, cfg: dict[str, Any]) -> str:
+    """The cluster a rollback task names by stack and detail."""
+    try:
+        return naming.cluster_name(application, cfg.get("stack") or "", cfg.get("detail") or "")
+    except ValueError as exc:  # a label on a list: show what is wrong rather than fail the whole tab
+        return f"? ({exc})"
 
 
 def fingerprint(groups: list[dict[str, Any]]) -> str:
