@@ -3,6 +3,7 @@ with access control on, users for each role, and the demo pipeline registered.""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -162,3 +163,47 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium for the whole run (each test signs in in a fresh context): launching costs a second."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def login(browser: Any, server: Server) -> Iterator[Any]:
+    """sign_in(user) -> a page signed in as ``user`` on ``server`` (a test module may override ``server``)."""
+    contexts = []
+
+    def sign_in(user: str) -> Any:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(20_000)
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.csp_errors = errors  # CSP violations are reported as console errors
+        page.goto(f"{server.url}/applications/shop/pipelines")
+        assert "/login" in page.url  # not signed in: sent to the sign-in page
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/applications/shop/pipelines"))
+        assert page.text_content("[data-testid=current-user]") == user
+        return page
+
+    yield sign_in
+    for ctx in contexts:
+        ctx.close()

@@ -5,56 +5,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import ARTIFACTS, PASSWORD, Server
+from .conftest import ARTIFACTS, CHROMIUM, Server
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def login(browser: Any, server: Server) -> Iterator[Any]:
-    contexts = []
-
-    def sign_in(user: str) -> Any:
-        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.set_default_timeout(20_000)
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.csp_errors = errors  # CSP violations are reported as console errors
-        page.goto(f"{server.url}/applications/shop/pipelines")
-        assert "/login" in page.url  # not signed in: sent to the sign-in page
-        page.fill("input[name=username]", user)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(re.compile(r"/applications/shop/pipelines"))
-        assert page.text_content("[data-testid=current-user]") == user
-        return page
-
-    yield sign_in
-    for ctx in contexts:
-        ctx.close()
 
 
 def node(page: Any, stage: str) -> Any:
