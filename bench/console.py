@@ -32,7 +32,7 @@ from gennaker.engine.model import new_id
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
 from gennaker.store.tables import executions, stages
-from gennaker.web import mount, store
+from gennaker.web import store
 
 PIPELINE = """\
 name: {name}
@@ -129,8 +129,7 @@ CONFIG = {"secret_key": "b" * 40, "users": {}}
 
 def serve(db: str, port: int) -> None:
     rt = build_runtime(db, config=Config(auth=CONFIG))
-    app = create_app(rt)
-    mount(app, rt)
+    app = create_app(rt)  # mounts the console and its access-control middleware (once)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
