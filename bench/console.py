@@ -202,7 +202,9 @@ def main() -> int:
     lines += [f"| {label} | {c} | {n} | {p50:.1f} | {p95:.1f} | {'yes' if p95 <= 100 else 'NO'} |"
               for label, c, n, p50, p95 in rows]
     lines += ["", "Queries: one per pipeline group (index `ix_executions_pipeline_created`), one for the stages of all "
-              "listed executions (primary key prefix), a count-free page (`limit + 1`); no query per execution row.",
+              "listed executions (primary key prefix), a count-free page (`limit + 1`); no query per execution row. "
+              "Each row's stage graph (SVG) is drawn once per (execution, stage statuses) and kept in the server "
+              "(`WebState.graphs`), so a page renders only the graphs that changed.",
               "The machine is shared with other work (2 cores): numbers are an upper bound.", ""]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines))

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from gennaker.engine import logs as stage_logs
@@ -74,9 +75,27 @@ def pipelines_context(web: WebState, app: str, f: queries.Filters) -> dict[str, 
     for g in groups:
         for e in g["executions"]:
             e["progress"] = graph.progress(e["stages"])
-            e["layout"] = graph.layout(e["stages"], node_w=120, node_h=26, gap_x=22, gap_y=6)
+            e["graph"] = _small_graph(web, e)
     return {"app": app, "names": names, "groups": groups, "filters": f, "statuses": queries.STATUSES,
             "params": params}
+
+
+GRAPHS_KEPT = 4096  # a few hundred kB of SVG
+
+
+def _small_graph(web: WebState, e: dict[str, Any]) -> Markup:
+    """A list row's stage graph, drawn once per (execution, statuses): drawing is most of a page's
+    rendering time (bench/console.py), and finished executions do not change."""
+    key = (e["id"], tuple(s["status"] for s in e["stages"]))
+    svg = web.graphs.get(key)
+    if svg is None:
+        layout = graph.layout(e["stages"], node_w=120, node_h=26, gap_x=22, gap_y=6)
+        draw = getattr(web.templates.env.get_template("_macros.html").module, "stage_graph")  # noqa: B009
+        svg = str(draw(layout, e["id"], small=True))
+        if len(web.graphs) >= GRAPHS_KEPT:
+            web.graphs.clear()
+        web.graphs[key] = svg
+    return Markup(svg)  # rendered by the autoescaping template above: safe to insert as is
 
 
 def _parameters(web: WebState, name: str, text: str | None, source: str | None) -> list[dict[str, Any]]:

@@ -31,6 +31,9 @@ class WebState:
     templates: Jinja2Templates
     # Start-form parameters per (pipeline, document text): parsing a document costs milliseconds.
     parameters: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # The small stage graph (SVG) of a list row per (execution, stage statuses): an execution's
+    # stages and names never change, so the drawing only changes with a status; most rows are finished.
+    graphs: dict[tuple[str, tuple[str, ...]], str] = field(default_factory=dict)
 
     @property
     def db(self) -> Database:
