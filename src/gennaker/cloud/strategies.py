@@ -76,9 +76,7 @@ def _tail(opts: StrategyOptions, others: list[ServerGroup], new: str, skip: set[
     if opts.scale_down:
         to_scale = [g for g in ordered if g.name not in destroyed and g.capacity.desired > 0]
         if to_scale and opts.delay_before_scale_down:
-            actions.append(
-                Action("wait", seconds=opts.delay_before_scale_down, reason="delay before scale down")
-            )
+            actions.append(Action("wait", seconds=opts.delay_before_scale_down, reason="delay before scale down"))
         actions += [
             Action("resize", g.name, Capacity(0, g.capacity.max, 0), reason="scale down disabled group")
             for g in to_scale
@@ -86,9 +84,7 @@ def _tail(opts: StrategyOptions, others: list[ServerGroup], new: str, skip: set[
     return actions
 
 
-def strategy_actions(
-    opts: StrategyOptions, others: list[ServerGroup], new: str, capacity: Capacity
-) -> list[Action]:
+def strategy_actions(opts: StrategyOptions, others: list[ServerGroup], new: str, capacity: Capacity) -> list[Action]:
     """What happens after the new group exists (and, except for rolling, is healthy).
 
     ``others`` are the cluster's other server groups as they are now.
@@ -144,6 +140,16 @@ def rollback_actions(
     return actions
 
 
+def cancel_actions(opts: StrategyOptions, previous: str, previous_capacity: Capacity, new: str) -> list[Action]:
+    """What a canceled (or timed-out) deploy does at once: the rollback without its health wait.
+
+    ``on_cancel`` must return within seconds, so the previous group is put back (enabled, its
+    capacity restored, which unpins a rolling cutover) and the new one taken out in the same breath;
+    the previous group's instances are still running, they only rejoin the target groups.
+    """
+    return [a for a in rollback_actions(opts, previous, previous_capacity, new) if a.kind != "wait_healthy"]
+
+
 def cleanup_actions(
     groups: list[ServerGroup],
     keep: int,
@@ -170,9 +176,7 @@ def cleanup_actions(
     return result
 
 
-def rollback_cluster_actions(
-    groups: list[ServerGroup], health_timeout: float
-) -> tuple[list[Action], str, str]:
+def rollback_cluster_actions(groups: list[ServerGroup], health_timeout: float) -> tuple[list[Action], str, str]:
     """Back to the server group before the serving one, if it still exists.
 
     Returns the actions, the group rolled back from and the one rolled back to.
@@ -184,8 +188,7 @@ def rollback_cluster_actions(
     older = [
         g
         for g in ordered
-        if g.created < current.created
-        or (g.created == current.created and (g.version or 0) < (current.version or 0))
+        if g.created < current.created or (g.created == current.created and (g.version or 0) < (current.version or 0))
     ]
     if not older:
         raise ValueError(f"{current.name} has no older server group to roll back to")
@@ -194,9 +197,7 @@ def rollback_cluster_actions(
     actions = [
         Action("enable", target.name, reason="rollback"),
         Action("resize", target.name, capacity, reason="rollback"),
-        Action(
-            "wait_healthy", target.name, count=capacity.desired, seconds=health_timeout, reason="rollback"
-        ),
+        Action("wait_healthy", target.name, count=capacity.desired, seconds=health_timeout, reason="rollback"),
         Action("disable", current.name, reason="rollback"),
     ]
     return actions, current.name, target.name

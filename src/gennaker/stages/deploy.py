@@ -16,11 +16,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gennaker.cloud import naming
-from gennaker.cloud.actions import Action, HealthTimeout
-from gennaker.cloud.provider import Capacity, CloudProvider, ServerGroup, ServerGroupSpec
+from gennaker.cloud.actions import Action, HealthTimeout, run_action
+from gennaker.cloud.provider import TAG_EXECUTION, Capacity, CloudProvider, ServerGroup, ServerGroupSpec
 from gennaker.cloud.strategies import (
     StrategyName,
     StrategyOptions,
+    cancel_actions,
     initial_capacity,
     previous_server_group,
     rollback_actions,
@@ -208,6 +209,47 @@ class Deploy(StageType):
             outputs=self._outputs(ctx),
             context={"rollback": rb},
         )
+
+    # --- cancel ---------------------------------------------------------------------------------
+    def on_cancel(self, ctx: TaskContext) -> None:
+        """Canceled, or the stage's ``timeout:`` expired: put the cluster back to exactly the previous
+        group serving, at once (no health waits: the engine needs this to return within seconds).
+
+        Everything here is read from AWS again and every action is idempotent, so a cancel delivered
+        twice does the same thing twice. Only a group tagged with this execution is ever touched.
+        """
+        cfg: DeployConfig = ctx.config
+        provider = self._provider(ctx)
+        cluster = cfg.cluster(ctx.application)
+        # A create cut short by the cancel has not saved its name yet: find it by our tags.
+        new = ctx.context.get("server_group") or provider.find_created_by(cluster, ctx.execution_id, ctx.stage_id)
+        if not new:
+            ctx.log("cancel: this deploy had not created a server group yet; nothing to undo")
+            return
+        group = provider.get_server_group(new)
+        if group is None:
+            ctx.log(f"cancel: {new} does not exist (any more); nothing to undo")
+            return
+        owner = group.tags.get(TAG_EXECUTION)
+        if owner != ctx.execution_id:
+            ctx.log(f"cancel: {new} was created by execution {owner or '?'}, not this one; leaving it")
+            return
+        previous = ctx.context.get("previous")
+        if previous is None and not ctx.context.get("server_group"):
+            # Not saved yet: nothing of the strategy ran, so the cluster's serving group is the previous one.
+            found = previous_server_group([g for g in provider.list_server_groups(cluster=cluster) if g.name != new])
+            previous = _snapshot(found)
+        if previous is None:
+            ctx.log(f"cancel: {new} has no previous server group to go back to; leaving it as it is")
+            return
+        if provider.get_server_group(previous["name"]) is None:
+            ctx.log(f"cancel: previous server group {previous['name']} is gone; leaving {new} serving")
+            return
+        actions = cancel_actions(cfg.options(), previous["name"], Capacity.from_dict(previous["capacity"]), new)
+        for action in actions:
+            run_action(provider, action, {}, ctx.now(), cfg.poll_interval)
+            ctx.log(f"cancel: {action.describe()}")
+        ctx.log(f"cancel: {previous['name']} is serving again; {new} taken out")
 
     # --- tasks ---------------------------------------------------------------------------------
     def create_server_group(self, ctx: TaskContext) -> TaskResult:
