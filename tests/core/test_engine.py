@@ -276,3 +276,70 @@ def test_zombie_execution_is_repaired(runtime: Runtime, tmp_path: Path) -> None:
         assert finished(runtime, eid)["status"] == "SUCCEEDED"
     finally:
         w2.stop()
+
+
+def test_restart_after_parallel_failure_reruns_canceled_branch(
+    runtime: Runtime, worker: Worker, tmp_path: Path
+) -> None:
+    flag = tmp_path / "ok"
+    text = (
+        HEAD
+        + f"""stages:
+  - {{id: slow, type: run, command: "sleep 2"}}
+  - {{id: flaky, type: run, command: "test -f {flag}"}}
+  - {{id: join, type: run, requires: [slow, flaky], command: "true"}}
+"""
+    )
+    eid = start(runtime, tmp_path, text)
+    assert finished(runtime, eid)["status"] == "FAILED"
+    assert stage_status(runtime, eid) == {"slow": "CANCELED", "flaky": "FAILED", "join": "NOT_STARTED"}
+    flag.write_text("")
+    ops.restart(runtime.db, eid, "flaky", "gina")
+    assert finished(runtime, eid)["status"] == "SUCCEEDED"
+    assert stage_status(runtime, eid) == {"slow": "SUCCEEDED", "flaky": "SUCCEEDED", "join": "SUCCEEDED"}
+
+
+def test_when_reading_a_skipped_stage_output_is_false_not_an_error(
+    runtime: Runtime, worker: Worker, tmp_path: Path
+) -> None:
+    text = (
+        HEAD
+        + """stages:
+  - {id: gate, type: run, when: "1 == 2", command: 'echo "::output ok=yes"'}
+  - {id: after, type: run, requires: [gate], when: "${stages.gate.outputs.ok} == 'yes'", command: "true"}
+  - {id: last, type: run, requires: [after], command: "true"}
+"""
+    )
+    eid = start(runtime, tmp_path, text)
+    assert finished(runtime, eid)["status"] == "SUCCEEDED"
+    assert stage_status(runtime, eid) == {"gate": "SKIPPED", "after": "SKIPPED", "last": "SUCCEEDED"}
+
+
+def test_cancel_during_retry_backoff_cancels_the_stage(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    text = HEAD + "stages:\n  - {id: a, type: run, retries: {count: 3, backoff: 30s}, command: 'exit 1'}\n"
+    eid = start(runtime, tmp_path, text)
+    wait_for(lambda: (detail(runtime, eid)["stages"][0]["message"] or "").startswith("retrying"))
+    ops.cancel(runtime.db, eid, "hank")
+    st = detail(runtime, eid)["stages"][0]
+    assert (st["status"], st["ended_at"] is not None) == ("CANCELED", True)
+
+
+def test_leftover_poll_does_not_delay_completion(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    """A judgment's far-future re-poll left in the queue must not keep a finished execution RUNNING."""
+    from gennaker.engine import queue
+    from gennaker.engine.model import Kind
+
+    eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: gate, type: manual_judgment}\n")
+    wait_for(lambda: stage_status(runtime, eid)["gate"] == "WAITING")
+    st = detail(runtime, eid)["stages"][0]
+    with runtime.db.begin() as conn:  # what a re-poll committed just as the judgment came in looks like
+        queue.push(
+            conn,
+            Kind.RUN_TASK,
+            eid,
+            "gate",
+            due_at=time.time() + 3600,
+            payload={"task": st["task_index"], "attempt": st["attempt"]},
+        )
+    ops.judge(runtime.db, eid, "gate", "ivy", "approve", None)
+    assert finished(runtime, eid, timeout=10)["status"] == "SUCCEEDED"

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
 
 from gennaker.engine import queue
-from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, Kind, Status, new_id
+from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, STAGE_LETS_THROUGH, Kind, Status, new_id
 from gennaker.engine.runner import cancel_active_stages, start_next_queued
 from gennaker.errors import Conflict, Forbidden, GennakerError, NotFound
 from gennaker.spec.models import Concurrency, Pipeline
@@ -213,7 +213,9 @@ def _descendants(rows: Iterable[Any], stage_id: str) -> set[str]:
 
 
 def restart(db: Database, execution_id: str, stage_id: str, actor: str) -> None:
-    """Run a finished stage again, and every stage after it. Finished stages before it stay as they are."""
+    """Run a finished stage again, and every stage after it. Finished stages before it stay as they are;
+    parallel branches that were canceled when the execution stopped run again too (with what follows
+    them), so that a join after them is not left waiting for ever."""
     now = time.time()
     with db.begin() as conn:
         ex = _locked(db, conn, execution_id)
@@ -221,36 +223,47 @@ def restart(db: Database, execution_id: str, stage_id: str, actor: str) -> None:
         if st.status not in STAGE_DONE:
             raise Conflict(f"stage '{stage_id}' is {st.status}; only a finished stage can be restarted")
         rows = conn.execute(
-            select(stages.c.stage_id, stages.c.status, stages.c.dependents).where(stages.c.execution_id == execution_id)
+            select(stages.c.stage_id, stages.c.status, stages.c.dependents, stages.c.requires, stages.c.attempt).where(
+                stages.c.execution_id == execution_id
+            )
         ).all()
         reset = {stage_id} | _descendants(rows, stage_id)
+        if ex.status in (Status.FAILED, Status.TERMINAL, Status.CANCELED):
+            for r in rows:
+                if r.status == Status.CANCELED:
+                    reset |= {r.stage_id} | _descendants(rows, r.stage_id)
         busy = [r.stage_id for r in rows if r.stage_id in reset and r.status in STAGE_ACTIVE]
         if busy:
             raise Conflict(f"stages after '{stage_id}' are still running: {', '.join(busy)}")
         if ex.status == Status.PAUSED:
             raise Conflict("resume the execution before restarting a stage")
-        conn.execute(
-            update(stages)
-            .where(stages.c.execution_id == execution_id, stages.c.stage_id.in_(reset))
-            .values(
-                status=Status.NOT_STARTED,
-                context={},
-                outputs={},
-                tasks=[],
-                task_index=0,
-                attempt=0,
-                started_at=None,
-                ended_at=None,
-                message=None,
-                worker_id=None,
+        for r in rows:
+            if r.stage_id not in reset:
+                continue
+            conn.execute(
+                update(stages)
+                .where(stages.c.execution_id == execution_id, stages.c.stage_id == r.stage_id)
+                .values(
+                    status=Status.NOT_STARTED,
+                    context={"base": r.attempt},  # retries count afresh; attempts go on (see the runner)
+                    outputs={},
+                    tasks=[],
+                    task_index=0,
+                    started_at=None,
+                    ended_at=None,
+                    message=None,
+                    worker_id=None,
+                )
             )
-        )
         conn.execute(
             update(executions)
             .where(executions.c.id == execution_id)
             .values(status=Status.RUNNING, ended_at=None, message=None)
         )
-        queue.push(conn, Kind.START_STAGE, execution_id, stage_id, due_at=now)
+        status = {r.stage_id: (Status.NOT_STARTED if r.stage_id in reset else r.status) for r in rows}
+        for r in rows:
+            if r.stage_id in reset and all(status[q] in STAGE_LETS_THROUGH for q in r.requires):
+                queue.push(conn, Kind.START_STAGE, execution_id, r.stage_id, due_at=now)
         record(conn, "restart", actor, execution_id, stage_id, reset=sorted(reset))
 
 

@@ -184,7 +184,7 @@ class Engine:
             try:
                 scope = self._scope(conn, ex, st.config)
                 when = st.config.get("when")
-                if when and not expressions.evaluate_condition(when, scope):
+                if when and not expressions.evaluate_condition(when, scope, _may_lack_outputs(scope)):
                     self._finish_stage(
                         conn, ex, st, Status.SKIPPED, f"skipped: condition {when!r} is false", now, started=now
                     )
@@ -211,7 +211,9 @@ class Engine:
                 task_index=0,
                 attempt=attempt,
                 tasks=tasks,
-                context={"resolved": config.model_dump(mode="json")},
+                # attempts count on across restarts (so a late message or process of an earlier run can
+                # never be mistaken for this one); retries count from the last restart
+                context={"resolved": config.model_dump(mode="json"), "base": (st.context or {}).get("base", 0)},
                 worker_id=None,
             )
             self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": 0, "attempt": attempt})
@@ -258,6 +260,7 @@ class Engine:
         ):
             with self.db.begin() as conn:
                 self._ack(conn, msg, worker_id)
+                self._complete_if_idle(conn, msg.execution_id)
             return
         if ex.status == Status.PAUSED:
             with self.db.begin() as conn:
@@ -271,14 +274,24 @@ class Engine:
             self._ack(conn, msg, worker_id)
             ex = self._lock_execution(conn, msg.execution_id)
             st = self._stage(conn, msg.execution_id, msg.stage_id)
-            if (
+            stale = (
                 ex.status not in (Status.RUNNING, Status.PAUSED)
                 or st.status not in STAGE_ACTIVE
                 or st.task_index != task_index
                 or st.attempt != attempt
-            ):
-                return  # canceled or restarted meanwhile: the cancel path stops what the task started
-            self._apply(conn, ex, st, stype, ctx, result, worker_id, paused=ex.status == Status.PAUSED)
+            )
+            if not stale:
+                self._apply(conn, ex, st, stype, ctx, result, worker_id, paused=ex.status == Status.PAUSED)
+        if stale and result.status == "RUNNING":
+            # Canceled (or restarted) while the task was starting something: the cancel message may
+            # have been handled before there was anything to stop, so stop it now.
+            self._safe_cancel(stype, ctx)
+
+    def _complete_if_idle(self, conn: Connection, execution_id: str) -> None:
+        """After dropping a stale message: it may have been the last thing the execution waited for."""
+        ex = self._lock_execution(conn, execution_id)
+        if ex is not None and ex.status == Status.RUNNING:
+            self._maybe_complete(conn, ex, self.clock())
 
     def _task_context(self, ex: Any, st: Any, stype: StageType, worker_id: str) -> TaskContext:
         context = dict(st.context or {})
@@ -388,7 +401,7 @@ class Engine:
             return
         message = result.message or "failed"
         retries = ctx.config.retries
-        if result.status == "FAILED" and st.attempt <= retries.count:
+        if result.status == "FAILED" and st.attempt - int(context.get("base", 0)) <= retries.count:
             stage_logs.append_in(
                 conn,
                 ex.id,
@@ -421,6 +434,7 @@ class Engine:
         if started is not None:
             values["started_at"] = started
         self._set_stage(conn, ex.id, st.stage_id, **values)
+        queue.drop_stage_polls(conn, ex.id, st.stage_id, now)  # e.g. a judgment's hourly re-poll
         if status in STAGE_LETS_THROUGH:
             self._start_ready_dependents(conn, ex.id, st.dependents or [])
             self._maybe_complete(conn, ex, now)
@@ -450,7 +464,8 @@ class Engine:
         )
         if any(counts.get(s) for s in STAGE_ACTIVE):
             return
-        self._end_execution(conn, ex, Status.SUCCEEDED, None, now)
+        status, message = final_status(counts)
+        self._end_execution(conn, ex, status, message, now)
 
     def _stop_execution(self, conn: Connection, ex: Any, status: Status, message: str, now: float) -> None:
         """End an execution early: cancel every active stage (their processes are stopped too)."""
@@ -469,7 +484,9 @@ class Engine:
         with self.db.read() as conn:
             ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
             st = self._stage(conn, msg.execution_id, msg.stage_id)
-        if ex is not None and st is not None and st.type in self.registry:
+        attempt = msg.payload.get("attempt")
+        same_run = st is not None and (attempt is None or st.attempt == attempt) and st.status == Status.CANCELED
+        if ex is not None and st is not None and same_run and st.type in self.registry:
             stype = self.registry[st.type]
             self._safe_cancel(stype, self._task_context(ex, st, stype, worker_id))
         with self.db.begin() as conn:
@@ -492,6 +509,30 @@ class Engine:
                 self._stop_execution(conn, ex, Status.FAILED, reason, now)
 
 
+def _may_lack_outputs(scope: dict[str, Any]) -> Callable[[str], bool]:
+    """In a condition, an output of a stage that was skipped or failed (and let the pipeline go on)
+    may be missing: it reads as null, so ``when: ${stages.x.outputs.ok} == 'yes'`` is just false."""
+
+    def missing_ok(path: str) -> bool:
+        parts = path.split(".")
+        if len(parts) < 3 or parts[0] != "stages" or parts[2] != "outputs":
+            return False
+        return scope["stages"].get(parts[1], {}).get("status") in (Status.SKIPPED, Status.FAILED_CONTINUE)
+
+    return missing_ok
+
+
+def final_status(counts: dict[str, int]) -> tuple[Status, str | None]:
+    """An execution with nothing left to run ends SUCCEEDED only if every stage ran or was skipped:
+    a stage still NOT_STARTED is blocked behind one that failed or was canceled."""
+    for status in (Status.TERMINAL, Status.FAILED, Status.CANCELED):
+        if counts.get(status):
+            return status, f"{counts[status]} stage(s) {status}"
+    if counts.get(Status.NOT_STARTED):
+        return Status.FAILED, f"{counts[Status.NOT_STARTED]} stage(s) could not start"
+    return Status.SUCCEEDED, None
+
+
 def _task_status(result: TaskResult) -> Status:
     return {"SUCCEEDED": Status.SUCCEEDED, "FAILED": Status.FAILED, "TERMINAL": Status.TERMINAL}[result.status]
 
@@ -506,18 +547,37 @@ def _config_error(exc: Exception) -> str:
 def cancel_active_stages(conn: Connection, execution_id: str, now: float, clock: Callable[[], float]) -> None:
     """Mark running and waiting stages CANCELED, drop queued work, and ask each stage to stop."""
     active = conn.execute(
-        select(stages.c.stage_id, stages.c.worker_id).where(
+        select(stages.c.stage_id, stages.c.worker_id, stages.c.attempt).where(
             stages.c.execution_id == execution_id, stages.c.status.in_(list(STAGE_ACTIVE))
         )
     ).all()
     queue.drop_execution(conn, execution_id)
+    # A stage waiting out its retry backoff is NOT_STARTED but has started: it is canceled too.
+    conn.execute(
+        update(stages)
+        .where(
+            stages.c.execution_id == execution_id,
+            stages.c.status == Status.NOT_STARTED,
+            stages.c.started_at.is_not(None),
+            stages.c.ended_at.is_(None),
+        )
+        .values(status=Status.CANCELED, ended_at=now, message="canceled while waiting to retry")
+    )
     for row in active:
         conn.execute(
             update(stages)
             .where(stages.c.execution_id == execution_id, stages.c.stage_id == row.stage_id)
             .values(status=Status.CANCELED, ended_at=now, message="canceled")
         )
-        queue.push(conn, Kind.CANCEL_STAGE, execution_id, row.stage_id, due_at=clock(), affinity=row.worker_id)
+        queue.push(
+            conn,
+            Kind.CANCEL_STAGE,
+            execution_id,
+            row.stage_id,
+            due_at=clock(),
+            affinity=row.worker_id,
+            payload={"attempt": row.attempt},
+        )
 
 
 def start_next_queued(conn: Connection, pipeline: str, limit: int | None, clock: Callable[[], float]) -> None:

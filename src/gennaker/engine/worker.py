@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from gennaker.engine import queue
 from gennaker.engine.model import STAGE_ACTIVE, STAGE_LETS_THROUGH, Kind, Status, new_id
 from gennaker.engine.queue import Message
-from gennaker.engine.runner import Engine, LeaseLost
+from gennaker.engine.runner import Engine, LeaseLost, final_status
 from gennaker.store.tables import executions, messages, stages, workers
 
 log = logging.getLogger("gennaker.worker")
@@ -195,12 +196,11 @@ def repair_zombies(engine: Engine) -> int:
                     queue.push(conn, Kind.START_STAGE, ex.id, r.stage_id, due_at=now)
                     pushed += 1
             if not pushed:
-                failed = any(s in (Status.FAILED, Status.TERMINAL) for s in status.values())
-                final = Status.FAILED if failed else Status.SUCCEEDED
+                final, why = final_status(dict(Counter(status.values())))
                 conn.execute(
                     update(executions)
                     .where(executions.c.id == ex.id)
-                    .values(status=final, ended_at=now, message="completed by self-check")
+                    .values(status=final, ended_at=now, message=f"completed by self-check{': ' + why if why else ''}")
                 )
             log.warning("self-check repaired execution %s (%d messages)", ex.id, pushed)
             repaired += 1

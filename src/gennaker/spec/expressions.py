@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 REF = re.compile(r"\$\{\s*([^}]*?)\s*\}")
@@ -142,9 +142,18 @@ def check_condition(condition: str) -> str | None:
     return None
 
 
-def evaluate_condition(condition: str, scope: dict[str, Any]) -> bool:
+def evaluate_condition(condition: str, scope: dict[str, Any], missing_ok: Callable[[str], bool] | None = None) -> bool:
+    """Evaluate ``condition``. A reference that does not resolve is an error, unless ``missing_ok(path)``
+    says it may be absent (e.g. an output of a stage that was skipped): then it reads as null."""
     tree, names = _prepare(condition)
-    values = {n: lookup(p, scope) for n, p in names.items()}
+    values = {}
+    for name, path in names.items():
+        try:
+            values[name] = lookup(path, scope)
+        except ExpressionError:
+            if missing_ok is None or not missing_ok(path):
+                raise
+            values[name] = None
     return bool(_eval(tree.body, values))
 
 
