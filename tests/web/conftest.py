@@ -166,9 +166,11 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium for the whole run (each test signs in in a fresh context): launching costs a second."""
+    """One Chromium per module (each test signs in in a fresh context). Not per session: with
+    Playwright's sync API still open, test_schemathesis (Starlette's TestClient) got 500s from
+    GET /api/executions; closing it at the end of each module keeps the runs independent."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -24,8 +24,10 @@ from gennaker.ops.audit import score
 from gennaker.ops.findings import PILLARS, SEVERITY_RANK, STATUSES, Finding
 from gennaker.ops.settings import ops_settings
 from gennaker.ops.tables import ops_resources
-from gennaker.runtime import Runtime
 from gennaker.store.db import Database
+
+if TYPE_CHECKING:  # the runtime imports the stage registry, whose readiness gate imports gennaker.ops
+    from gennaker.runtime import Runtime
 
 
 def names_application(value: str | None, application: str) -> bool:
