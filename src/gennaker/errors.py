@@ -29,6 +29,12 @@ class ConfigError(GennakerError):
     exit_code = 2
 
 
+class InvalidInput(GennakerError):
+    """A value the caller gave is not acceptable (an unknown parameter, a choice not offered)."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class Problem:
     """One validation problem, located in a file."""

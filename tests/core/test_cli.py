@@ -79,6 +79,18 @@ def test_run_wait_judge_skip_show_logs(tmp_path: Path, db: str) -> None:
     ]
 
 
+def test_bad_parameter_value_exits_2(tmp_path: Path, db: str) -> None:
+    path = tmp_path / "p.yml"
+    path.write_text(
+        "name: f\napplication: shop\nparameters: [{name: env, default: dev, options: [dev, prod]}]\n"
+        "stages:\n  - {id: a, type: run, command: 'true'}\n"
+    )
+    r = gk(db, "run", str(path), "--param", "env=staging")
+    assert r.returncode == 2 and "must be one of" in r.stderr
+    r = gk(db, "run", str(path), "--param", "nope=1")
+    assert r.returncode == 2 and "unknown parameter" in r.stderr
+
+
 def test_failed_run_exits_1(tmp_path: Path, db: str) -> None:
     path = tmp_path / "p.yml"
     path.write_text("name: f\napplication: shop\nstages:\n  - {id: a, type: run, command: 'exit 5'}\n")
@@ -97,6 +109,7 @@ def test_failed_run_exits_1(tmp_path: Path, db: str) -> None:
         (("run", "x.yml", "--param", "novalue"), 2, "takes name=value"),
         (("judge", "nope", "stage", "--choice", "approve"), 4, "no execution"),
         (("--db", "mysql+nothing://x", "executions", "list"), 2, "cannot use database URL"),
+        (("executions", "list", "--status", "BOGUS"), 2, "unknown status BOGUS"),
     ],
 )
 def test_bad_input_clear_error_no_traceback(db: str, args: tuple[str, ...], code: int, fragment: str) -> None:

@@ -103,3 +103,35 @@ def test_validate_command_prints_all_errors_and_exits_2(tmp_path: Path) -> None:
         [sys.executable, "-m", "gennaker.cli", "validate", str(good)], capture_output=True, text=True, check=False
     )
     assert r.returncode == 0 and "ok" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "name: d\napplication: a\nparameters: [{name: v}, {name: v}]\nstages:\n  - {id: a, type: run, command: x}\n",
+            "declared twice: v",
+        ),
+        (
+            "name: d\napplication: a\nparameters: [{name: env, default: qa, options: [dev, prod]}]\n"
+            "stages:\n  - {id: a, type: run, command: x}\n",
+            "not one of its options",
+        ),
+        (HEAD + "  - {id: a, type: run, command: x, env: {A: [1, 2]}}\n", "env values must be text"),
+        (HEAD + "  - {id: a, type: run, command: 'echo ${stages.a.outputs.x'}\n", "unterminated expression"),
+    ],
+)
+def test_more_problems(text: str, fragment: str) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        pipeline_from_text(text, SCHEMAS, "p.yml")
+    assert any(fragment in p.message for p in info.value.problems), info.value.problems
+
+
+def test_expression_problems_reported_alongside_structural_ones() -> None:
+    found = problems(
+        "  - {id: a, type: run, command: x, bogus: 1}\n"
+        "  - {id: b, type: run, requires: [a], command: 'echo ${stages.nope.outputs.x}'}\n"
+    )
+    messages = [m for _, _, m in found]
+    assert any("unknown field 'bogus'" in m for m in messages)
+    assert any("unknown stage 'nope'" in m for m in messages)

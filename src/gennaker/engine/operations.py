@@ -13,7 +13,7 @@ from sqlalchemy import Connection, insert, select, update
 from gennaker.engine import queue
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, STAGE_LETS_THROUGH, Kind, Status, new_id
 from gennaker.engine.runner import cancel_active_stages, start_next_queued
-from gennaker.errors import Conflict, Forbidden, GennakerError, NotFound
+from gennaker.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gennaker.spec.models import Concurrency, Pipeline
 from gennaker.store.db import Database
 from gennaker.store.tables import executions, messages, operations, pipelines, stages
@@ -38,7 +38,7 @@ def bind_parameters(pipeline: Pipeline, given: dict[str, Any]) -> dict[str, Any]
     known = {p.name: p for p in pipeline.parameters}
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise GennakerError(
+        raise InvalidInput(
             f"unknown parameter(s) {', '.join(unknown)} for pipeline '{pipeline.name}' "
             f"(it takes: {', '.join(known) or 'none'})"
         )
@@ -49,7 +49,7 @@ def bind_parameters(pipeline: Pipeline, given: dict[str, Any]) -> dict[str, Any]
         elif p.default is not None:
             value = p.default
         elif p.required:
-            raise GennakerError(f"parameter '{name}' is required")
+            raise InvalidInput(f"parameter '{name}' is required")
         else:
             value = None
         if (
@@ -58,7 +58,7 @@ def bind_parameters(pipeline: Pipeline, given: dict[str, Any]) -> dict[str, Any]
             and value not in p.options
             and str(value) not in map(str, p.options)
         ):
-            raise GennakerError(f"parameter '{name}' must be one of {p.options}, not {value!r}")
+            raise InvalidInput(f"parameter '{name}' must be one of {p.options}, not {value!r}")
         params[name] = value
     return params
 
@@ -333,7 +333,7 @@ def judge(
         cfg = (st.context or {}).get("resolved", st.config)
         options = cfg.get("options") or ["approve", "reject"]
         if choice not in options:
-            raise GennakerError(f"'{choice}' is not an option of stage '{stage_id}' (options: {', '.join(options)})")
+            raise InvalidInput(f"'{choice}' is not an option of stage '{stage_id}' (options: {', '.join(options)})")
         roles = set(cfg.get("roles") or [])
         if roles and actor_roles is not None and not is_admin and not roles & actor_roles:
             raise Forbidden(
@@ -361,14 +361,14 @@ def start_task(
     execution of its own, so it is durable, logged and shown with its tasks like any stage."""
     stype = registry.get(stage_type)
     if stype is None:
-        raise GennakerError(f"unknown task type '{stage_type}' (known: {', '.join(sorted(registry))})")
+        raise InvalidInput(f"unknown task type '{stage_type}' (known: {', '.join(sorted(registry))})")
     try:
         stage = stype.Config.model_validate(
             {"id": stage_type.replace("_", "-"), "type": stage_type, "name": name, **config}
         )
     except ValidationError as exc:
         details = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise GennakerError(f"invalid {stage_type} task: {details}") from None
+        raise InvalidInput(f"invalid {stage_type} task: {details}") from None
     pipeline = Pipeline(
         name=f"{TASK_PREFIX}{stage_type}",
         application=application,

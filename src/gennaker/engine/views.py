@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from gennaker.engine.model import Status
-from gennaker.errors import NotFound
+from gennaker.errors import InvalidInput, NotFound
 from gennaker.store.tables import executions, operations, pipelines, stages
 
 _SUMMARY_COLS = [
@@ -44,7 +44,11 @@ def list_executions(
     if pipeline:
         q = q.where(executions.c.pipeline == pipeline)
     if status:
-        q = q.where(executions.c.status.in_([s.upper() for s in status]))
+        wanted = [s.upper() for s in status]
+        unknown = sorted(set(wanted) - {str(s) for s in Status})
+        if unknown:
+            raise InvalidInput(f"unknown status {', '.join(unknown)} (one of {', '.join(s.value for s in Status)})")
+        q = q.where(executions.c.status.in_(wanted))
     if application:
         q = q.where(executions.c.application == application)
     if kind == "tasks":

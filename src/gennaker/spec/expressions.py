@@ -34,6 +34,11 @@ def references(value: Any) -> Iterator[str]:
             yield from references(v)
 
 
+def unterminated(text: str) -> bool:
+    """True if ``text`` opens a ``${`` that no ``}`` closes."""
+    return "${" in REF.sub("", text)
+
+
 def check_reference(path: str, stage_ids: set[str], params: set[str]) -> str | None:
     """A message if ``path`` cannot be valid for this pipeline, else None."""
     parts = path.split(".")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gennaker.spec.durations import Duration
 
@@ -65,6 +65,12 @@ class Parameter(BaseModel):
             raise ValueError(f"'{v}' is not a valid parameter name")
         return v
 
+    @model_validator(mode="after")
+    def _default_is_an_option(self) -> Parameter:
+        if self.options is not None and self.default is not None and self.default not in self.options:
+            raise ValueError(f"default {self.default!r} of parameter '{self.name}' is not one of its options")
+        return self
+
 
 class Concurrency(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -89,6 +95,15 @@ class PipelineHeader(BaseModel):
     def _name_shape(cls, v: str) -> str:
         if not ID_PATTERN.match(v):
             raise ValueError(f"'{v}' is not a valid name (letters, digits, '-', '_')")
+        return v
+
+    @field_validator("parameters")
+    @classmethod
+    def _distinct_parameters(cls, v: list[Parameter]) -> list[Parameter]:
+        names = [p.name for p in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"parameter(s) declared twice: {', '.join(dupes)}")
         return v
 
 

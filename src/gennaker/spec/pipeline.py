@@ -42,9 +42,9 @@ def validate_pipeline(doc: Located, schemas: StageSchemas, text: str | None = No
     raw_stages = doc.value.get("stages")
     stages = _stages(doc, raw_stages if isinstance(raw_stages, list) else [], schemas, problems)
     params = {p.name for p in header.parameters} if header else _param_names(doc.value.get("parameters"))
-    problems.extend(_graph_problems(doc, _raw_graph(raw_stages if isinstance(raw_stages, list) else [])))
-    if not any("requires" in p.message or "cycle" in p.message or "duplicate" in p.message for p in problems):
-        problems.extend(_expression_problems(doc, stages, params))
+    graph = _raw_graph(raw_stages if isinstance(raw_stages, list) else [])
+    problems.extend(_graph_problems(doc, graph))
+    problems.extend(_expression_problems(doc, graph, params))
     if problems or header is None:
         problems.sort(key=lambda p: (p.line, p.column))
         raise ValidationFailed(problems)
@@ -170,23 +170,27 @@ def upstream(graph: dict[str, list[str]], stage_id: str) -> set[str]:
     return seen
 
 
-def _expression_problems(doc: Located, stages: list[tuple[int, StageConfig]], params: set[str]) -> list[Problem]:
+def _expression_problems(doc: Located, graph: list[tuple[int, str, list[str]]], params: set[str]) -> list[Problem]:
+    """Check every ``${...}`` of every stage (valid or not, so all problems show at once)."""
     problems = []
-    ids = {s.id for _, s in stages}
-    graph = {s.id: list(s.requires) for _, s in stages}
+    ids = {sid for _, sid, _ in graph}
+    requires = {sid: req for _, sid, req in graph}
     raw_stages = doc.value.get("stages", [])
-    for i, s in stages:
-        before = upstream(graph, s.id)
+    for i, sid, _ in graph:
+        before = upstream(requires, sid)
         for path, value in _strings(raw_stages[i], ("stages", i)):
+            if expressions.unterminated(value):
+                problems.append(doc.problem(path, f"unterminated expression in {value!r} (missing '}}')"))
             for ref in expressions.references(value):
                 msg = expressions.check_reference(ref, ids, params)
                 parts = ref.split(".")
                 if msg is None and parts[0] == "stages" and parts[1] not in before:
-                    msg = f"${{{ref}}}: stage '{parts[1]}' is not upstream of '{s.id}' (add it to requires)"
+                    msg = f"${{{ref}}}: stage '{parts[1]}' is not upstream of '{sid}' (add it to requires)"
                 if msg:
                     problems.append(doc.problem(path, msg))
-        if s.when:
-            msg = expressions.check_condition(s.when)
+        when = raw_stages[i].get("when")
+        if isinstance(when, str):
+            msg = expressions.check_condition(when)
             if msg:
                 problems.append(doc.problem(("stages", i, "when"), msg))
     return problems

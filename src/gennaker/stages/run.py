@@ -37,6 +37,9 @@ class RunConfig(StageConfig):
     @classmethod
     def _env_text(cls, v: Any) -> Any:
         if isinstance(v, dict):
+            nested = [str(k) for k, x in v.items() if isinstance(x, list | dict)]
+            if nested:
+                raise ValueError(f"env values must be text or numbers, not lists or mappings: {', '.join(nested)}")
             return {
                 str(k): "" if x is None else (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()
             }
