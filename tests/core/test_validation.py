@@ -109,7 +109,8 @@ def test_validate_command_prints_all_errors_and_exits_2(tmp_path: Path) -> None:
     ("text", "fragment"),
     [
         (
-            "name: d\napplication: a\nparameters: [{name: v}, {name: v}]\nstages:\n  - {id: a, type: run, command: x}\n",
+            "name: d\napplication: a\nparameters: [{name: v}, {name: v}]\n"
+            "stages:\n  - {id: a, type: run, command: x}\n",
             "declared twice: v",
         ),
         (

@@ -149,6 +149,10 @@ class AwsSessions:
         boto_config = self._boto_config
         if acct.max_attempts is not None:
             boto_config = boto_config.merge(BotoConfig(retries={"mode": "adaptive", "max_attempts": acct.max_attempts}))
+        if acct.endpoint_url:
+            # Behind a custom endpoint (simulated AWS, a proxy) there is no DNS for account-prefixed
+            # hosts such as 123456789012.s3-control…: send every call to the endpoint itself.
+            boto_config = boto_config.merge(BotoConfig(inject_host_prefix=False))
         raw = self.session(account_name).client(
             service, region_name=region, endpoint_url=acct.endpoint_url, config=boto_config
         )
