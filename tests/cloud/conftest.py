@@ -207,3 +207,26 @@ def deploy_raw(world: ShopWorld, image: str | None = None, **overrides: Any) -> 
     }
     raw.update(overrides)
     return raw
+
+
+class Interrupted(Exception):
+    """Stops run_stage at the moment the test wants to cancel."""
+
+
+def interrupt_when(pred: Any, saved: dict[str, Any]) -> Any:
+    def on_call(task: str, _n: int, context: dict[str, Any]) -> None:
+        if pred(task, context):
+            saved.update(context)
+            raise Interrupted
+
+    return on_call
+
+
+def waiting_on(reason: str) -> Any:
+    def pred(task: str, context: dict[str, Any]) -> bool:
+        strategy = context.get("strategy")
+        if task != "apply_strategy" or not strategy or not strategy.get("state"):
+            return False
+        return bool(strategy["actions"][strategy["step"]]["reason"] == reason)
+
+    return pred

@@ -12,37 +12,25 @@ from gennaker.cloud.provider import DISABLE_PROCESSES, Capacity
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.stages.base import TaskContext
 from gennaker.stages.deploy import Deploy
-from tests.cloud.conftest import Clock, cluster_state, deploy_raw, run_stage, serving_groups
+from tests.cloud.conftest import (
+    Clock,
+    Interrupted,
+    cluster_state,
+    deploy_raw,
+    interrupt_when,
+    run_stage,
+    serving_groups,
+    waiting_on,
+)
 
 
-class Interrupted(Exception):
-    """Stops run_stage at the moment the test wants to cancel."""
-
-
-def _interrupt_when(pred: Any, saved: dict[str, Any]) -> Any:
-    def on_call(task: str, _n: int, context: dict[str, Any]) -> None:
-        if pred(task, context):
-            saved.update(context)
-            raise Interrupted
-
-    return on_call
-
-
-def _waiting_on(reason: str) -> Any:
-    def pred(task: str, context: dict[str, Any]) -> bool:
-        strategy = context.get("strategy")
-        if task != "apply_strategy" or not strategy or not strategy.get("state"):
-            return False
-        return bool(strategy["actions"][strategy["step"]]["reason"] == reason)
-
-    return pred
-
-
-def _cancel(raw: dict[str, Any], context: dict[str, Any], services: SimpleNamespace, logs: list[str]) -> None:
+def cancel(
+    raw: dict[str, Any], context: dict[str, Any], services: SimpleNamespace, logs: list[str], execution_id: str = "ex-1"
+) -> None:
     stage = Deploy()
     config = stage.Config.model_validate({"id": "deploy", "type": "deploy", **raw})
     ctx = TaskContext(
-        execution_id="ex-1",
+        execution_id=execution_id,
         stage_id="deploy",
         pipeline="p",
         application="shop",
@@ -63,11 +51,11 @@ def test_cancel_during_delay_before_disable(world: ShopWorld, provider: AwsProvi
     raw = deploy_raw(world, delay_before_disable="5m")
     saved: dict[str, Any] = {}
     with pytest.raises(Interrupted):
-        run_stage(Deploy(), raw, services, on_call=_interrupt_when(_waiting_on("delay before disable"), saved))
+        run_stage(Deploy(), raw, services, on_call=interrupt_when(waiting_on("delay before disable"), saved))
     assert serving_groups(provider) == ["shop-web-v001", "shop-web-v002"]  # half cut over
     logs: list[str] = []
-    _cancel(raw, saved, services, logs)
-    _cancel(raw, saved, services, logs)  # delivered twice: same end state, no error
+    cancel(raw, saved, services, logs)
+    cancel(raw, saved, services, logs)  # delivered twice: same end state, no error
     state = cluster_state(provider)
     assert serving_groups(provider) == ["shop-web-v001"]
     assert state["shop-web-v001"]["enabled"] and state["shop-web-v001"]["suspended"] == set()
@@ -89,13 +77,13 @@ def test_cancel_during_rolling_pause_unpins(world: ShopWorld, provider: AwsProvi
     )
     saved: dict[str, Any] = {}
     with pytest.raises(Interrupted):
-        run_stage(Deploy(), raw, services, on_call=_interrupt_when(_waiting_on("pause between steps"), saved))
+        run_stage(Deploy(), raw, services, on_call=interrupt_when(waiting_on("pause between steps"), saved))
     state = cluster_state(provider)
     assert state["shop-web-v001"]["capacity"] == (2, 2, 4)  # pinned
     assert state["shop-web-v001"]["serving"] == 1 and state["shop-web-v002"]["serving"] == 2
     logs: list[str] = []
-    _cancel(raw, saved, services, logs)
-    _cancel(raw, saved, services, logs)
+    cancel(raw, saved, services, logs)
+    cancel(raw, saved, services, logs)
     state = cluster_state(provider)
     assert set(state) == {"shop-web-v001"}  # destroy_on_rollback
     assert state["shop-web-v001"]["capacity"] == (1, 2, 4)  # unpinned
@@ -106,7 +94,7 @@ def test_cancel_during_rolling_pause_unpins(world: ShopWorld, provider: AwsProvi
 def test_cancel_before_anything_was_created(world: ShopWorld, provider: AwsProvider, services: SimpleNamespace) -> None:
     before = cluster_state(provider)
     logs: list[str] = []
-    _cancel(deploy_raw(world), {}, services, logs)
+    cancel(deploy_raw(world), {}, services, logs)
     assert cluster_state(provider) == before
     assert any("nothing to undo" in line for line in logs)
 
@@ -117,9 +105,9 @@ def test_cancel_finds_a_create_not_yet_saved(
     raw = deploy_raw(world)
     saved: dict[str, Any] = {}
     with pytest.raises(Interrupted):  # the group exists in AWS, the context does not know it yet
-        run_stage(Deploy(), raw, services, on_call=_interrupt_when(lambda task, _c: task == "wait_for_healthy", saved))
+        run_stage(Deploy(), raw, services, on_call=interrupt_when(lambda task, _c: task == "wait_for_healthy", saved))
     assert serving_groups(provider) == ["shop-web-v001", "shop-web-v002"]
     logs: list[str] = []
-    _cancel(raw, {}, services, logs)
+    cancel(raw, {}, services, logs)
     assert serving_groups(provider) == ["shop-web-v001"]
     assert not cluster_state(provider)["shop-web-v002"]["enabled"]

@@ -17,12 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gennaker.cloud import naming
 from gennaker.cloud.actions import Action, HealthTimeout, run_action
-from gennaker.cloud.provider import TAG_EXECUTION, Capacity, CloudProvider, ServerGroup, ServerGroupSpec
+from gennaker.cloud.lease import held_by_other, lease_value
+from gennaker.cloud.provider import (
+    TAG_DEPLOYING,
+    TAG_EXECUTION,
+    Capacity,
+    CloudProvider,
+    ServerGroup,
+    ServerGroupSpec,
+)
 from gennaker.cloud.strategies import (
     StrategyName,
     StrategyOptions,
     cancel_actions,
     initial_capacity,
+    percentages,
     previous_server_group,
     rollback_actions,
     strategy_actions,
@@ -35,6 +44,8 @@ from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
 # Failures that mean "this deploy did not work" (roll back), as opposed to bugs in Gennaker.
 DEPLOY_FAILURES = (GennakerError, HealthTimeout, ValueError)
 MAX_ROLLBACK_ATTEMPTS = 5
+# Added to a deploy's worst-case duration for its cluster lease: polls, API latency, a worker restart.
+LEASE_MARGIN = 900.0
 
 
 class TargetGroupRef(BaseModel):
@@ -88,6 +99,23 @@ class DeployConfig(CloudStageConfig):
     def cluster(self, application: str) -> str:
         return naming.cluster_name(application, self.stack, self.detail)
 
+    def lease_seconds(self) -> float:
+        """How long this deploy may hold its cluster: every health wait and delay it can make, plus
+        a margin; the stage's own ``timeout:`` when shorter (its expiry cancels the deploy)."""
+        waits = 1 + (len(percentages(self.options())) if self.strategy == "rolling_red_black" else 0)
+        steps = len(self.target_percentages) if self.strategy == "rolling_red_black" else 0
+        bound = (
+            waits * self.health_timeout
+            + self.delay_before_disable
+            + self.delay_before_scale_down
+            + steps * self.pause_seconds()
+            + LEASE_MARGIN
+        )
+        return min(bound, self.timeout + LEASE_MARGIN) if self.timeout else bound
+
+    def pause_seconds(self) -> float:
+        return float(self.pause_between_steps)
+
     def target_group_refs(self) -> list[str | dict[str, str]]:
         return [r if isinstance(r, str) else r.model_dump(exclude_none=True) for r in self.target_groups]
 
@@ -133,6 +161,16 @@ class Deploy(StageType):
             "region": ctx.config.region,
         }
 
+    def _release(self, ctx: TaskContext, provider: CloudProvider, name: str | None) -> None:
+        """Clear this deploy's lease on the cluster (see cloud/lease.py). A failure to clear it is
+        logged, not raised: the deploy's own outcome stands, and the lease expires by itself."""
+        if not name:
+            return
+        try:
+            provider.delete_server_group_tag(name, TAG_DEPLOYING)
+        except GennakerError as exc:
+            ctx.log(f"could not clear the deploy lease on {name} ({exc}); it expires by itself")
+
     def _guarded(self, step: Any) -> Any:
         def run(ctx: TaskContext) -> TaskResult:
             if ctx.context.get("rollback"):
@@ -158,6 +196,7 @@ class Deploy(StageType):
         ctx.log(f"deploy failed: {reason}")
         if not (cfg.rollback_on_failure and new and previous):
             why = "rollback_on_failure is off" if not cfg.rollback_on_failure else "nothing to roll back to"
+            self._release(ctx, self._provider(ctx), new)
             return TaskResult.failed(f"{reason} (no rollback: {why})", outputs=self._outputs(ctx))
         ctx.log(f"rolling back to {previous['name']}")
         return TaskResult.running(
@@ -193,6 +232,7 @@ class Deploy(StageType):
         except DEPLOY_FAILURES as exc:
             rb["errors"] = int(rb.get("errors", 0)) + 1
             if rb["errors"] >= MAX_ROLLBACK_ATTEMPTS:
+                self._release(ctx, self._provider(ctx), new)
                 return TaskResult.failed(
                     f"{rb['reason']}; rollback to {prev['name']} failed too: {exc}",
                     outputs=self._outputs(ctx),
@@ -204,6 +244,7 @@ class Deploy(StageType):
         if not progress.done:
             return TaskResult.running(after=progress.poll_after, context={"rollback": rb}, message=progress.message)
         tail = "destroyed" if cfg.destroy_on_rollback else "disabled"
+        self._release(ctx, self._provider(ctx), new)
         return TaskResult.failed(
             f"{rb['reason']}; rolled back: {prev['name']} is serving again, {new} {tail}",
             outputs=self._outputs(ctx),
@@ -241,21 +282,57 @@ class Deploy(StageType):
             previous = _snapshot(found)
         if previous is None:
             ctx.log(f"cancel: {new} has no previous server group to go back to; leaving it as it is")
+            self._release(ctx, provider, new)
             return
         if provider.get_server_group(previous["name"]) is None:
             ctx.log(f"cancel: previous server group {previous['name']} is gone; leaving {new} serving")
+            self._release(ctx, provider, new)
             return
         actions = cancel_actions(cfg.options(), previous["name"], Capacity.from_dict(previous["capacity"]), new)
         for action in actions:
             run_action(provider, action, {}, ctx.now(), cfg.poll_interval)
             ctx.log(f"cancel: {action.describe()}")
+        self._release(ctx, provider, new)
         ctx.log(f"cancel: {previous['name']} is serving again; {new} taken out")
 
     # --- tasks ---------------------------------------------------------------------------------
+    def _settle_failed_create(self, ctx: TaskContext, reason: str, known: dict[str, Any]) -> TaskResult:
+        """A create failed: roll back what it made, but only if it is ours.
+
+        A name clash (another execution took the same vNNN first: its launch template or ASG is
+        there, or CreateLaunchTemplate said AlreadyExists) means the group is someone else's,
+        serving or being deployed; it must never be disabled or destroyed. Ownership is read from
+        the tags; if AWS does not answer, ask again later rather than guess either way.
+        """
+        cfg: DeployConfig = ctx.config
+        name = known["server_group"]
+        tries = int((ctx.context.get("create_failed") or {}).get("tries", 0)) + 1
+        try:
+            owner = self._provider(ctx).server_group_owner(name)
+        except GennakerError as exc:
+            if tries >= MAX_ROLLBACK_ATTEMPTS:
+                return TaskResult.failed(
+                    f"{reason} (no rollback: could not tell whether {name} is ours: {exc})",
+                    outputs=self._outputs(ctx),
+                )
+            ctx.log(f"create of {name} failed ({reason}); looking up its owner failed too ({exc}); retrying")
+            pending = {"reason": reason, "known": known, "tries": tries}
+            return TaskResult.running(after=cfg.poll_interval, context={"create_failed": pending})
+        if owner == (ctx.execution_id, ctx.stage_id):
+            return self._fail(ctx, reason, known=known)
+        ctx.log(f"deploy failed: {reason}")
+        whose = f"it belongs to execution {owner[0] or '?'}" if owner else "nothing of it exists"
+        return TaskResult.failed(
+            f"{reason} (no rollback: {name} was not created by this deploy; {whose})", outputs=self._outputs(ctx)
+        )
+
     def create_server_group(self, ctx: TaskContext) -> TaskResult:
         cfg: DeployConfig = ctx.config
         if ctx.context.get("server_group"):
             return TaskResult.succeeded(outputs=self._outputs(ctx))
+        pending = ctx.context.get("create_failed")
+        if pending:
+            return self._settle_failed_create(ctx, pending["reason"], pending["known"])
         provider = self._provider(ctx)
         cluster = cfg.cluster(ctx.application)
         groups = provider.list_server_groups(cluster=cluster, with_health=False)
@@ -263,6 +340,14 @@ class Deploy(StageType):
         if name:
             ctx.log(f"found {name} from an earlier attempt of this stage; reusing it")
         else:
+            other = held_by_other(groups, ctx.execution_id, ctx.now())
+            if other:
+                return TaskResult.failed(
+                    f"cluster {cluster} is being deployed by {other.describe()}; refusing to deploy to it "
+                    "at the same time (each would disable the other's new server group). Run again when "
+                    "that deploy has ended.",
+                    outputs=self._outputs(ctx),
+                )
             name = choose_name(provider, cluster, groups)
         previous = previous_server_group([g for g in groups if g.name != name])
         image_id = provider.resolve_image(cfg.image)
@@ -282,7 +367,7 @@ class Deploy(StageType):
             user_data=cfg.user_data,
             key_name=cfg.key_name,
             instance_profile=cfg.instance_profile,
-            tags=cfg.tags,
+            tags={**cfg.tags, TAG_DEPLOYING: lease_value(ctx.execution_id, ctx.now() + cfg.lease_seconds())},
             execution_id=ctx.execution_id,
             stage_id=ctx.stage_id,
         )
@@ -297,8 +382,7 @@ class Deploy(StageType):
         try:
             provider.create_server_group(spec)
         except DEPLOY_FAILURES as exc:
-            # The group may exist in part (template made, ASG maybe too): roll back knowing its name.
-            return self._fail(ctx, str(exc), known=context)
+            return self._settle_failed_create(ctx, str(exc), context)
         ctx.log(f"created {name} from {image_id} ({capacity}); previous: {previous.name if previous else 'none'}")
         return TaskResult.succeeded(outputs=self._outputs(ctx, context), context=context)
 
@@ -338,6 +422,7 @@ class Deploy(StageType):
             return TaskResult.running(
                 after=progress.poll_after, context={"strategy": progress.context}, message=progress.message
             )
+        self._release(ctx, provider, name)
         return TaskResult.succeeded(
             outputs=self._outputs(ctx),
             context={"strategy": progress.context},

@@ -91,9 +91,7 @@ class AwsProvider:
                 )
             )
         lt = raw.get("LaunchTemplate") or {}
-        instance_type = next(
-            (i.get("InstanceType") for i in raw.get("Instances", []) if i.get("InstanceType")), None
-        )
+        instance_type = next((i.get("InstanceType") for i in raw.get("Instances", []) if i.get("InstanceType")), None)
         return ServerGroup(
             name=raw["AutoScalingGroupName"],
             account=self.account,
@@ -171,6 +169,18 @@ class AwsProvider:
         )
         orphans = [t["LaunchTemplateName"] for t in templates if t["LaunchTemplateName"] not in names]
         return orphans[0] if orphans else None
+
+    def server_group_owner(self, name: str) -> tuple[str, str] | None:
+        """(execution, stage) from the tags of the ASG named ``name``, or of its launch template when
+        there is no ASG (a create cut short); None when neither exists."""
+        raws = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        found = [_tags(r.get("Tags")) for r in raws]
+        if not found:
+            templates = self._launch_templates([{"Name": "launch-template-name", "Values": [name]}])
+            found = [_tags(t.get("Tags")) for t in templates]
+        if not found:
+            return None
+        return found[0].get(TAG_EXECUTION, ""), found[0].get(TAG_STAGE, "")
 
     # --- changing server groups ----------------------------------------------------------------
     @staticmethod
@@ -301,6 +311,20 @@ class AwsProvider:
         for lt in self._launch_templates([{"Name": f"tag:{TAG_SERVER_GROUP}", "Values": [name]}]):
             self.ec2.delete_launch_template(LaunchTemplateId=lt["LaunchTemplateId"])
 
+    def _tag(self, name: str, key: str, value: str | None) -> dict[str, Any]:
+        tag: dict[str, Any] = {"Key": key, "ResourceId": name, "ResourceType": "auto-scaling-group"}
+        if value is not None:
+            tag |= {"Value": value, "PropagateAtLaunch": False}
+        return tag
+
+    def set_server_group_tag(self, name: str, key: str, value: str) -> None:
+        self.asg.create_or_update_tags(Tags=[self._tag(name, key, value)])
+
+    def delete_server_group_tag(self, name: str, key: str) -> None:
+        """Remove a tag from the ASG; a group that is gone has no tag left to remove."""
+        if self.get_server_group(name) is not None:
+            self.asg.delete_tags(Tags=[self._tag(name, key, None)])
+
     # --- network and load balancing ------------------------------------------------------------
     def resolve_target_groups(self, refs: list[str | dict[str, str]]) -> list[str]:
         """ARNs pass through; names, or {load_balancer, target_group} pairs, are looked up."""
@@ -314,9 +338,7 @@ class AwsProvider:
             else:
                 lb_name, tg_name = ref.get("load_balancer"), ref["target_group"]
                 lbs = self.elb.describe_load_balancers(Names=[lb_name])["LoadBalancers"]
-                tgs = self.elb.describe_target_groups(LoadBalancerArn=lbs[0]["LoadBalancerArn"])[
-                    "TargetGroups"
-                ]
+                tgs = self.elb.describe_target_groups(LoadBalancerArn=lbs[0]["LoadBalancerArn"])["TargetGroups"]
                 match = [t["TargetGroupArn"] for t in tgs if t["TargetGroupName"] == tg_name]
                 if not match:
                     raise NotFound(f"load balancer {lb_name} has no target group {tg_name}")
@@ -340,12 +362,8 @@ class AwsProvider:
         filters = [{"Name": "vpc-id", "Values": [self._vpc_id(vpc)]}]
         if subnet_tag:
             key, _, value = subnet_tag.partition("=")
-            filters.append(
-                {"Name": f"tag:{key}", "Values": [value]} if value else {"Name": "tag-key", "Values": [key]}
-            )
-        found = sorted(
-            s["SubnetId"] for s in self.ec2.paginate("describe_subnets", "Subnets", Filters=filters)
-        )
+            filters.append({"Name": f"tag:{key}", "Values": [value]} if value else {"Name": "tag-key", "Values": [key]})
+        found = sorted(s["SubnetId"] for s in self.ec2.paginate("describe_subnets", "Subnets", Filters=filters))
         if not found:
             raise NotFound(f"no subnets in VPC {vpc} match tag {subnet_tag!r}")
         return found
