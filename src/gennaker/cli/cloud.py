@@ -49,14 +49,22 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show what each deploy, cleanup and server-group stage would do today, changing nothing."""
         from gennaker.cli.core import parse_params
+        from gennaker.engine.operations import bind_parameters
+        from gennaker.errors import GennakerError
         from gennaker.spec.pipeline import load_pipeline
         from gennaker.stages import default_registry, stage_schemas
 
         registry = default_registry()
         pipeline = load_pipeline(str(file), stage_schemas(registry))
+        try:
+            # Missing and unknown parameters are a usage error, reported as one line (exit 2).
+            params = bind_parameters(pipeline, parse_params(param))
+        except GennakerError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(2) from None
         config = load_config(getattr(ctx.obj, "config", None))
         services = SimpleNamespace(config=config, aws=AwsSessions(config))
-        plans = plan_pipeline(pipeline, registry, services, parse_params(param))
+        plans = plan_pipeline(pipeline, registry, services, params)
         if as_json:
             typer.echo(json.dumps([p.as_dict() for p in plans], indent=2))
         else:

@@ -2,8 +2,9 @@
 
 The planner calls the very functions the stages run (choose_name, strategy_actions, the stages'
 ``plan`` methods), so a plan and the deploy that follows it cannot disagree on the same state.
-Each stage is planned against the cluster as it is now; stages that act on what an earlier stage
-of the same run will create are planned as if that earlier stage had not run yet (noted).
+Stages are planned in dependency order, each against the clusters as the stages planned before
+it would leave them (an in-memory model: groups created, enabled, disabled, resized, destroyed), so
+a stage that destroys the canary an earlier stage creates plans exactly that.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gennaker.cloud.actions import Action
+from gennaker.cloud.model import ModelProvider
 from gennaker.cloud.provider import CloudProvider
 from gennaker.cloud.strategies import initial_capacity, previous_server_group, strategy_actions
 from gennaker.cloud.tasks import provider_for
@@ -99,6 +101,20 @@ def _plan_context(stage: StageConfig, pipeline: Pipeline, services: Any) -> Task
     )
 
 
+def dependency_order(stages: list[StageConfig]) -> list[StageConfig]:
+    """Stages with every stage they require before them, otherwise in file order."""
+    done: set[str] = set()
+    ordered: list[StageConfig] = []
+    pending = list(stages)
+    while pending:
+        ready = [s for s in pending if set(s.requires) <= done] or pending[:1]  # a cycle: file order
+        stage = ready[0]
+        pending.remove(stage)
+        ordered.append(stage)
+        done.add(stage.id)
+    return ordered
+
+
 def plan_pipeline(
     pipeline: Pipeline, registry: Mapping[str, StageType], services: Any, params: dict[str, Any] | None = None
 ) -> list[StagePlan]:
@@ -111,7 +127,8 @@ def plan_pipeline(
         "pipeline": {"name": pipeline.name},
     }
     plans = []
-    for stage in pipeline.stages:
+    models: dict[tuple[str, str], ModelProvider] = {}
+    for stage in dependency_order(list(pipeline.stages)):
         stype = registry.get(stage.type)
         if not isinstance(stype, Deploy | ActionStage):
             continue
@@ -121,7 +138,10 @@ def plan_pipeline(
             raw = _lenient(stage.model_dump(mode="json", exclude={"when"}), scope)
             cfg: Any = stype.Config.model_validate(raw)
             plan.account, plan.region = cfg.account, cfg.region
-            provider = provider_for(services, plan.account, plan.region)
+            key = (cfg.account, cfg.region)
+            if key not in models:
+                models[key] = ModelProvider(provider_for(services, cfg.account, cfg.region))
+            provider = models[key]
             if stage.when:
                 plan.notes.append(f"runs only when {stage.when}")
             if isinstance(stype, Deploy):
@@ -132,8 +152,11 @@ def plan_pipeline(
                 cluster = getattr(cfg, "cluster", None)
                 plan.cluster = cluster(pipeline.application) if callable(cluster) else None
                 plan.actions, _outputs = stype.plan(_plan_context(cfg, pipeline, services), provider)
-            if stage.requires:
-                plan.notes.append("planned against today's state, before the stages it requires have run")
+            created_here = {a.server_group for a in plan.actions if a.kind == "create"}
+            for name in dict.fromkeys(a.server_group for a in plan.actions):
+                if name in provider.created_by and name not in created_here:
+                    plan.notes.append(f"{name} is created by stage {provider.created_by[name]}")
+            provider.apply(stage.id, plan.actions)
         except (GennakerError, ValidationError, ValueError) as exc:
             plan.error = str(exc)
     return plans
