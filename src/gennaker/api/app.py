@@ -11,11 +11,11 @@ from fastapi.responses import JSONResponse
 from gennaker import __version__
 from gennaker.api import cloud, executions
 from gennaker.api import ops as ops_api
-from gennaker.errors import Conflict, Forbidden, GennakerError, NotFound, ValidationFailed
+from gennaker.errors import Conflict, Forbidden, GennakerError, InvalidInput, NotFound, ValidationFailed
 from gennaker.runtime import Runtime
 from gennaker.web import mount
 
-_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403, ValidationFailed: 422}
+_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403, ValidationFailed: 422, InvalidInput: 422}
 
 
 def error_status(exc: GennakerError) -> int:

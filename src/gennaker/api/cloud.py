@@ -7,7 +7,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from gennaker.api.deps import get_actor
@@ -19,7 +19,8 @@ from gennaker.cloud.provider import CloudProvider
 from gennaker.cloud.tasks import CapacityModel, provider_for
 from gennaker.engine import views
 from gennaker.engine.operations import start_task
-from gennaker.errors import Conflict, NotFound
+from gennaker.errors import Conflict, InvalidInput, NotFound
+from gennaker.runtime import Runtime
 from gennaker.spec.config import Config
 
 router = APIRouter(prefix="/api", tags=["cloud"])
@@ -122,21 +123,60 @@ def security_groups(application: str, providers: list[AwsProvider] = Depends(all
     return result
 
 
-_TASK_TYPES = {
+SERVER_GROUP_TASKS = {
     "enable": "enable_server_group",
     "disable": "disable_server_group",
     "resize": "resize_server_group",
     "destroy": "destroy_server_group",
 }
+TASK_POLL_INTERVAL = 1.0  # an operator is watching: look at AWS every second while the task waits
 
 
-def _run_as_task(
-    request: Request, application: str, stage_type: str, config: dict[str, Any], wait: bool, timeout: float = 900.0
-) -> dict[str, Any]:
-    """Start the action as a task (a one-stage execution on the engine); with ``wait``, answer when it ends."""
-    runtime = request.app.state.runtime
-    task_id = start_task(runtime.db, runtime.registry, application, stage_type, config, get_actor(request))
-    result: dict[str, Any] = {"task": task_id, "status": "NOT_STARTED"}
+def start_server_group_task(
+    runtime: Runtime,
+    application: str,
+    name: str,
+    operation: str,
+    account: str,
+    region: str,
+    capacity: dict[str, int] | None,
+    actor: str,
+) -> str:
+    """Check the request now (configured account and region; the server group is the application's and
+    exists), then start the operation as a task. Shared by the API and the console."""
+    if operation not in SERVER_GROUP_TASKS:
+        raise NotFound(f"unknown operation {operation} ({', '.join(SERVER_GROUP_TASKS)})")
+    if operation == "resize" and capacity is None:
+        raise InvalidInput("resize needs capacity {min, max, desired}")
+    check_server_group(provider_for(runtime.services, account, region), application, name)
+    config: dict[str, Any] = {
+        "account": account,
+        "region": region,
+        "server_group": name,
+        "poll_interval": TASK_POLL_INTERVAL,
+    }
+    if capacity is not None:
+        config["capacity"] = capacity
+    return start_task(runtime.db, runtime.registry, application, SERVER_GROUP_TASKS[operation], config, actor)
+
+
+def start_rollback_task(runtime: Runtime, application: str, cluster: str, account: str, region: str, actor: str) -> str:
+    parsed = naming.parse(cluster)
+    if parsed.application != application:
+        raise NotFound(f"cluster {cluster} does not belong to application {application}")
+    provider_for(runtime.services, account, region)  # the account and region are checked now, not in the task
+    config = {
+        "account": account,
+        "region": region,
+        "stack": parsed.stack,
+        "detail": parsed.detail,
+        "poll_interval": TASK_POLL_INTERVAL,
+    }
+    return start_task(runtime.db, runtime.registry, application, "rollback_cluster", config, actor)
+
+
+def _answer(runtime: Runtime, task_id: str, wait: bool, timeout: float = 900.0) -> dict[str, Any]:
+    """The task's id; with ``wait``, its outputs once it has ended (a failed task is a 409)."""
     deadline = time.time() + timeout
     while wait and time.time() < deadline:
         with runtime.db.read() as conn:
@@ -147,7 +187,7 @@ def _run_as_task(
                 raise Conflict(f"task {task_id} {detail['status']}: {stage.get('message') or detail.get('message')}")
             return {"task": task_id, "status": detail["status"], **stage["outputs"]}
         time.sleep(0.2)
-    return result
+    return {"task": task_id, "status": "NOT_STARTED"}
 
 
 @router.post("/applications/{application}/server_groups/{name}/{operation}", status_code=202)
@@ -159,56 +199,26 @@ def server_group_operation(
     operation: str,
     body: ActionBody,
     wait: bool = False,
-    config: Config = Depends(get_config),
-    aws: AwsSessions = Depends(get_aws),
 ) -> dict[str, Any]:
     """Enable, disable, resize or destroy a server group, as a task. The answer names the task
     (follow it at /api/executions/{task}); with ``wait=true`` it comes when the task has ended."""
-    if operation not in _TASK_TYPES:
-        raise NotFound(f"unknown operation {operation} (enable, disable, resize, destroy)")
-    if operation == "resize" and body.capacity is None:
-        raise HTTPException(422, "resize needs capacity {min, max, desired}")
-    check_server_group(_provider(body, config, aws), application, name)
-    task_config: dict[str, Any] = {
-        "account": body.account,
-        "region": body.region,
-        "server_group": name,
-        "poll_interval": 1.0,
-    }
-    if body.capacity is not None:
-        task_config["capacity"] = body.capacity.model_dump()
+    runtime = request.app.state.runtime
+    capacity = body.capacity.model_dump() if body.capacity is not None else None
+    task_id = start_server_group_task(
+        runtime, application, name, operation, body.account, body.region, capacity, get_actor(request)
+    )
     if wait:
         response.status_code = 200
-    return {
-        "server_group": name,
-        "operation": operation,
-        **_run_as_task(request, application, _TASK_TYPES[operation], task_config, wait),
-    }
+    return {"server_group": name, "operation": operation, **_answer(runtime, task_id, wait)}
 
 
 @router.post("/applications/{application}/clusters/{cluster}/rollback", status_code=202)
 def cluster_rollback(
-    request: Request,
-    response: Response,
-    application: str,
-    cluster: str,
-    body: Where,
-    wait: bool = False,
-    config: Config = Depends(get_config),
-    aws: AwsSessions = Depends(get_aws),
+    request: Request, response: Response, application: str, cluster: str, body: Where, wait: bool = False
 ) -> dict[str, Any]:
     """Serve the cluster's previous server group again, as a task (see the server group actions)."""
-    parsed = naming.parse(cluster)
-    if parsed.application != application:
-        raise NotFound(f"cluster {cluster} does not belong to application {application}")
-    _provider(body, config, aws)  # the account and region are checked now, not in the task
+    runtime = request.app.state.runtime
+    task_id = start_rollback_task(runtime, application, cluster, body.account, body.region, get_actor(request))
     if wait:
         response.status_code = 200
-    task_config = {
-        "account": body.account,
-        "region": body.region,
-        "stack": parsed.stack,
-        "detail": parsed.detail,
-        "poll_interval": 1.0,
-    }
-    return _run_as_task(request, application, "rollback_cluster", task_config, wait)
+    return _answer(runtime, task_id, wait)

@@ -6,7 +6,7 @@ task (a one-stage execution) and answered with a redirect to the task's executio
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -14,10 +14,8 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from gennaker.cloud import naming
-from gennaker.cloud.operations import check_server_group
-from gennaker.cloud.tasks import CapacityModel, provider_for
-from gennaker.engine.operations import start_task
+from gennaker.api.cloud import SERVER_GROUP_TASKS, start_rollback_task, start_server_group_task
+from gennaker.cloud.tasks import CapacityModel
 from gennaker.errors import GennakerError
 from gennaker.web.access import Principal
 from gennaker.web.deps import back, principal, render, web_state
@@ -30,42 +28,8 @@ FormStr = Annotated[str, Form(max_length=100)]
 MinField = Annotated[str, Form(alias="min", max_length=10)]  # aliases: min/max would shadow builtins
 MaxField = Annotated[str, Form(alias="max", max_length=10)]
 
-# Console operation -> the stage type its task runs (the same names as the API's operations).
-STAGE_TYPES = {
-    "enable": "enable_server_group",
-    "disable": "disable_server_group",
-    "resize": "resize_server_group",
-    "destroy": "destroy_server_group",
-}
-# How often the task polls AWS while it waits (as the API's tasks do): a console user is watching.
-POLL_INTERVAL = 1.0
-
-
 def clusters_url(app: str) -> str:
     return f"/applications/{app}/clusters"
-
-
-def server_group_task(web: WebState, app: str, name: str, operation: str, account: str, region: str,
-                      capacity: dict[str, int] | None, actor: str) -> str:
-    """Validate like the API (the account and region are configured, the server group is the
-    application's and exists), then start the task; returns its execution id."""
-    provider = provider_for(web.runtime.services, account, region)
-    check_server_group(provider, app, name)
-    config: dict[str, Any] = {"account": account, "region": region, "server_group": name,
-                              "poll_interval": POLL_INTERVAL}
-    if capacity is not None:
-        config["capacity"] = capacity
-    return start_task(web.db, web.runtime.registry, app, STAGE_TYPES[operation], config, actor)
-
-
-def rollback_task(web: WebState, app: str, cluster: str, account: str, region: str, actor: str) -> str:
-    parsed = naming.parse(cluster)
-    if parsed.application != app:
-        raise GennakerError(f"cluster {cluster} does not belong to application {app}")
-    provider_for(web.runtime.services, account, region)  # account and region checked now, not in the task
-    config = {"account": account, "region": region, "stack": parsed.stack, "detail": parsed.detail,
-              "poll_interval": POLL_INTERVAL}
-    return start_task(web.db, web.runtime.registry, app, "rollback_cluster", config, actor)
 
 
 def _capacity(low: str, high: str, desired: str) -> dict[str, int]:
@@ -95,13 +59,13 @@ def destroy_confirm(request: Request, app: str, name: str, me: PrincipalDep, acc
 async def server_group_action(app: str, name: str, operation: str, web: WebDep, me: PrincipalDep,
                               account: FormStr, region: FormStr, low: MinField = "", high: MaxField = "",
                               desired: FormStr = "", confirm: FormStr = "") -> Response:
-    if operation not in STAGE_TYPES:
-        return back(clusters_url(app), f"unknown operation {operation} ({', '.join(STAGE_TYPES)})")
+    if operation not in SERVER_GROUP_TASKS:
+        return back(clusters_url(app), f"unknown operation {operation} ({', '.join(SERVER_GROUP_TASKS)})")
     if operation == "destroy" and confirm != "yes":
         return back(confirm_url(app, name, account, region), "tick the confirmation to destroy the server group")
     try:
         capacity = _capacity(low, high, desired) if operation == "resize" else None
-        task_id = await run_in_threadpool(server_group_task, web, app, name, operation, account, region,
+        task_id = await run_in_threadpool(start_server_group_task, web.runtime, app, name, operation, account, region,
                                           capacity, me.name)
     except GennakerError as exc:
         return back(clusters_url(app), str(exc))
@@ -112,7 +76,7 @@ async def server_group_action(app: str, name: str, operation: str, web: WebDep, 
 async def cluster_rollback(app: str, cluster: str, web: WebDep, me: PrincipalDep, account: FormStr,
                            region: FormStr) -> Response:
     try:
-        task_id = await run_in_threadpool(rollback_task, web, app, cluster, account, region, me.name)
+        task_id = await run_in_threadpool(start_rollback_task, web.runtime, app, cluster, account, region, me.name)
     except GennakerError as exc:
         return back(clusters_url(app), str(exc))
     return back(f"/executions/{task_id}")
