@@ -67,13 +67,7 @@ def evaluate(snapshot: Snapshot, settings: OpsSettings, checks: list[Check]) -> 
     for check in checks:
         failed = [f for f in snapshot.failures if f.type in check.needs]
         missing = [t for t in check.needs if t not in snapshot.types]
-        inv = Inventory(
-            by_type,
-            snapshot.accounts,
-            {(f.account, f.region) for f in failed},
-            snapshot.created_at,
-            snapshot.failures,
-        )
+        inv = Inventory(by_type, snapshot.accounts, snapshot.failures, snapshot.created_at, check.needs)
         results = [_finding(check, r) for r in check.fn(inv, settings)] if not missing else []
         results += _unknowns(check, failed, snapshot)
         if missing:

@@ -50,51 +50,67 @@ def na(subject: Target, message: str) -> Result:
 
 
 class Inventory:
-    """A snapshot as one check sees it: scopes whose needed collections failed are left out."""
+    """A snapshot as one check sees it.
+
+    Exclusion is per resource type: a type's resources are hidden only in the scopes where that type's
+    collection failed, so one denied service does not hide unrelated findings. Checks that join
+    several types ask ``gap`` whether a joined type is missing where they look, and say UNKNOWN.
+    """
 
     def __init__(
         self,
         by_type: dict[str, list[Resource]],
         accounts: dict[str, AccountInfo],
-        excluded: set[tuple[str, str]],
+        failures: list[Failure],
         now: dt.datetime,
-        failures: list[Failure] | None = None,
+        needs: tuple[str, ...] = (),
     ):
         self._by_type = by_type
-        self._failures = failures or []
-        self._excluded = excluded
+        self._failed: dict[tuple[str, str, str], Failure] = {(f.type, f.account, f.region): f for f in failures}
+        self._needs = needs
         self._all_accounts = accounts
         self.now = now
         self._cache: dict[str, list[Resource]] = {}
 
     def failure(self, rtype: str, account: str, region: str) -> str | None:
-        """Why ``rtype`` is missing in (account, region), for checks that use a type optionally."""
-        return next(
-            (
-                f.reason()
-                for f in self._failures
-                if f.type == rtype and f.account == account and f.region in {region, GLOBAL}
-            ),
-            None,
-        )
+        """Why ``rtype`` is missing in (account, region) (a global collection counts everywhere)."""
+        f = self._failed.get((rtype, account, region)) or self._failed.get((rtype, account, GLOBAL))
+        return f.reason() if f else None
+
+    def gap(self, account: str, region: str, *types: str) -> str | None:
+        """The first failed collection among ``types`` (default: all the check needs) in that scope."""
+        return next((why for t in types or self._needs if (why := self.failure(t, account, region))), None)
+
+    def gaps(self, account: str, *types: str) -> list[str]:
+        """Every failed collection among ``types`` (default: the check's needs) in any of the account's
+        regions, for checks whose answer spans regions."""
+        info = self._all_accounts[account]
+        return sorted({why for r in (*info.regions, GLOBAL) if (why := self.gap(account, r, *types))})
 
     def available(self, account: str, region: str) -> bool:
-        return (account, region) not in self._excluded and (account, GLOBAL) not in self._excluded
+        return self.gap(account, region) is None
 
     def of(self, rtype: str) -> list[Resource]:
         if rtype not in self._cache:
-            self._cache[rtype] = [r for r in self._by_type.get(rtype, []) if self.available(r.account, r.region)]
+            self._cache[rtype] = [
+                r for r in self._by_type.get(rtype, []) if not self.failure(rtype, r.account, r.region)
+            ]
         return self._cache[rtype]
 
     @property
     def accounts(self) -> list[AccountInfo]:
-        """Accounts with at least their global data available."""
-        return [a for n, a in sorted(self._all_accounts.items()) if (n, GLOBAL) not in self._excluded]
+        """Accounts whose needed global collections succeeded (the runner reports the others)."""
+        return [
+            a
+            for n, a in sorted(self._all_accounts.items())
+            if not any((t, n, GLOBAL) in self._failed for t in self._needs)
+        ]
 
     def account(self, name: str) -> AccountInfo:
         return self._all_accounts[name]
 
     def regions(self, account: str) -> list[str]:
+        """The account's regions where every needed collection succeeded."""
         info = self._all_accounts[account]
         return [r for r in info.regions if self.available(account, r)]
 

@@ -40,8 +40,11 @@ def region_presence(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             and im.region == dr
             and (im.attrs.get("SourceImageId") in amis or im.name in names)
         ]
+        src = (members[0].account, members[0].region)
         if copies:
             yield ok(group, f"AMI copies in {dr}: {', '.join(sorted(c.id for c in copies))}")
+        elif why := inv.gap(src[0], dr, "ec2.image") or inv.gap(*src, "ec2.image", "autoscaling.group"):
+            yield unknown(group, f"cannot look for AMI copies in DR region {dr}: {why}")
         else:
             yield fail(group, f"no copy of {', '.join(sorted(a for a in amis if a))} in DR region {dr}")
 
@@ -65,7 +68,10 @@ def route53_failover(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for zone in inv.of("route53.hosted_zone"):
         zid = zone.id.split("/")[-1]
         if not zone.attrs.get("Config", {}).get("PrivateZone") and not any(z == zid for _, z, _, _ in sets):
-            yield fail(zone, f"public zone {zone.name} has no failover record sets")
+            if why := inv.gap(zone.account, zone.region, "route53.record"):
+                yield unknown(zone, why)
+            else:
+                yield fail(zone, f"public zone {zone.name} has no failover record sets")
     for (account, zid, name, rtype), recs in sorted(sets.items()):
         subject = Subject("route53.record_set", account, "global", f"{zid}/{name}/{rtype}")
         primary = [r for r in recs if r.attrs["Failover"] == "PRIMARY"]
@@ -107,6 +113,8 @@ def rds_cross_region(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         replicas = _other_region(c.attrs.get("ReadReplicaIdentifiers", []), c.region)
         if c.arn in global_members or replicas:
             yield ok(c, "member of a global cluster" if c.arn in global_members else f"replica {replicas[0]}")
+        elif why := inv.gap(c.account, c.region, "rds.global_cluster"):
+            yield unknown(c, why)
         else:
             yield fail(c, "no global cluster or cross-region replica")
 
@@ -143,6 +151,10 @@ def ebs_cross_region_copy(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         age = age_hours(copy.attrs.get("StartTime"), inv.now) if copy else None
         if age is not None and age <= s.dr_copy_max_age_days * 24:
             yield ok(v, f"snapshot copy {copy.id if copy else ''} in {dr}, {age:.0f} h old")
+        elif why := inv.gap(v.account, dr, "ec2.snapshot") or inv.gap(
+            v.account, v.region, "ec2.snapshot", "backup.plan"
+        ):
+            yield unknown(v, why)
         else:
             yield fail(v, f"no snapshot copy in DR region {dr} younger than {s.dr_copy_max_age_days:g} days")
 
@@ -172,6 +184,8 @@ def glacier_archive(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         subject = inv.account_subject(info)
         if vaults or archiving:
             yield ok(subject, f"Glacier vaults: {len(vaults)}, buckets archiving via lifecycle: {len(archiving)}")
+        elif gaps := inv.gaps(info.name):  # an unread region may hold the vault
+            yield unknown(subject, "; ".join(gaps))
         else:
             yield fail(subject, "no Glacier vault and no bucket lifecycle transition to Glacier")
 
@@ -204,6 +218,7 @@ def backup_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         )
         snap = latest.get(k(r)) if r.type == "ec2.volume" else None
         age = age_hours(snap.attrs.get("StartTime"), inv.now) if snap else None
+        joined = ("backup.selection", "ec2.snapshot") if r.type == "ec2.volume" else ("backup.selection",)
         if sel:
             yield ok(r, f"in Backup selection {sel.name or sel.id} of plan {sel.attrs.get('BackupPlanId')}")
         elif age is not None and age <= max_h:
@@ -212,6 +227,8 @@ def backup_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             yield ok(r, f"automated backups kept {r.attrs['BackupRetentionPeriod']} days")
         elif r.type == "dynamodb.table" and r.attrs.get("PointInTimeRecoveryStatus") == "ENABLED":
             yield ok(r, "point-in-time recovery enabled")
+        elif why := inv.gap(r.account, r.region, *joined):
+            yield unknown(r, why)
         else:
             yield fail(r, "in no Backup plan selection and no recent snapshot or automated backup")
 
@@ -223,15 +240,16 @@ def quota_dr_region(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         if not dr:
             yield na(inv.account_subject(info), "no dr_region configured")
             continue
-        primaries = [r for r in inv.regions(info.name) if r != dr]
-        if not inv.available(info.name, dr) or not primaries:
-            continue  # the runner already reported the failed collection as UNKNOWN
+        primaries = [r for r in info.regions if r != dr]
+        if not primaries or inv.failure("servicequotas.quota", info.name, dr):
+            continue  # nothing to compare, or the DR quotas are unread (the runner reports that scope)
         for key in s.quotas:
             q = quotas.get((info.name, dr, key))
             used = [quota_usage(inv, info.name, r).get(key) for r in primaries]
             subject = q or Subject("servicequotas.quota", info.name, dr, key)
             if q is None or None in used:
-                yield unknown(subject, f"{key}: {'DR quota' if q is None else 'primary usage'} not known")
+                why = "; ".join(inv.gaps(info.name)) or "not reported"
+                yield unknown(subject, f"{key}: {'DR quota' if q is None else 'primary usage'} not known ({why})")
                 continue
             need, limit = max([u or 0.0 for u in used] or [0.0]), float(q.attrs.get("Value", 0))
             msg = f"{key}: DR quota {limit:g} vs primary usage {need:g}"

@@ -78,7 +78,7 @@ def required_tags(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
 
 def change_tracking(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for info in inv.accounts:
-        regions = inv.regions(info.name)
+        regions = [r for r in info.regions if not inv.failure("config.recorder", info.name, r)]
         recording = {r.region for r in inv.of("config.recorder") if r.account == info.name and r.attrs.get("recording")}
         trails = [
             t.id
@@ -86,9 +86,16 @@ def change_tracking(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             if t.account == info.name and t.attrs.get("IsMultiRegionTrail") and t.attrs.get("IsLogging")
         ]
         gaps = [f"no Config recorder recording in {r}" for r in regions if r not in recording]
-        gaps += [] if trails else ["no logging multi-region CloudTrail trail"]
+        if not trails and not inv.gaps(info.name, "cloudtrail.trail"):
+            gaps.append("no logging multi-region CloudTrail trail")
+        unread = inv.gaps(info.name)
         subject = inv.account_subject(info)
-        yield fail(subject, "; ".join(gaps)) if gaps else ok(subject, f"Config recording, trail {trails[0]}")
+        if gaps:  # a gap found is a FAIL whatever the unread regions hold
+            yield fail(subject, "; ".join(gaps + [f"also unknown: {u}" for u in unread]))
+        elif unread:
+            yield unknown(subject, "; ".join(unread))
+        else:
+            yield ok(subject, f"Config recording, trail {trails[0]}")
 
 
 def root_mfa(inv: Inventory, s: OpsSettings) -> Iterator[Result]:

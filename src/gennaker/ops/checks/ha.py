@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from gennaker.ops.checks.base import Inventory, Result, Subject, fail, na, ok, unknown
 from gennaker.ops.checks.common import (
@@ -28,7 +28,9 @@ from gennaker.ops.settings import OpsSettings
 def ec2_multi_az(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for group, members in workloads(inv, s).items():
         zones = sorted({az(i) for i in members})
-        if len(zones) >= 2:
+        if why := inv.gap(members[0].account, members[0].region, "autoscaling.group"):
+            yield unknown(group, f"cannot group instances into workloads: {why}")
+        elif len(zones) >= 2:
             yield ok(group, f"{len(members)} running instance(s) across {', '.join(zones)}")
         else:
             yield fail(group, f"all {len(members)} running instance(s) are in {zones[0]}")
@@ -39,7 +41,9 @@ def ec2_singleton(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for i in running(inv):
         if k(i) in in_asg:
             continue
-        if k(i) in recover:
+        if why := inv.gap(i.account, i.region, "autoscaling.group", "cloudwatch.alarm"):
+            yield unknown(i, why)
+        elif k(i) in recover:
             yield ok(i, "outside any Auto Scaling group, protected by an EC2 auto-recover alarm")
         else:
             yield fail(i, "runs outside any Auto Scaling group without an EC2 auto-recover alarm")
@@ -56,12 +60,19 @@ def elb_multi_az(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
 
 def elb_healthy_targets_multi_az(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for lb in load_balancers(inv):
+        if lb.type == "elbv2.load_balancer" and (why := inv.gap(lb.account, lb.region, "elbv2.target_group")):
+            yield unknown(lb, why)
+            continue
         healthy = [(tid, zone) for tid, zone, good in lb_targets(inv, lb) if good]
-        zones = sorted({zone or "?" for _, zone in healthy})
+        zones = sorted({zone for _, zone in healthy if zone})
+        unplaced = sorted(tid for tid, zone in healthy if not zone)
         if not healthy:
             yield fail(lb, "no healthy targets")
         elif len(zones) >= 2:
             yield ok(lb, f"{len(healthy)} healthy target(s) across {', '.join(zones)}")
+        elif unplaced:  # an unknown AZ is not a second zone, nor proof of a single one
+            why = inv.gap(lb.account, lb.region, "ec2.instance") or "target not among the collected instances"
+            yield unknown(lb, f"AZ of healthy target(s) {', '.join(unplaced)} unknown: {why}")
         else:
             yield fail(lb, f"all {len(healthy)} healthy target(s) are in {zones[0]}")
 
@@ -81,6 +92,9 @@ def elb_cross_zone(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
 def asg_in_use(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     in_asg, instances = asg_by_instance(inv), {k(i) for i in inv.of("ec2.instance")}
     for lb in load_balancers(inv):
+        if why := inv.gap(lb.account, lb.region, "elbv2.target_group", "ec2.instance", "autoscaling.group"):
+            yield unknown(lb, why)
+            continue
         targets = [tid for tid, _, _ in lb_targets(inv, lb) if k(lb, tid) in instances]
         loose = sorted(t for t in targets if k(lb, t) not in in_asg)
         if not targets:
@@ -133,7 +147,9 @@ def eip_static_endpoint(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for i in running(inv):
         if not i.attrs.get("PublicIpAddress") or k(i) in in_asg or k(i) in behind:
             continue
-        if k(i) in eips:
+        if why := inv.gap(i.account, i.region):  # ASGs, load balancers and EIPs all decide this one
+            yield unknown(i, why)
+        elif k(i) in eips:
             yield ok(i, "public single instance reached through an Elastic IP")
         else:
             yield fail(i, f"reached by ephemeral public IP {i.attrs['PublicIpAddress']}, lost on stop/replace")
@@ -144,7 +160,9 @@ def ebs_recent_snapshot(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for v in inv.of("ec2.volume"):
         snap = latest.get(k(v))
         age = age_hours(snap.attrs.get("StartTime"), inv.now) if snap else None
-        if age is None:
+        if why := inv.gap(v.account, v.region, "ec2.snapshot"):
+            yield unknown(v, why)
+        elif age is None:
             yield fail(v, "no completed snapshot")
         elif s.rpo_hours is not None:
             msg = f"latest snapshot {snap.id if snap else ''} is {age:.1f} h old (RPO {s.rpo_hours:g} h)"
@@ -170,6 +188,8 @@ def content_cdn(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             continue
         elif b.id in origins:
             yield ok(b, "website bucket served through CloudFront")
+        elif why := inv.gap(b.account, b.region, "cloudfront.distribution"):
+            yield unknown(b, why)
         else:
             yield fail(b, "website bucket served directly, without CloudFront")
 
@@ -204,37 +224,54 @@ def rds_multi_az(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
         zones = sorted(members.get(k(c), set()))
         if c.attrs.get("MultiAZ") or len(zones) >= 2:
             yield ok(c, f"cluster members in {', '.join(zones) or 'several AZs'}")
+        elif why := inv.gap(c.account, c.region, "rds.instance"):
+            yield unknown(c, f"cluster members unknown: {why}")
         else:
             yield fail(c, f"cluster members only in {', '.join(zones) or 'no AZ'}")
+
+
+QUOTA_TYPES = ("ec2.instance", "ec2.address", "elbv2.load_balancer", "autoscaling.group")
 
 
 def quota_usage(inv: Inventory, account: str, region: str) -> dict[str, float | None]:
     """Usage counted against each configured quota key, in one account and region."""
 
-    def here(t: str) -> list[Resource]:
+    def here(t: str) -> list[Resource] | None:
+        # None when the type's collection failed there: zero would claim headroom nobody measured
+        if inv.failure(t, account, region):
+            return None
         return [r for r in inv.of(t) if r.account == account and r.region == region]
 
-    vcpus = [i.attrs.get("VCpus") for i in here("ec2.instance") if i.attrs.get("State", {}).get("Name") == "running"]
+    def count(t: str, keep: Callable[[Resource], bool] = lambda r: True) -> float | None:
+        found = here(t)
+        return None if found is None else float(sum(1 for r in found if keep(r)))
+
+    instances = here("ec2.instance")
+    vcpus = [i.attrs.get("VCpus") for i in instances or [] if i.attrs.get("State", {}).get("Name") == "running"]
     return {
-        "ec2_vcpus": None if None in vcpus else float(sum(v or 0 for v in vcpus)),
-        "elastic_ips": float(len(here("ec2.address"))),
-        "application_load_balancers": float(
-            sum(1 for lb in here("elbv2.load_balancer") if lb.attrs.get("Type") == "application")
-        ),
-        "auto_scaling_groups": float(len(here("autoscaling.group"))),
+        "ec2_vcpus": None if instances is None or None in vcpus else float(sum(v or 0 for v in vcpus)),
+        "elastic_ips": count("ec2.address"),
+        "application_load_balancers": count("elbv2.load_balancer", lambda lb: lb.attrs.get("Type") == "application"),
+        "auto_scaling_groups": count("autoscaling.group"),
     }
 
 
 def quota_headroom(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     quotas = {(q.account, q.region, q.attrs.get("Key")): q for q in inv.of("servicequotas.quota")}
     for info in inv.accounts:
-        for region in inv.regions(info.name):
+        for region in info.regions:
             usage = quota_usage(inv, info.name, region)
+            if inv.failure("servicequotas.quota", info.name, region):
+                continue  # the check's own data is missing there: the runner reports that scope UNKNOWN
             for key in s.quotas:
                 q, used = quotas.get((info.name, region, key)), usage.get(key)
                 subject = q or Subject("servicequotas.quota", info.name, region, key)
-                if q is None or used is None:
-                    yield unknown(subject, f"{key}: {'quota' if q is None else 'usage'} not known")
+                if q is None:
+                    yield unknown(subject, f"{key}: quota not known")
+                    continue
+                if used is None:
+                    why = inv.gap(info.name, region, *QUOTA_TYPES) or "vCPUs of an instance type unknown"
+                    yield unknown(subject, f"{key}: usage not known ({why})")
                     continue
                 need, limit = used * s.failover_factor, float(q.attrs.get("Value", 0))
                 msg = f"{key}: usage {used:g} x {s.failover_factor:g} = {need:g} vs quota {limit:g}"
@@ -254,5 +291,9 @@ def opsworks_end_of_life(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             f"{n} instance(s) of OpsWorks stack '{stack}': OpsWorks reached end of life in May 2024",
         )
     for info in inv.accounts:
-        if not any(a == info.name for a, _, _ in stacks):
+        if any(a == info.name for a, _, _ in stacks):
+            continue
+        if gaps := inv.gaps(info.name):  # an unread region may hold OpsWorks instances
+            yield unknown(inv.account_subject(info, GLOBAL), "; ".join(gaps))
+        else:
             yield ok(inv.account_subject(info, GLOBAL), "no OpsWorks-managed instances")

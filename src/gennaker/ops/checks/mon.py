@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gennaker.ops.checks.base import Inventory, Result, fail, ok
+from gennaker.ops.checks.base import Inventory, Result, fail, ok, unknown
 from gennaker.ops.checks.common import alarmed, asg_by_instance, k, running
 from gennaker.ops.model import Resource
 from gennaker.ops.settings import OpsSettings
@@ -33,8 +33,11 @@ def _watched(inv: Inventory) -> Iterator[tuple[Resource, str, str]]:
 def alarms_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     watched = alarmed(inv)
     for r, dim, value in _watched(inv):
+        joined = ("cloudwatch.alarm", "autoscaling.group") if r.type == "ec2.instance" else ("cloudwatch.alarm",)
         if (r.account, r.region, dim, value) in watched:
             yield ok(r, f"alarm with enabled actions on {dim}={value}")
+        elif why := inv.gap(r.account, r.region, *joined):
+            yield unknown(r, why)
         else:
             yield fail(r, f"no alarm with enabled actions on {dim}={value}")
 
@@ -52,6 +55,13 @@ def alarms_notify(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             yield fail(a, "alarm actions are disabled")
         elif reached:
             yield ok(a, f"notifies {', '.join(reached)}")
+        elif topics and (
+            why := next(
+                (w for t in topics if (w := inv.gap(a.account, t.split(":")[3] or a.region, "sns.subscription"))),
+                None,
+            )
+        ):
+            yield unknown(a, f"subscriptions of {', '.join(topics)} unknown: {why}")
         elif topics:
             yield fail(a, f"SNS topic(s) without a confirmed email/SMS/HTTPS subscription: {', '.join(topics)}")
         else:
@@ -60,12 +70,12 @@ def alarms_notify(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
 
 def incident_response_plan(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     for info in inv.accounts:
-        if not inv.regions(info.name):
-            continue  # no region's response plans could be read: reported UNKNOWN by the runner
         plans = [p.name or p.id for p in inv.of("ssm-incidents.response_plan") if p.account == info.name]
         subject = inv.account_subject(info)
         if plans:
             yield ok(subject, f"Incident Manager response plan(s): {', '.join(sorted(plans))}")
+        elif gaps := inv.gaps(info.name):  # a plan may live in a region that could not be read
+            yield unknown(subject, "; ".join(gaps))
         else:
-            where = ", ".join(inv.regions(info.name))
+            where = ", ".join(info.regions)
             yield fail(subject, f"no incident response plan (escalation policy) in {where}")
