@@ -127,6 +127,15 @@ def test_max_age_reuses_snapshot(cli: Callable[..., Any], aws: Aws) -> None:
     assert fresh["snapshot_id"] != first["snapshot_id"] and fresh["summary"]["by_status"]["FAIL"] == 1
 
 
+def test_max_age_does_not_reuse_a_snapshot_of_other_regions(cli: Callable[..., Any]) -> None:
+    first = json.loads(cli("audit", "--checks", "ha.eip.*", "--format", "json").stdout)
+    other = json.loads(
+        cli("audit", "--checks", "ha.eip.*", "--format", "json", "--regions", "eu-west-1", "--max-age", "10m").stdout
+    )
+    assert other["snapshot_id"] != first["snapshot_id"]
+    assert other["scope"]["regions"] == ["eu-west-1"]
+
+
 def test_bad_input_raises_clear_errors(cli: Callable[..., Any], tmp_path: Path) -> None:
     res = cli("audit", "--checks", "nope.*")
     assert isinstance(res.exception, ConfigError) and "no check matches nope.*" in str(res.exception)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops import store
 from gennaker.ops.collect import collect
+from gennaker.ops.model import AccountInfo, Resource, Snapshot
 from gennaker.ops.settings import OpsSettings
 from gennaker.store.db import Database, open_database
 
@@ -67,3 +69,26 @@ def test_missing_snapshot_is_not_found(db: Database) -> None:
 
     with pytest.raises(NotFound, match="no inventory snapshot yet"):
         store.load_snapshot(db)
+
+
+def _scoped_snapshot(sid: str, accounts: dict[str, tuple[str, ...]]) -> Snapshot:
+    infos = {n: AccountInfo(n, None, regs) for n, regs in accounts.items()}
+    resources = [Resource("ec2.address", n, r, f"eip-{n}-{r}") for n, regs in accounts.items() for r in regs]
+    return Snapshot(sid, dt.datetime.now(dt.UTC), infos, resources, [], ["ec2.address"])
+
+
+def test_reuse_only_a_snapshot_of_the_same_accounts_covering_the_regions(db: Database) -> None:
+    now = dt.datetime.now(dt.UTC)
+    store.save_snapshot(db, _scoped_snapshot("two-regions", {"main": ("us-east-1", "us-west-2")}))
+    types = {"ec2.address"}
+    narrower = store.reusable_snapshot(db, 600, types, {"main": {"us-east-1"}}, now)
+    assert narrower is not None and narrower.id == "two-regions"
+    # narrowed to what was asked: the reused audit reports the same scope a fresh one would
+    assert narrower.regions == ["us-east-1"] and [r.region for r in narrower.resources] == ["us-east-1"]
+    assert store.reusable_snapshot(db, 600, types, {"main": {"us-east-1", "eu-west-1"}}, now) is None
+    assert store.reusable_snapshot(db, 600, types, {"other": {"us-east-1"}}, now) is None
+    assert store.reusable_snapshot(db, 600, types, {"main": {"us-east-1"}, "other": {"us-east-1"}}, now) is None
+    store.save_snapshot(db, _scoped_snapshot("both", {"main": ("us-east-1",), "other": ("us-east-1",)}))
+    # a snapshot of more accounts than asked is not reused either (it would audit them too)
+    found = store.reusable_snapshot(db, 600, types, {"main": {"us-east-1"}}, now)
+    assert found is not None and found.id == "two-regions"

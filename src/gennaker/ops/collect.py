@@ -176,6 +176,9 @@ def collect(
         "calls": {k: v for k, v in sorted(calls.items()) if v},
         "tasks": len(tasks),
         "slowest": dict(sorted(durations.items(), key=lambda kv: -kv[1])[:8]),
+        # what was asked for (None: the configured accounts / each account's regions), so a reuse
+        # (--max-age) and a diff can tell snapshots of different scope apart
+        "requested": {"accounts": list(accounts) if accounts else None, "regions": list(regions) if regions else None},
     }
     resources.sort(key=lambda r: r.key)
     failures.sort(key=lambda f: (f.account, f.region, f.type))

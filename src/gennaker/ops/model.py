@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 GLOBAL = "global"  # region of resources that are not regional (IAM, S3 listing, Route 53, ...)
@@ -69,6 +69,27 @@ class Snapshot:
     @property
     def regions(self) -> list[str]:
         return sorted({r for a in self.accounts.values() for r in a.regions})
+
+    def narrowed(self, regions: dict[str, set[str]]) -> Snapshot:
+        """This snapshot seen through a narrower scope (accounts -> regions; global data kept), so a
+        reused snapshot reports what a fresh collection of that scope would."""
+
+        def inside(account: str, region: str) -> bool:
+            return account in regions and (region == GLOBAL or region in regions[account])
+
+        return Snapshot(
+            self.id,
+            self.created_at,
+            {
+                n: replace(a, regions=tuple(r for r in a.regions if r in regions[n]))
+                for n, a in self.accounts.items()
+                if n in regions
+            },
+            [r for r in self.resources if inside(r.account, r.region)],
+            [f for f in self.failures if inside(f.account, f.region)],
+            self.types,
+            self.stats,
+        )
 
     def by_type(self) -> dict[str, list[Resource]]:
         out: dict[str, list[Resource]] = defaultdict(list)

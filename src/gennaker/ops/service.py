@@ -8,7 +8,7 @@ from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops import store
 from gennaker.ops.audit import AuditResult, run_audit
 from gennaker.ops.checks import needed_types, select
-from gennaker.ops.collect import Progress, collect
+from gennaker.ops.collect import Progress, account_regions, collect
 from gennaker.ops.model import Snapshot
 from gennaker.ops.organization import discover_accounts
 from gennaker.ops.settings import OpsSettings
@@ -46,14 +46,16 @@ def audit_and_store(
     progress: Progress | None = None,
     source: str | None = None,
 ) -> AuditResult:
-    """Audit, reusing a stored snapshot younger than ``max_age_s`` when it covers what the checks need
-    (regions are not part of the match: pass no max age when auditing a narrower region set)."""
+    """Audit, reusing a stored snapshot younger than ``max_age_s`` when it collected what the checks
+    need for the same accounts (the configured ones when none are given) and covers the regions."""
     snapshot = None
     if max_age_s:
         types = needed_types(select(checks))
-        snapshot = store.reusable_snapshot(
-            db, max_age_s, types, set(accounts) if accounts else None, dt.datetime.now(dt.UTC)
-        )
+        if accounts is None:
+            discover_accounts(sessions, settings)
+        names = accounts or sorted(sessions.config.accounts)
+        scope = {n: set(account_regions(sessions, n, regions)) for n in names}
+        snapshot = store.reusable_snapshot(db, max_age_s, types, scope, dt.datetime.now(dt.UTC))
     result = run_audit(
         sessions,
         settings,

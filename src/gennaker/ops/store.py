@@ -128,9 +128,11 @@ def list_snapshots(db: Database, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def reusable_snapshot(
-    db: Database, max_age_s: float, types: set[str], accounts: set[str] | None, now: dt.datetime
+    db: Database, max_age_s: float, types: set[str], scope: dict[str, set[str]], now: dt.datetime
 ) -> Snapshot | None:
-    """The newest snapshot younger than ``max_age_s`` that collected every needed type and account."""
+    """The newest snapshot younger than ``max_age_s`` that collected every needed type for exactly the
+    accounts of ``scope`` (account -> regions wanted) and at least their regions, narrowed to ``scope``
+    (a snapshot of other accounts, or missing a region, would audit something else than asked)."""
     with db.read() as conn:
         rows = conn.execute(
             select(ops_snapshots.c.id, ops_snapshots.c.types, ops_snapshots.c.accounts)
@@ -138,8 +140,11 @@ def reusable_snapshot(
             .order_by(desc("created_at"))
         ).all()
     for row in rows:
-        if types <= set(row.types) and (accounts is None or accounts <= set(row.accounts)):
-            return load_snapshot(db, row.id)
+        covers = set(row.accounts) == set(scope) and all(
+            wanted <= set(row.accounts[a]["regions"]) for a, wanted in scope.items()
+        )
+        if types <= set(row.types) and covers:
+            return load_snapshot(db, row.id).narrowed(scope)
     return None
 
 
