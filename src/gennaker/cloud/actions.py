@@ -12,14 +12,21 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gennaker.cloud.provider import Capacity, CloudProvider
+from gennaker.errors import GennakerError
 
 ActionKind = Literal[
-    "create", "enable", "disable", "disable_share", "resize", "destroy", "wait", "wait_healthy"
+    "create", "enable", "disable", "disable_share", "resize", "destroy", "wait", "wait_healthy", "judgment"
 ]
+# A judgment's answers: go on with the cutover, or roll back to the previous group.
+JUDGMENT_OPTIONS = ("continue", "rollback")
 
 
 class HealthTimeout(Exception):
     """A server group did not reach its healthy count in time (a deploy failure, not a crash)."""
+
+
+class JudgedRollback(GennakerError):
+    """An operator answered a judgment with "rollback"."""
 
 
 @dataclass
@@ -31,6 +38,8 @@ class Action:
     count: int | None = None  # wait_healthy: instances that must be healthy
     seconds: float = 0.0  # wait: how long; wait_healthy: timeout
     reason: str = ""
+    instructions: str = ""  # judgment: what the operator should check
+    roles: list[str] = field(default_factory=list)  # judgment: who may answer (empty: anyone)
 
     def describe(self) -> str:
         sg = self.server_group
@@ -43,6 +52,7 @@ class Action:
             "destroy": f"destroy {sg}",
             "wait": f"wait {self.seconds:g}s",
             "wait_healthy": f"wait until {self.count} instances of {sg} are healthy",
+            "judgment": f"wait for a manual judgment ({' / '.join(JUDGMENT_OPTIONS)}): {self.instructions}",
         }[self.kind]
         return f"{text} ({self.reason})" if self.reason else text
 
@@ -55,6 +65,8 @@ class Action:
             "count": self.count,
             "seconds": self.seconds,
             "reason": self.reason,
+            "instructions": self.instructions,
+            "roles": list(self.roles),
         }
 
     @classmethod
@@ -68,6 +80,8 @@ class Action:
             d.get("count"),
             float(d.get("seconds") or 0),
             d.get("reason", ""),
+            d.get("instructions", ""),
+            list(d.get("roles") or []),
         )
 
 
@@ -91,9 +105,16 @@ def run_action(
         until = float(state.get("until", now + action.seconds))
         if now >= until:
             return StepOutcome(True)
-        return StepOutcome(
-            False, min(poll_interval, until - now), {"until": until}, f"waiting {until - now:.0f}s"
-        )
+        return StepOutcome(False, min(poll_interval, until - now), {"until": until}, f"waiting {until - now:.0f}s")
+    if action.kind == "judgment":
+        # The deploy stage copies the operator's answer (the engine's "judgment" signal) into state.
+        answer = state.get("judgment")
+        if not answer:
+            return StepOutcome(False, poll_interval, {}, f"awaiting judgment: {action.instructions}")
+        who = answer.get("by") or "an operator"
+        if answer.get("choice") == "rollback":
+            raise JudgedRollback(f"{who} chose rollback at the judgment between steps ({action.reason})")
+        return StepOutcome(True, message=f"{who} chose continue ({action.reason})")
     if action.kind == "wait_healthy":
         deadline = float(state.get("deadline", now + action.seconds))
         group = provider.get_server_group(sg)
@@ -105,9 +126,7 @@ def run_action(
             return StepOutcome(True, message=f"{sg}: {healthy}/{wanted} healthy")
         if now >= deadline:
             unhealthy = [
-                f"{i.id} ({i.lifecycle}, {i.health}, "
-                + ", ".join(f"{s}" for s in i.target_health.values())
-                + ")"
+                f"{i.id} ({i.lifecycle}, {i.health}, " + ", ".join(f"{s}" for s in i.target_health.values()) + ")"
                 for i in group.instances
                 if not i.healthy(group.target_groups)
             ]

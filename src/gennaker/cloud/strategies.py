@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gennaker.cloud.actions import Action
 from gennaker.cloud.provider import Capacity, ServerGroup, newest_first
@@ -24,6 +24,8 @@ class StrategyOptions:
     delay_before_scale_down: float = 0.0
     target_percentages: list[int] = field(default_factory=lambda: [50, 100])
     pause_between_steps: float = 0.0
+    # rolling_red_black: wait between steps for an operator ({"instructions", "roles"}) instead of a time
+    pause_judgment: dict[str, Any] | None = None
     destroy_on_rollback: bool = False
     health_timeout: float = 1800.0
 
@@ -107,7 +109,17 @@ def strategy_actions(opts: StrategyOptions, others: list[ServerGroup], new: str,
         actions.append(Action("wait_healthy", new, count=n, seconds=opts.health_timeout, reason=f"{p}%"))
         if p < 100:
             actions.append(Action("disable_share", source.name, percent=p, reason=f"{p}%"))
-            if opts.pause_between_steps:
+            if opts.pause_judgment is not None:
+                actions.append(
+                    Action(
+                        "judgment",
+                        new,
+                        reason=f"pause after {p}%",
+                        instructions=str(opts.pause_judgment.get("instructions") or ""),
+                        roles=list(opts.pause_judgment.get("roles") or []),
+                    )
+                )
+            elif opts.pause_between_steps:
                 actions.append(Action("wait", seconds=opts.pause_between_steps, reason="pause between steps"))
         else:
             actions.append(Action("disable", source.name, reason=f"{new} replaces it"))

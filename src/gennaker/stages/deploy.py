@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gennaker.cloud import naming
-from gennaker.cloud.actions import Action, HealthTimeout, run_action
+from gennaker.cloud.actions import JUDGMENT_OPTIONS, Action, HealthTimeout, run_action
 from gennaker.cloud.lease import held_by_other, lease_value
 from gennaker.cloud.provider import (
     TAG_DEPLOYING,
@@ -55,6 +55,21 @@ class TargetGroupRef(BaseModel):
     target_group: str
 
 
+class Judgment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instructions: str = "Check the new server group, then continue or roll back."
+    roles: list[str] = Field(default_factory=list)  # who may answer; empty: anyone who may judge
+
+
+class PauseForJudgment(BaseModel):
+    """``pause_between_steps: {judgment: {instructions, roles}}``: wait for an operator between steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judgment: Judgment
+
+
 class DeployConfig(CloudStageConfig):
     stack: str = ""
     detail: str = ""
@@ -78,7 +93,7 @@ class DeployConfig(CloudStageConfig):
     scale_down: bool = False
     delay_before_scale_down: Duration = 0.0
     target_percentages: list[int] = Field(default_factory=lambda: [50, 100])
-    pause_between_steps: Duration = 0.0
+    pause_between_steps: Duration | PauseForJudgment = 0.0
     rollback_on_failure: bool = True
     destroy_on_rollback: bool = False
     health_timeout: Duration = 1800.0
@@ -91,7 +106,12 @@ class DeployConfig(CloudStageConfig):
             scale_down=self.scale_down,
             delay_before_scale_down=self.delay_before_scale_down,
             target_percentages=list(self.target_percentages),
-            pause_between_steps=self.pause_between_steps,
+            pause_between_steps=self.pause_seconds(),
+            pause_judgment=(
+                self.pause_between_steps.judgment.model_dump()
+                if isinstance(self.pause_between_steps, PauseForJudgment)
+                else None
+            ),
             destroy_on_rollback=self.destroy_on_rollback,
             health_timeout=self.health_timeout,
         )
@@ -114,7 +134,8 @@ class DeployConfig(CloudStageConfig):
         return min(bound, self.timeout + LEASE_MARGIN) if self.timeout else bound
 
     def pause_seconds(self) -> float:
-        return float(self.pause_between_steps)
+        """The timed pause (0 for a judgment, which has no bound: its lease is renewed while waiting)."""
+        return 0.0 if isinstance(self.pause_between_steps, PauseForJudgment) else float(self.pause_between_steps)
 
     def target_group_refs(self) -> list[str | dict[str, str]]:
         return [r if isinstance(r, str) else r.model_dump(exclude_none=True) for r in self.target_groups]
@@ -125,6 +146,12 @@ def choose_name(provider: CloudProvider, cluster: str, groups: list[ServerGroup]
     by another execution."""
     used = [g.name for g in groups] + provider.launch_template_names(cluster)
     return naming.next_server_group(used, cluster)
+
+
+def _current(saved: dict[str, Any]) -> Action | None:
+    """The action a saved action list is at, if any is left."""
+    step, actions = int(saved.get("step", 0)), saved.get("actions") or []
+    return Action.from_dict(actions[step]) if step < len(actions) else None
 
 
 def _snapshot(group: ServerGroup | None) -> dict[str, Any] | None:
@@ -171,6 +198,18 @@ class Deploy(StageType):
         except GennakerError as exc:
             ctx.log(f"could not clear the deploy lease on {name} ({exc}); it expires by itself")
 
+    def _renew_lease(self, ctx: TaskContext, provider: CloudProvider, name: str) -> dict[str, Any]:
+        """A judgment has no time bound: keep the cluster's lease alive while waiting for one,
+        renewing it when half of it has run out."""
+        cfg: DeployConfig = ctx.config
+        renewed = float(ctx.context.get("lease_renewed_at") or 0.0)
+        if ctx.now() - renewed < cfg.lease_seconds() / 2:
+            return {}
+        provider.set_server_group_tag(
+            name, TAG_DEPLOYING, lease_value(ctx.execution_id, ctx.now() + cfg.lease_seconds())
+        )
+        return {"lease_renewed_at": ctx.now()}
+
     def _guarded(self, step: Any) -> Any:
         def run(ctx: TaskContext) -> TaskResult:
             if ctx.context.get("rollback"):
@@ -203,6 +242,7 @@ class Deploy(StageType):
             after=0,
             context={
                 **(known or {}),
+                "awaiting_judgment": None,
                 "rollback": {
                     "reason": reason,
                     "progress": None,
@@ -417,14 +457,34 @@ class Deploy(StageType):
             ctx.log(f"{cfg.strategy}: " + ("; ".join(a.describe() for a in actions) or "nothing to do"))
             return actions
 
-        progress = advance(provider, ctx.context.get("strategy"), make, ctx.now, cfg.poll_interval, ctx.log)
+        saved = ctx.context.get("strategy")
+        extra: dict[str, Any] = {}
+        answer = ctx.context.get("judgment")
+        if answer:
+            extra["judgment"] = None  # consumed: the next pause waits for an answer of its own
+            at = _current(saved) if saved is not None else None
+            if saved is not None and at is not None and at.kind == "judgment":
+                saved = {**saved, "state": {**(saved.get("state") or {}), "judgment": answer}}
+            else:
+                ctx.log(f"ignoring a judgment ({answer.get('choice')}) that arrived while no pause was waiting")
+        progress = advance(provider, saved, make, ctx.now, cfg.poll_interval, ctx.log)
+        current = None if progress.done else _current(progress.context)
+        extra["awaiting_judgment"] = None
+        if current is not None and current.kind == "judgment":
+            extra["awaiting_judgment"] = {
+                "instructions": current.instructions,
+                "roles": current.roles,
+                "options": list(JUDGMENT_OPTIONS),
+                "step": current.reason,
+            }
+            extra |= self._renew_lease(ctx, provider, name)
         if not progress.done:
             return TaskResult.running(
-                after=progress.poll_after, context={"strategy": progress.context}, message=progress.message
+                after=progress.poll_after, context={"strategy": progress.context, **extra}, message=progress.message
             )
         self._release(ctx, provider, name)
         return TaskResult.succeeded(
             outputs=self._outputs(ctx),
-            context={"strategy": progress.context},
+            context={"strategy": progress.context, **extra},
             message=f"{name} deployed ({cfg.strategy})",
         )
