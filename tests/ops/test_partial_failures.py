@@ -99,3 +99,16 @@ def test_incident_response_plan_unknown_when_one_region_denied() -> None:
     found = run("mon.incident.response_plan", snap([], [denied("ssm-incidents.response_plan", WEST)]))
     assert ("account", "111111111111", "UNKNOWN") in found and not any(s == "FAIL" for _, _, s in found)
     assert run("mon.incident.response_plan", snap([], [])) == [("account", "111111111111", "FAIL")]
+
+
+# 5. no score without PASS or FAIL
+
+
+def test_score_is_none_when_nothing_passed_or_failed() -> None:
+    from gennaker.ops.audit import AuditResult, score
+
+    snapshot = snap([], [denied("ssm-incidents.response_plan", EAST), denied("ssm-incidents.response_plan", WEST)])
+    findings = evaluate(snapshot, OpsSettings(), select(["mon.incident.response_plan"]))
+    assert {f.status for f in findings} == {"UNKNOWN"} and score(findings) is None
+    summary = AuditResult("a", NOW, snapshot, findings, ["mon.incident.response_plan"]).summary
+    assert summary["score"] is None and summary["by_pillar"]["mon"]["score"] is None

@@ -110,3 +110,23 @@ def test_html_in_chromium_shows_score_and_filters(report: dict[str, Any], tmp_pa
             assert not row.is_visible()
         finally:
             browser.close()
+
+
+def test_score_na_renders_and_validates(report: dict[str, Any]) -> None:
+    import copy
+    import io
+
+    from rich.console import Console
+
+    from gennaker.ops.reports.html import render_html
+    from gennaker.ops.reports.table import print_table
+
+    na = copy.deepcopy(report)
+    na["summary"]["score"] = None
+    for p in na["summary"]["by_pillar"].values():
+        p["score"] = None
+    jsonschema.validate(na, audit_schema())  # null is the schema's "nothing to score"
+    buf = io.StringIO()
+    print_table(na, Console(file=buf, width=200))
+    assert "score n/a/100" in buf.getvalue()
+    assert 'id="score" style="color:#5b6775">n/a</span>' in render_html(na)

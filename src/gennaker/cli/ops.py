@@ -21,7 +21,7 @@ from gennaker.cloud.aws.session import AwsSessions
 from gennaker.errors import ConfigError
 from gennaker.ops import store
 from gennaker.ops.checks import CHECKS
-from gennaker.ops.findings import SEVERITIES
+from gennaker.ops.findings import SEVERITIES, score_text
 from gennaker.ops.registry import TYPES
 from gennaker.ops.reports import FORMATS, render
 from gennaker.ops.reports.table import print_table
@@ -352,7 +352,7 @@ def register(app: typer.Typer) -> None:
             print_table(report, out())
         elif output is not None:
             output.write_text(render(report, "json" if fmt == "table" else fmt))
-            err().print(f"report written to {output} (score {report['summary']['score']:g})")
+            err().print(f"report written to {output} (score {score_text(report['summary']['score'])})")
         else:
             sys.stdout.write(render(report, fmt))
         for s in result.expired_suppressions:

@@ -105,12 +105,19 @@ def evaluate(snapshot: Snapshot, settings: OpsSettings, checks: list[Check]) -> 
     return findings
 
 
-def score(findings: list[Finding]) -> float:
-    """Severity-weighted share of PASS among PASS and FAIL (suppressed findings left out), 0-100."""
+def score(findings: list[Finding]) -> float | None:
+    """Severity-weighted share of PASS among PASS and FAIL (suppressed findings left out), 0-100;
+    None when nothing passed or failed: an audit that could evaluate nothing has no score, not 100."""
     counted = [f for f in findings if f.status in {"PASS", "FAIL"} and not f.suppressed]
+    if not counted:
+        return None
     total = sum(WEIGHTS[f.severity] for f in counted)
     passed = sum(WEIGHTS[f.severity] for f in counted if f.status == "PASS")
-    return round(100.0 * passed / total, 1) if total else 100.0
+    # only info-severity findings (weight 0) counted: all of them passing is 100, any failing is 0
+    if not total:
+        return 100.0 if all(f.status == "PASS" for f in counted) else 0.0
+    return round(100.0 * passed / total, 1)
+
 
 
 @dataclass

@@ -18,6 +18,11 @@ PILLARS = {
 }
 
 
+def score_text(value: float | None) -> str:
+    """A score for people: n/a when nothing passed or failed (there was nothing to score)."""
+    return "n/a" if value is None else f"{value:g}"
+
+
 def at_least(severity: str, threshold: str) -> bool:
     return SEVERITY_RANK[severity] >= SEVERITY_RANK[threshold]
 

@@ -257,7 +257,9 @@ def save_audit(db: Database, report: dict[str, Any], source: str | None = None) 
                 id=report["audit_id"],
                 created_at=dt.datetime.fromisoformat(report["generated_at"]).timestamp(),
                 snapshot_id=report["snapshot_id"],
-                score=report["summary"]["score"],
+                # the column predates "no score" and is NOT NULL: -1 stands for n/a there; readers
+                # take the score from the summary, where it is null
+                score=-1.0 if report["summary"]["score"] is None else report["summary"]["score"],
                 summary=report["summary"],
                 report=report,
                 source=source,
@@ -281,7 +283,7 @@ def list_audits(db: Database, limit: int = 20) -> list[dict[str, Any]]:
             "id": r.id,
             "created_at": dt.datetime.fromtimestamp(r.created_at, dt.UTC).isoformat(),
             "snapshot_id": r.snapshot_id,
-            "score": r.score,
+            "score": r.summary.get("score", r.score),
             "by_status": r.summary.get("by_status"),
             "source": r.source,
         }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from gennaker.ops.findings import PILLARS, SEVERITIES, STATUSES
+from gennaker.ops.findings import PILLARS, SEVERITIES, STATUSES, score_text
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d2733}
@@ -39,7 +39,9 @@ FILTER_JS = """
 """
 
 
-def _color(score: float) -> str:
+def _color(score: float | None) -> str:
+    if score is None:
+        return "#5b6775"  # n/a: nothing passed or failed
     return "#17803d" if score >= 80 else "#b54708" if score >= 50 else "#b42318"
 
 
@@ -52,14 +54,14 @@ def pillar_chart(by_pillar: dict[str, Any]) -> str:
         f'height="{height}" xmlns="http://www.w3.org/2000/svg">'
     ]
     for i, (pillar, p) in enumerate(rows):
-        y, w = top + 34 * i, bar_w * p["score"] / 100
+        y, w = top + 34 * i, bar_w * (p["score"] or 0) / 100
         parts.append(
             f'<text x="0" y="{y + 16}" font-size="13">{escape(p["title"])}</text>'
             f'<rect x="220" y="{y + 2}" width="{bar_w}" height="20" fill="#eef1f5"/>'
             f'<rect x="220" y="{y + 2}" width="{w:.1f}" height="20" fill="{_color(p["score"])}">'
-            f"<title>{escape(pillar)}: {p['score']:g}</title></rect>"
+            f"<title>{escape(pillar)}: {score_text(p['score'])}</title></rect>"
             f'<text x="{220 + bar_w + 8}" y="{y + 16}" font-size="13" '
-            f'data-pillar="{escape(pillar)}">{p["score"]:g}</text>'
+            f'data-pillar="{escape(pillar)}">{score_text(p["score"])}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -98,7 +100,7 @@ def render_html(report: dict[str, Any], script_src: str | None = None) -> str:
 <h1>Operations readiness audit</h1>
 <div class="muted">{escape(report["generated_at"])} &middot; accounts {escape(", ".join(scope["accounts"]))}
  &middot; regions {escape(", ".join(scope["regions"]))} &middot; gennaker {escape(report["version"])}</div>
-<p>Score <span class="score" id="score" style="color:{_color(s["score"])}">{s["score"]:g}</span> / 100</p>
+<p>Score <span class="score" id="score" style="color:{_color(s["score"])}">{score_text(s["score"])}</span> / 100</p>
 {pillar_chart(s["by_pillar"])}
 <div class="cards">{cards}</div>
 <h2>Findings</h2>

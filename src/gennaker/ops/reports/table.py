@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from gennaker.ops.findings import score_text
+
 STYLE = {"PASS": "green", "FAIL": "bold red", "UNKNOWN": "yellow", "NOT_APPLICABLE": "dim"}
 
 
@@ -15,7 +17,7 @@ def print_table(report: dict[str, Any], console: Console, show_unknown: bool = T
     s = report["summary"]
     scope = report["scope"]
     console.print(
-        f"[bold]Operations readiness[/bold]  score [bold]{s['score']:g}[/bold]/100  "
+        f"[bold]Operations readiness[/bold]  score [bold]{score_text(s['score'])}[/bold]/100  "
         f"accounts {', '.join(scope['accounts'])}  regions {', '.join(scope['regions'])}"
     )
     pillars = Table(show_edge=False)
@@ -24,7 +26,7 @@ def print_table(report: dict[str, Any], console: Console, show_unknown: bool = T
     for p in s["by_pillar"].values():
         pillars.add_row(
             p["title"],
-            f"{p['score']:g}",
+            score_text(p["score"]),
             str(p["PASS"]),
             f"[red]{p['FAIL']}[/red]" if p["FAIL"] else "0",
             str(p["UNKNOWN"]),
