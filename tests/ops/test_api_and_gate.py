@@ -89,3 +89,41 @@ def test_readiness_gate_fails_on_findings_and_scopes_to_application(
     assert scoped.outputs["counts"]["FAIL"] == 1  # only the shop workload
     lenient = gate.audit(_ctx({"checks": ["ha.ec2.multi_az"], "fail_on": "critical"}, services))
     assert lenient.status == "SUCCEEDED" and lenient.outputs["score"] == 0.0 and lenient.outputs["blocking"] == 0
+
+
+def test_readiness_gate_fails_when_nothing_carries_the_application_tag(
+    db: Database, config: Config, sessions: AwsSessions, aws: Aws
+) -> None:
+    services = SimpleNamespace(config=config, aws=sessions, db=db)
+    run(aws("ec2"), Application="shop-web")  # close, but not the application's tag
+    result = ReadinessGate().audit(
+        _ctx({"checks": ["ha.ec2.multi_az"], "application_scoped": True, "fail_on": "critical"}, services)
+    )
+    assert result.status == "FAILED" and "tagged Application=shop" in (result.message or "")
+    assert result.outputs["score"] is None and result.outputs["counts"]["FAIL"] == 0
+
+
+def test_readiness_gate_scoping_keeps_account_level_findings(
+    db: Database, config: Config, sessions: AwsSessions, aws: Aws
+) -> None:
+    services = SimpleNamespace(config=config, aws=sessions, db=db)
+    run(aws("ec2"), Application="shop")
+    checks = ["ha.ec2.multi_az", "golive.cost.budgets"]
+    result = ReadinessGate().audit(
+        _ctx({"checks": checks, "application_scoped": True, "fail_on": "critical"}, services)
+    )
+    # the shop workload and the account's missing budget both fail; the gate passes at critical
+    assert result.status == "SUCCEEDED" and result.outputs["counts"]["FAIL"] == 2
+
+
+def test_readiness_gate_score_na_fails_under_strict(
+    db: Database, config: Config, sessions: AwsSessions, aws: Aws
+) -> None:
+    services = SimpleNamespace(config=config, aws=sessions, db=db)
+    # Incident Manager is not simulated: every region UNKNOWN, nothing passes or fails
+    lenient = ReadinessGate().audit(_ctx({"checks": ["mon.incident.response_plan"], "fail_on": "critical"}, services))
+    assert lenient.status == "SUCCEEDED" and lenient.outputs["score"] is None and "n/a" in (lenient.message or "")
+    strict = ReadinessGate().audit(
+        _ctx({"checks": ["mon.incident.response_plan"], "fail_on": "critical", "strict": True}, services)
+    )
+    assert strict.status == "FAILED" and strict.outputs["score"] is None

@@ -26,4 +26,7 @@ def test_seed_shows_good_and_bad(sessions: AwsSessions) -> None:
     for check in ("ha.ec2.multi_az", "dr.s3.versioning", "ha.ebs.recent_snapshot", "mon.alarms.notify"):
         assert (check, "PASS") in got, check
     workloads = {f.resource_id: f.status for f in result.findings if f.check_id == "ha.ec2.multi_az"}
-    assert workloads == {"Application=shop-web": "PASS", "Application=shop-batch": "FAIL"}
+    assert workloads == {"Application=shop": "PASS", "Application=reports": "FAIL"}
+    # the demo application carries findings of its own for the readiness gate
+    shop_volumes = {f.status for f in result.findings if f.check_id == "ha.ebs.recent_snapshot"}
+    assert shop_volumes == {"PASS", "FAIL"}

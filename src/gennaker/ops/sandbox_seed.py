@@ -61,7 +61,9 @@ def seed_audit_examples(sessions: AwsSessions, account: str, region: str) -> Non
 
     # Well configured: a two-AZ workload, a versioned and archived bucket, a snapshotted volume,
     # an alarm whose topic has a subscriber.
-    web = _run(ec2, subnets[0], 1, "shop-web") + _run(ec2, subnets[1], 1, "shop-web")
+    # Application=shop is the demo application (the readiness gate before Deploy To Prod audits it);
+    # Application=reports is another one, there to show a single-AZ workload.
+    web = _run(ec2, subnets[0], 1, "shop") + _run(ec2, subnets[1], 1, "shop")
     s3.create_bucket(Bucket=marker, **location)
     s3.put_bucket_versioning(Bucket=marker, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_lifecycle_configuration(
@@ -86,25 +88,29 @@ def seed_audit_examples(sessions: AwsSessions, account: str, region: str) -> Non
             "RestrictPublicBuckets": True,
         },
     )
-    s3.put_bucket_tagging(Bucket=marker, Tagging={"TagSet": _tags(Application="shop-web")})
+    s3.put_bucket_tagging(Bucket=marker, Tagging={"TagSet": _tags(Application="shop")})
     kept = ec2.create_volume(
         AvailabilityZone=f"{region}a",
         Size=8,
-        TagSpecifications=[{"ResourceType": "volume", "Tags": _tags(Application="shop-web")}],
+        TagSpecifications=[{"ResourceType": "volume", "Tags": _tags(Application="shop")}],
     )
     ec2.create_snapshot(VolumeId=kept["VolumeId"], Description="nightly")
     staffed = sns.create_topic(Name="ops-oncall")["TopicArn"]
     sns.subscribe(TopicArn=staffed, Protocol="email", Endpoint="oncall@example.com")
-    _alarm(cw, "shop-web-cpu", web[0], staffed)
+    _alarm(cw, "shop-cpu", web[0], staffed)
 
     # Misconfigured: a single-AZ workload, an idle EIP, an unversioned untagged bucket, a volume with
     # no snapshot, an alarm whose topic nobody subscribed to, SSH open to the internet.
-    batch = _run(ec2, subnets[0], 2, "shop-batch")
+    batch = _run(ec2, subnets[0], 2, "reports")
     ec2.allocate_address(Domain="vpc")
     s3.create_bucket(Bucket=f"gennaker-audit-scratch-{region}", **location)
-    ec2.create_volume(AvailabilityZone=f"{region}b", Size=8)
+    ec2.create_volume(
+        AvailabilityZone=f"{region}b",
+        Size=8,
+        TagSpecifications=[{"ResourceType": "volume", "Tags": _tags(Application="shop")}],
+    )
     silent = sns.create_topic(Name="nobody-listens")["TopicArn"]
-    _alarm(cw, "shop-batch-cpu", batch[0], silent)
+    _alarm(cw, "reports-cpu", batch[0], silent)
     sg = ec2.create_security_group(GroupName="legacy-ssh", Description="open SSH (example finding)", VpcId=vpc)
     ec2.authorize_security_group_ingress(
         GroupId=sg["GroupId"],

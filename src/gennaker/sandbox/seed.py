@@ -20,6 +20,9 @@ from gennaker.cloud.provider import (
 )
 
 APPLICATION = "shop"
+# The tag the operations audit and the demo's readiness gate group an application's resources by
+# (gennaker:application marks what Gennaker itself created, which the audit does not look at).
+READINESS_TAGS = {"Application": APPLICATION}
 SEED_EXECUTION = "sandbox-seed"
 
 
@@ -105,7 +108,7 @@ def seed_shop(
         SecurityGroups=[lb_sg],
         Scheme="internet-facing",
         Type="application",
-        Tags=[{"Key": TAG_APPLICATION, "Value": APPLICATION}],
+        Tags=[{"Key": k, "Value": v} for k, v in {TAG_APPLICATION: APPLICATION, **READINESS_TAGS}.items()],
     )["LoadBalancers"][0]
     tg_arn = elb.create_target_group(
         Name="shop-web",
@@ -113,7 +116,7 @@ def seed_shop(
         Port=8080,
         VpcId=vpc_id,
         HealthCheckPath="/health",
-        Tags=[{"Key": TAG_APPLICATION, "Value": APPLICATION}],
+        Tags=[{"Key": k, "Value": v} for k, v in {TAG_APPLICATION: APPLICATION, **READINESS_TAGS}.items()],
     )["TargetGroups"][0]["TargetGroupArn"]
     elb.create_listener(
         LoadBalancerArn=lb["LoadBalancerArn"],
@@ -146,6 +149,7 @@ def seed_shop(
             security_groups=[web_sg],
             target_groups=[tg_arn],
             health_check_type="ELB",
+            tags=dict(READINESS_TAGS),
             execution_id=SEED_EXECUTION,
             stage_id="seed",
         )

@@ -1,9 +1,14 @@
 """``readiness_gate``: audit what a deploy targets and fail the stage on failing findings.
 
 Scope: the listed accounts/regions (default: all configured), optionally narrowed to resources tagged
-with the pipeline's application. The stage fails when a finding at or above ``fail_on`` fails
-(UNKNOWN too with ``strict``); it outputs the score, the counts and the audit id (stored, so the
-report can be opened later).
+with the pipeline's application. Narrowing keeps what is about the whole account or a scope
+(organization, budgets, root MFA, collection failures, ...): those hold for the application too.
+When no resource carries the application's tag the stage fails: it evaluated nothing about the
+application, which is a misconfigured tag far more often than an application with no resources.
+
+The stage fails when a finding at or above ``fail_on`` fails (UNKNOWN too with ``strict``, and with
+``strict`` a score of n/a, i.e. nothing passed or failed); it outputs the score (None when n/a), the
+counts and the audit id (stored, so the report can be opened later).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gennaker.ops.audit import AuditResult, score
-from gennaker.ops.findings import Finding, at_least
+from gennaker.ops.findings import Finding, at_least, score_text
 from gennaker.ops.service import audit_and_store
 from gennaker.ops.settings import ops_settings
 from gennaker.spec.durations import Duration
@@ -32,11 +37,26 @@ class ReadinessGateConfig(StageConfig):
     max_age: Duration | None = None  # reuse a snapshot this young
 
 
-def application_findings(result: AuditResult, application: str, tag: str = "Application") -> list[Finding]:
-    """Findings about resources (or workloads) tagged ``tag=application``; account-wide ones excluded."""
-    refs = {r.ref for r in result.snapshot.resources if r.tags.get(tag) == application}
+# Findings not about one resource of the application but about its account or a whole scope.
+ACCOUNT_LEVEL = frozenset(
+    {"account", "scope", "snapshot", "iam.account", "ec2.ebs_encryption", "s3.account_public_access_block"}
+)
+
+
+def application_findings(result: AuditResult, application: str, tag: str = "Application") -> tuple[list[Finding], int]:
+    """Findings about resources (or workloads) tagged ``tag=application`` plus the account-level ones,
+    and how many resources carry the tag."""
+    refs = {(r.account, r.ref) for r in result.snapshot.resources if r.tags.get(tag) == application}
     workload = f"{tag}={application}"
-    return [f for f in result.findings if f.resource_id in refs or f.resource_id == workload]
+    found = [
+        f
+        for f in result.findings
+        if (f.account, f.resource_id) in refs
+        or f.resource_id == workload
+        or f.resource_id.endswith(f"/{workload}")  # workloads may be named account/Tag=value
+        or f.resource_type in ACCOUNT_LEVEL
+    ]
+    return found, len(refs)
 
 
 def _blocking(findings: list[dict[str, Any]], fail_on: str, strict: bool) -> list[dict[str, Any]]:
@@ -66,11 +86,11 @@ class ReadinessGate(StageType):
             max_age_s=cfg.max_age,
             source=f"pipeline:{ctx.execution_id}/{ctx.stage_id}",
         )
-        scoped = (
-            application_findings(result, ctx.application, cfg.application_tag)
-            if cfg.application_scoped
-            else result.findings
-        )
+        tagged = None
+        if cfg.application_scoped:
+            scoped, tagged = application_findings(result, ctx.application, cfg.application_tag)
+        else:
+            scoped = result.findings
         findings = [f.to_dict() for f in scoped]
         ctx.log(f"audit {result.id}: {len(findings)} findings in scope")
         counts = {
@@ -79,9 +99,17 @@ class ReadinessGate(StageType):
         }
         outputs: dict[str, Any] = {
             "audit_id": result.id,
-            "score": score([Finding(**f) for f in findings]),
+            "score": score(scoped),
             "counts": counts,
         }
+        if tagged == 0:
+            outputs["blocking"] = 0
+            where = ", ".join(sorted(result.snapshot.accounts)) + " / " + ", ".join(result.snapshot.regions)
+            return TaskResult.failed(
+                f"no resource in {where} is tagged {cfg.application_tag}={ctx.application}: nothing about "
+                "the application to evaluate (tag its resources, or set application_tag)",
+                outputs=outputs,
+            )
         blocking = _blocking(findings, cfg.fail_on, cfg.strict)
         outputs["blocking"] = len(blocking)
         if blocking:
@@ -89,7 +117,12 @@ class ReadinessGate(StageType):
             return TaskResult.failed(
                 f"{len(blocking)} finding(s) at or above {cfg.fail_on} fail ({worst})", outputs=outputs
             )
+        if outputs["score"] is None and cfg.strict:
+            return TaskResult.failed("readiness score n/a: no check passed or failed (strict)", outputs=outputs)
         return TaskResult.succeeded(
             outputs=outputs,
-            message=f"readiness score {outputs['score']:g}, nothing at or above {cfg.fail_on}",
+            message=(
+                f"readiness score {score_text(outputs['score'])} ({counts['PASS']} pass, {counts['FAIL']} fail, "
+                f"{counts['UNKNOWN']} unknown), nothing failing at or above {cfg.fail_on}"
+            ),
         )
