@@ -145,3 +145,20 @@ def test_bad_input_raises_clear_errors(cli: Callable[..., Any], tmp_path: Path) 
     bad.write_text("suppressions:\n  - check: x\n    expires: 2025-01-01\n")
     res = cli("audit", "--suppressions", str(bad))
     assert isinstance(res.exception, ConfigError) and "reason" in str(res.exception)
+    # each of these used to end in a traceback (ValueError, IsADirectoryError, UnicodeDecodeError,
+    # FileNotFoundError after the whole audit had run)
+    cases = {
+        ("audit", "--max-age", "10x"): "--max-age",
+        ("audit", "--suppressions", str(tmp_path)): "is not a file",
+        ("audit", "--output", str(tmp_path / "missing" / "r.html"), "--format", "html"): "does not exist",
+        ("audit", "--output", str(tmp_path)): "is a directory",
+        ("inventory", "export", "--output", str(tmp_path / "missing" / "a.csv")): "does not exist",
+    }
+    latin = tmp_path / "latin1.yml"
+    latin.write_bytes("suppressions: []  # caf\xe9\n".encode("latin-1"))
+    cases[("audit", "--suppressions", str(latin))] = "not UTF-8"
+    for args, says in cases.items():
+        res = cli(*args)
+        assert isinstance(res.exception, ConfigError) and says in str(res.exception), (args, res.exception)
+    listed = cli("inventory", "snapshots", "--json")
+    assert listed.exit_code != 0 or json.loads(listed.stdout) == []  # nothing was collected for nothing

@@ -253,6 +253,8 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
     ) -> None:
         """Export a snapshot's resources (asset register) as CSV or JSON."""
+        if output is not None:
+            writable(output)
         rows = store.search(_db(ctx, db), snapshot, _query(type_, account, region, tag, None))
         if fmt == "json":
             text = json.dumps([_resource_dict(r) for r in rows], indent=2, default=str) + "\n"
@@ -332,7 +334,11 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
         if fail_on is not None and fail_on not in SEVERITIES:
             raise ConfigError(f"--fail-on takes one of {', '.join(SEVERITIES)}")
+        # Everything the user typed is checked before collecting: a typo should not cost an audit.
+        max_age_s = _duration("--max-age", max_age) if max_age else None
         sups = load_suppressions(str(suppressions)) if suppressions else []
+        if output is not None:
+            writable(output)
         _, settings, sessions = _setup(ctx, config)
         with _progress(fmt == "table" or output is not None) as progress:
             result = audit_and_store(
@@ -343,7 +349,7 @@ def register(app: typer.Typer) -> None:
                 accounts=_split(accounts),
                 regions=_split(regions),
                 suppressions=sups,
-                max_age_s=parse_duration(max_age) if max_age else None,
+                max_age_s=max_age_s,
                 progress=progress,
                 source="cli",
             )
@@ -351,16 +357,40 @@ def register(app: typer.Typer) -> None:
         if fmt == "table" and output is None:
             print_table(report, out())
         elif output is not None:
-            output.write_text(render(report, "json" if fmt == "table" else fmt))
+            output.write_text(table_text(report) if fmt == "table" else render(report, fmt))
             err().print(f"report written to {output} (score {score_text(report['summary']['score'])})")
         else:
             sys.stdout.write(render(report, fmt))
-        for s in result.expired_suppressions:
+        # the table on the terminal lists expired suppressions itself; elsewhere they go to stderr
+        for s in result.expired_suppressions if fmt != "table" or output is not None else []:
             err().print(f"[yellow]suppression expired {s.expires}[/yellow]: {s.check} {s.resource} ({s.reason})")
         blocking = result.blocking(fail_on, strict) if fail_on else []
         if blocking:
             err().print(f"[red]{len(blocking)} finding(s) at or above {fail_on} fail[/red]")
             raise typer.Exit(EXIT_BLOCKING)
+
+
+def _duration(option: str, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def writable(path: Path) -> None:
+    """Fail before the work when a report could not be written where asked."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a directory: give a file name")
+    if not parent.is_dir():
+        raise ConfigError(f"--output {path}: directory {parent} does not exist")
+
+
+def table_text(report: dict[str, Any]) -> str:
+    """The table report as plain text, for --format table --output FILE."""
+    buf = io.StringIO()
+    print_table(report, Console(file=buf, width=160, color_system=None, soft_wrap=True))
+    return buf.getvalue()
 
 
 __all__ = ["TYPES", "register"]

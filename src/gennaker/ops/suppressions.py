@@ -47,8 +47,16 @@ def load_suppressions(path: str) -> list[Suppression]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"suppressions file not found: {path}")
+    if not p.is_file():
+        raise ConfigError(f"suppressions file {path} is not a file")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read suppressions file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
         return SuppressionFile.model_validate(data).suppressions
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
