@@ -12,7 +12,7 @@ import pytest
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops import store
 from gennaker.ops.collect import collect
-from gennaker.ops.model import AccountInfo, Resource, Snapshot
+from gennaker.ops.model import AccountInfo, Failure, Resource, Snapshot
 from gennaker.ops.settings import OpsSettings
 from gennaker.store.db import Database, open_database
 
@@ -92,3 +92,28 @@ def test_reuse_only_a_snapshot_of_the_same_accounts_covering_the_regions(db: Dat
     # a snapshot of more accounts than asked is not reused either (it would audit them too)
     found = store.reusable_snapshot(db, 600, types, {"main": {"us-east-1"}}, now)
     assert found is not None and found.id == "two-regions"
+
+
+def test_diff_compares_only_what_both_collected_and_defaults_to_same_scope(db: Database) -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    info = {"main": AccountInfo("main", None, ("us-east-1",))}
+
+    def at(sid: str, minutes: int, types: list[str], ids: list[str], failures: list[Failure] | None = None) -> None:
+        kind = {"eip": "ec2.address", "vol": "ec2.volume"}
+        res = [Resource(kind[i.split("-")[0]], "main", "us-east-1", i) for i in ids]
+        snap = Snapshot(sid, t0 + dt.timedelta(minutes=minutes), info, res, failures or [], types)
+        store.save_snapshot(db, snap)
+
+    full = ["ec2.address", "ec2.volume"]
+    at("full-1", 0, full, ["eip-1", "vol-1"])
+    at("audit-partial", 1, ["ec2.address"], ["eip-1"])  # an audit collects only what its checks need
+    denied = Failure("main", "us-east-1", "ec2.volume", "AccessDenied", "no")
+    at("full-2", 2, full, ["eip-1", "eip-2"], [denied])
+    d = store.diff(db)
+    assert d["from"] == "full-1" and d["to"] == "full-2"  # the partial audit snapshot is skipped
+    assert [r["id"] for r in d["added"]] == ["eip-2"]
+    assert d["removed"] == []  # vol-1 is unknown in full-2 (collection denied), not removed
+    assert d["not_compared"] == ["ec2.volume/main/us-east-1"]
+    # explicitly against the partial one: volumes are outside it, so nothing about them either
+    d = store.diff(db, "audit-partial", "full-2")
+    assert [r["id"] for r in d["added"]] == ["eip-2"] and d["removed"] == []

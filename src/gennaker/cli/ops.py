@@ -299,6 +299,8 @@ def register(app: typer.Typer) -> None:
             f"from {d['from']} to {d['to']}: {len(d['added'])} added, {len(d['removed'])} removed, "
             f"{len(d['changed'])} changed"
         )
+        if d["not_compared"]:  # collected by only one snapshot, or failed in one: unknown, not changed
+            out().print(f"[dim]not compared: {', '.join(d['not_compared'])}[/dim]")
         for sign, key, style in (("+", "added", "green"), ("-", "removed", "red")):
             for r in d[key]:
                 out().print(f"[{style}]{sign} {r['type']} {r['account']}/{r['region']} {r['id']}[/{style}]")

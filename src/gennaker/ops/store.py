@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import delete, desc, insert, select
 
 from gennaker.errors import NotFound
-from gennaker.ops.model import AccountInfo, Failure, Resource, Snapshot
+from gennaker.ops.model import GLOBAL, AccountInfo, Failure, Resource, Snapshot
+from gennaker.ops.registry import BY_NAME
 from gennaker.ops.tables import ops_audits, ops_resources, ops_snapshots
 from gennaker.store.db import Database
 
@@ -189,18 +190,48 @@ def search(db: Database, snapshot_id: str | None, q: Query, limit: int | None = 
     return out
 
 
+def _scope_of(row: Any) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """What a stored snapshot tried to collect: its types, and each account's regions."""
+    return frozenset(row.types), {n: frozenset(a["regions"]) for n, a in row.accounts.items()}
+
+
 def previous_snapshot_id(db: Database, snapshot_id: str) -> str:
+    """The newest snapshot older than ``snapshot_id`` that tried to collect the same scope (types,
+    accounts, regions): audits store partial snapshots, and a diff against one of those would
+    report everything outside it as removed."""
     row = _snapshot_row(db, snapshot_id)
     with db.read() as conn:
-        prev = conn.execute(
-            select(ops_snapshots.c.id)
+        older = conn.execute(
+            select(ops_snapshots.c.id, ops_snapshots.c.types, ops_snapshots.c.accounts)
             .where(ops_snapshots.c.created_at < row.created_at)
             .order_by(desc("created_at"))
-            .limit(1)
-        ).first()
-    if prev is None:
+        ).all()
+    if not older:
         raise NotFound(f"snapshot {snapshot_id} is the oldest: nothing to compare it with")
+    prev = next((p for p in older if _scope_of(p) == _scope_of(row)), None)
+    if prev is None:
+        raise NotFound(
+            f"no earlier snapshot of the same scope (types, accounts, regions) as {snapshot_id}: "
+            "name the one to compare with"
+        )
     return str(prev.id)
+
+
+def collected(snap: Snapshot) -> set[tuple[str, str, str]]:
+    """(type, account, region) collected successfully; global types are keyed by region ``global``."""
+    failed = {(f.type, f.account, f.region) for f in snap.failures}
+    out = set()
+    for name, info in snap.accounts.items():
+        for t in snap.types:
+            regions = [GLOBAL] if t in BY_NAME and BY_NAME[t].scope == "global" else list(info.regions)
+            out |= {(t, name, r) for r in regions if (t, name, r) not in failed}
+    return out
+
+
+def _where(r: Resource) -> tuple[str, str, str]:
+    """The collection a resource came from (S3 buckets carry their own region but are listed globally)."""
+    global_type = r.type in BY_NAME and BY_NAME[r.type].scope == "global"
+    return (r.type, r.account, GLOBAL if global_type else r.region)
 
 
 def _changed(a: Any, b: Any, path: str = "") -> list[str]:
@@ -212,10 +243,15 @@ def _changed(a: Any, b: Any, path: str = "") -> list[str]:
 
 def diff(db: Database, old_id: str | None = None, new_id: str | None = None) -> dict[str, Any]:
     """Resources added, removed and changed (with changed attribute paths) from ``old`` to ``new``.
-    Defaults: ``new`` is the newest snapshot, ``old`` the one before it."""
+    Defaults: ``new`` is the newest snapshot, ``old`` the previous one of the same scope. Only the
+    (type, account, region) collections both snapshots made successfully are compared: a resource
+    outside one of them is unknown there, not added or removed."""
     new = load_snapshot(db, new_id)
     old = load_snapshot(db, old_id or previous_snapshot_id(db, new.id))
-    before, after = {r.key: r for r in old.resources}, {r.key: r for r in new.resources}
+    both = collected(old) & collected(new)
+    before = {r.key: r for r in old.resources if _where(r) in both}
+    after = {r.key: r for r in new.resources if _where(r) in both}
+    skipped = sorted("/".join(c) for c in (collected(old) | collected(new)) - both)
 
     def ident(r: Resource) -> dict[str, Any]:
         return {
@@ -241,6 +277,7 @@ def diff(db: Database, old_id: str | None = None, new_id: str | None = None) -> 
         "added": [ident(after[k]) for k in sorted(set(after) - set(before))],
         "removed": [ident(before[k]) for k in sorted(set(before) - set(after))],
         "changed": changed,
+        "not_compared": skipped,  # type/account/region collected by only one of them (or failed)
     }
 
 
