@@ -183,4 +183,5 @@ def test_s3_public_access_block_stubbed_account_level(sessions: AwsSessions, aws
 def test_ebs_default_encryption(aws: Aws, audit: Audit) -> None:
     aws("ec2").enable_ebs_encryption_by_default()
     check = "golive.security.ebs_default_encryption"
-    assert statuses(audit(check), check) == {"us-east-1": "PASS", "us-west-2": "FAIL"}
+    # named account/region: unique across accounts
+    assert statuses(audit(check), check) == {f"{ACCOUNT_ID}/us-east-1": "PASS", f"{ACCOUNT_ID}/us-west-2": "FAIL"}

@@ -162,3 +162,14 @@ def test_bad_input_raises_clear_errors(cli: Callable[..., Any], tmp_path: Path) 
         assert isinstance(res.exception, ConfigError) and says in str(res.exception), (args, res.exception)
     listed = cli("inventory", "snapshots", "--json")
     assert listed.exit_code != 0 or json.loads(listed.stdout) == []  # nothing was collected for nothing
+
+
+def test_table_output_file_and_expired_suppression_once(cli: Callable[..., Any], tmp_path: Path) -> None:
+    sup = tmp_path / "sup.yml"
+    sup.write_text("suppressions:\n  - check: ha.eip.*\n    reason: old cut-over\n    expires: 2020-01-01\n")
+    res = cli("audit", "--checks", "ha.eip.*", "--suppressions", str(sup))
+    assert res.exit_code == 0 and res.output.count("old cut-over") == 1, res.output
+    report = tmp_path / "r.txt"
+    res = cli("audit", "--checks", "ha.eip.*", "--format", "table", "--output", str(report))
+    assert res.exit_code == 0, res.output
+    assert report.read_text().startswith("Operations readiness  score")  # the table, as text, not JSON

@@ -112,3 +112,35 @@ def test_score_is_none_when_nothing_passed_or_failed() -> None:
     assert {f.status for f in findings} == {"UNKNOWN"} and score(findings) is None
     summary = AuditResult("a", NOW, snapshot, findings, ["mon.incident.response_plan"]).summary
     assert summary["score"] is None and summary["by_pillar"]["mon"]["score"] is None
+
+
+# 8. low-severity defects
+
+
+def test_unknown_target_az_is_not_a_second_zone() -> None:
+    lb = Resource(
+        "elb.load_balancer",
+        "main",
+        EAST,
+        "web",
+        attrs={
+            "InstanceStates": [
+                {"InstanceId": "i-1", "State": "InService"},
+                {"InstanceId": "i-gone", "State": "InService"},
+            ]
+        },
+    )
+    found = run("ha.elb.healthy_targets_multi_az", snap([lb, instance("i-1")], []))
+    assert found == [("elb.load_balancer", "web", "UNKNOWN")]  # i-gone's AZ is unknown, not "?"
+
+
+def test_non_aws_error_in_a_collector_fails_only_that_collection(sessions: Any, monkeypatch: Any) -> None:
+    from gennaker.ops import collect as collect_mod
+
+    def broken(scope: Any) -> list[Resource]:
+        raise KeyError("EbsEncryptionByDefault")
+
+    monkeypatch.setitem(collect_mod.COLLECTORS, "ebs_encryption", broken)
+    got = collect_mod.collect(sessions, OpsSettings(), types=["ec2.ebs_encryption", "ec2.address"])
+    assert {(f.type, f.code) for f in got.failures} == {("ec2.ebs_encryption", "KeyError")}
+    assert "EbsEncryptionByDefault" in got.failures[0].message and got.types == ["ec2.address", "ec2.ebs_encryption"]

@@ -164,7 +164,9 @@ def collect(
                 found, took = fut.result()
                 resources.extend(found)
                 durations[f"{t.account}/{t.stored}/{t.rt.name}"] = round(took, 3)
-            except (CloudError, BotoCoreError) as exc:
+            except Exception as exc:
+                # Any error, not only AWS ones (a KeyError on an odd response), fails this one
+                # collection with its reason; the others' results stand and the checks say UNKNOWN.
                 failures.append(_failure(t, exc))
             done += 1
             if progress:

@@ -28,7 +28,9 @@ def _record_error(attrs: dict[str, Any], what: str, exc: CloudError) -> None:
 
 def ebs_encryption(s: Scope) -> list[Resource]:
     enabled = s.client("ec2").get_ebs_encryption_by_default()["EbsEncryptionByDefault"]
-    return [s.resource("ec2.ebs_encryption", s.region, attrs={"EbsEncryptionByDefault": bool(enabled)})]
+    # a per-account, per-region setting: named account/region so findings stay unique across accounts
+    rid = f"{s.account_id}/{s.region}"
+    return [s.resource("ec2.ebs_encryption", rid, attrs={"EbsEncryptionByDefault": bool(enabled)})]
 
 
 def _tags_by(s: Scope, service: str, field: str, ids: list[str], key: str) -> dict[str, dict[str, str]]:
