@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,8 @@ from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.engine import operations as ops
 from gennaker.engine.runner import EngineSettings
-from gennaker.runtime import build_runtime
+from gennaker.errors import Forbidden
+from gennaker.runtime import Runtime, build_runtime
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.spec.config import Config
 from tests.cloud.conftest import ACCOUNT, REGION, deploy_raw, serving_groups
@@ -68,3 +70,43 @@ def test_worker_killed_mid_deploy_finishes_with_one_new_group(
     assert _asgs(sessions) == ["shop-web-v001", "shop-web-v002"]
     assert _templates(sessions).count("shop-web-v002") == 1
     assert serving_groups(provider) == ["shop-web-v002"]
+
+
+def test_rolling_deploy_pauses_for_a_judgment_through_the_engine(
+    world: ShopWorld, config: Config, sessions: AwsSessions, provider: AwsProvider, tmp_path: Path
+) -> None:
+    stage = {
+        "id": "roll",
+        "type": "deploy",
+        **deploy_raw(
+            world,
+            strategy="rolling_red_black",
+            target_percentages=[50, 100],
+            pause_between_steps={"judgment": {"instructions": "50% is live: go on?", "roles": ["release-managers"]}},
+            poll_interval=0.2,
+        ),
+    }
+    rt = build_runtime(f"sqlite:///{tmp_path / 'g.db'}", config=config, settings=EngineSettings(poll=0.02))
+    rt.services._aws = sessions
+    pipeline = rt.pipeline_from_text(json.dumps({"name": "roll", "application": "shop", "stages": [stage]}))
+    execution_id = ops.start_execution(rt.db, pipeline, {}, "tester")
+    worker = rt.worker()
+    worker.start()
+    try:
+        wait_for(lambda: _stage(rt, execution_id).get("awaiting_judgment"), timeout=60)
+        assert len(serving_groups(provider)) == 2  # half way: both versions serve
+        with pytest.raises(Forbidden):
+            ops.judge(rt.db, execution_id, "roll", "dev", "continue", None, actor_roles={"developers"})
+        ops.judge(rt.db, execution_id, "roll", "rm", "continue", "looks fine", actor_roles={"release-managers"})
+        detail = finished(rt, execution_id, timeout=60)
+    finally:
+        worker.stop()
+    assert detail["status"] == "SUCCEEDED", detail
+    assert serving_groups(provider) == ["shop-web-v002"]
+
+
+def _stage(rt: Runtime, execution_id: str) -> dict[str, Any]:
+    from gennaker.engine import views
+
+    with rt.db.read() as conn:
+        return views.execution_detail(conn, execution_id)["stages"][0]

@@ -343,3 +343,44 @@ def test_leftover_poll_does_not_delay_completion(runtime: Runtime, worker: Worke
         )
     ops.judge(runtime.db, eid, "gate", "ivy", "approve", None)
     assert finished(runtime, eid, timeout=10)["status"] == "SUCCEEDED"
+
+
+def test_any_stage_may_ask_for_a_judgment(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    """A stage type that pauses for people (e.g. a rolling deploy between steps) asks through its context."""
+    from gennaker.spec.models import StageConfig
+    from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
+
+    class Pausing(StageType):
+        type = "pausing"
+        Config = StageConfig
+
+        def tasks(self, config: object) -> list[Task]:
+            return [Task("pause", self.pause)]
+
+        def pause(self, ctx: TaskContext) -> TaskResult:
+            judged = ctx.context.get("judgment")
+            if judged:
+                return TaskResult.succeeded(outputs={"choice": judged["choice"]})
+            ask = {"options": ["continue", "rollback"], "roles": ["release-managers"], "instructions": "go on?"}
+            return TaskResult.running(after=3600, context={"awaiting_judgment": ask})
+
+    runtime.registry["pausing"] = Pausing()
+    eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: roll, type: pausing}\n")
+    wait_for(lambda: "awaiting_judgment" in str(_context(runtime, eid, "roll")))
+    with pytest.raises(GennakerError, match="not an option"):
+        ops.judge(runtime.db, eid, "roll", "kim", "approve", None)
+    with pytest.raises(Forbidden):
+        ops.judge(runtime.db, eid, "roll", "kim", "continue", None, actor_roles={"developers"})
+    ops.judge(runtime.db, eid, "roll", "lee", "continue", None, actor_roles={"release-managers"})
+    d = finished(runtime, eid, timeout=10)
+    assert d["status"] == "SUCCEEDED" and d["stages"][0]["outputs"]["choice"] == "continue"
+
+
+def _context(runtime: Runtime, eid: str, stage_id: str) -> dict[str, object]:
+    from sqlalchemy import select
+
+    from gennaker.store.tables import stages
+
+    with runtime.db.read() as conn:
+        row = conn.execute(select(stages.c.context).where(stages.c.execution_id == eid, stages.c.stage_id == stage_id))
+        return dict(row.scalar_one())

@@ -55,8 +55,11 @@ def stage_table(ex: dict[str, Any]) -> Table:
         table.add_column(col)
     for s in ex["stages"]:
         detail = s.get("message") or ""
+        asking = s.get("awaiting_judgment")
         if s["status"] == "WAITING" and s["type"] == "manual_judgment":
             detail = "awaiting judgment: " + " / ".join(s["config"].get("options") or ["approve", "reject"])
+        elif asking and s["status"] in ("RUNNING", "WAITING"):
+            detail = "awaiting judgment: " + " / ".join(asking.get("options") or [])
         table.add_row(
             s["name"],
             s["type"],

@@ -320,17 +320,23 @@ def judge(
     actor_roles: set[str] | None = None,
     is_admin: bool = False,
 ) -> None:
-    """Record a manual judgment. ``actor_roles`` None means access control is off (no roles to check)."""
+    """Record a judgment: of a ``manual_judgment`` stage, or of any stage that asks for one in its
+    context (``awaiting_judgment: {options, roles, instructions}``, e.g. a rolling deploy pausing
+    between steps). ``actor_roles`` None means access control is off (no roles to check)."""
     with db.begin() as conn:
         ex = _locked(db, conn, execution_id)
         st = _stage(conn, execution_id, stage_id)
-        if st.type != "manual_judgment":
-            raise Conflict(f"stage '{stage_id}' is a {st.type} stage, not a manual judgment")
-        if st.status != Status.WAITING or ex.status not in (Status.RUNNING, Status.PAUSED):
+        context = st.context or {}
+        asked = context.get("awaiting_judgment")
+        if st.type != "manual_judgment" and not asked:
+            raise Conflict(f"stage '{stage_id}' is a {st.type} stage and is not asking for a judgment")
+        if st.status not in STAGE_ACTIVE or ex.status not in (Status.RUNNING, Status.PAUSED):
             raise Conflict(f"stage '{stage_id}' is {st.status}; it is not awaiting judgment")
-        if (st.context or {}).get("judgment"):
+        if st.type == "manual_judgment" and st.status != Status.WAITING:
+            raise Conflict(f"stage '{stage_id}' is {st.status}; it is not awaiting judgment")
+        if context.get("judgment"):
             raise Conflict(f"stage '{stage_id}' was already judged")
-        cfg = (st.context or {}).get("resolved", st.config)
+        cfg = asked if asked else context.get("resolved", st.config)
         options = cfg.get("options") or ["approve", "reject"]
         if choice not in options:
             raise InvalidInput(f"'{choice}' is not an option of stage '{stage_id}' (options: {', '.join(options)})")

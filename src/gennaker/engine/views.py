@@ -89,6 +89,7 @@ def _stage_view(row: Any) -> dict[str, Any]:
     context = d.pop("context") or {}
     d["config"] = context.get("resolved", d["config"])
     d["judgment"] = context.get("judgment")
+    d["awaiting_judgment"] = context.get("awaiting_judgment")  # a non-judgment stage pausing for people
     d["skip"] = context.get("skip")
     d.pop("dependents", None)
     d.pop("worker_id", None)

@@ -152,7 +152,8 @@ def execution_context(web: WebState, execution_id: str, stage_id: str | None, me
         wants_log = with_log and stage is not None and stage["type"] == "run"
         log = stage_logs.read(conn, execution_id, stage["stage_id"], 0, limit=2000) if wants_log and stage else []
     app = ex["application"]
-    judgment_roles = list((stage or {}).get("config", {}).get("roles") or [])
+    asking = (stage or {}).get("awaiting_judgment") or (stage or {}).get("config", {})
+    judgment_roles = list(asking.get("roles") or [])
     return {
         "app": app, "ex": ex, "stage": stage, "log": log, "last_log": log[-1]["id"] if log else 0,
         "layout": graph.layout(ex["stages"]), "progress": graph.progress(ex["stages"]),

@@ -102,7 +102,9 @@ def _fill(db: Database, t: Target) -> None:
                                .where(executions.c.id == t.execution, stages.c.stage_id == t.stage)).first()
         if row is not None:
             t.application = row.application
-            cfg = (row.context or {}).get("resolved", row.config) or {}
+            context = row.context or {}
+            # a stage pausing for a judgment (a rolling deploy) names its roles in its context
+            cfg = context.get("awaiting_judgment") or context.get("resolved", row.config) or {}
             t.stage_roles = tuple(cfg.get("roles") or ())
     elif t.execution:
         with db.read() as conn:
