@@ -90,3 +90,8 @@ def test_openapi_is_published(client: TestClient) -> None:
         "/api/executions/{execution_id}/stages/{stage_id}/judge",
     ):
         assert path in spec["paths"]
+
+
+def test_huge_numbers_are_refused_not_a_server_error(client: TestClient) -> None:
+    assert client.get("/api/executions", params={"offset": 10**20}).status_code == 422
+    assert client.get("/api/executions/x/stages/y/logs", params={"after": 10**20}).status_code == 422

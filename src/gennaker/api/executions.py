@@ -18,6 +18,7 @@ from gennaker.engine import views
 from gennaker.runtime import Runtime
 
 router = APIRouter(prefix="/api", tags=["pipelines"])
+MAX_ROW = 2**62  # row ids and offsets beyond this would overflow the database's 64-bit integers
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 ActorDep = Annotated[str, Depends(get_actor)]
 
@@ -106,7 +107,7 @@ def list_executions(
     application: str | None = None,
     status: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW)] = 0,
     kind: Annotated[Literal["pipelines", "tasks"] | None, Query(description="pipelines or tasks only")] = None,
 ) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
@@ -136,7 +137,13 @@ def get_stage(execution_id: str, stage_id: str, rt: RuntimeDep) -> dict[str, Any
     "/executions/{execution_id}/stages/{stage_id}/logs",
     summary="A stage's log; with follow=true, streamed as NDJSON until the stage ends",
 )
-def get_logs(execution_id: str, stage_id: str, rt: RuntimeDep, after: int = 0, follow: bool = False) -> Any:
+def get_logs(
+    execution_id: str,
+    stage_id: str,
+    rt: RuntimeDep,
+    after: Annotated[int, Query(ge=0, le=MAX_ROW, description="only lines after this id")] = 0,
+    follow: bool = False,
+) -> Any:
     with rt.db.read() as conn:
         views.stage_detail(conn, execution_id, stage_id)
         if not follow:

@@ -81,7 +81,7 @@ def task_events(request: Request, app: str, web: Annotated[WebState, Depends(web
 @router.get("/executions/{execution_id}/events")
 def execution_events(request: Request, execution_id: str, web: Annotated[WebState, Depends(web_state)],
                      me: Annotated[Principal, Depends(principal)], stage: str | None = None,
-                     after: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+                     after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> StreamingResponse:
     state: dict[str, Any] = {"fp": "", "after": after, "done": False}
     csrf = getattr(request.state, "csrf", "")
 
