@@ -117,7 +117,7 @@ def audit_rows(web: WebState, me: Principal, application: str | None, actor: str
 @router.get("/audit", summary="The audit log: who did what, when, from where (newest first)")
 async def audit(request: Request, web: WebDep, me: PrincipalDep, application: str | None = None,
                 actor: str | None = None, execution: str | None = None,
-                before: Annotated[int | None, Query(ge=1, description="Entries older than this id")] = None,
+                before: Annotated[int | None, Query(ge=1, le=2**62, description="Entries older than this id")] = None,
                 limit: Annotated[int, Query(ge=1, le=5000)] = 100,
                 format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
     rows = await run_in_threadpool(audit_rows, web, me, application, actor, execution, before, limit)
