@@ -57,12 +57,14 @@ def test_api_audit_inventory_and_diff(api: TestClient, aws: Aws) -> None:
     assert api.get("/api/audits/latest", params={"format": "sarif"}).json()["version"] == "2.1.0"
 
     vol = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
     snap = api.post("/api/inventory/snapshots", json={"types": ["ec2.address", "ec2.volume"]}).json()
-    assert snap["resources"] == 2
+    assert snap["resources"] == 3
     found = api.get("/api/inventory/resources", params={"type": "ec2.*", "q": vol}).json()
     assert [r["id"] for r in found] == [vol]
     d = api.get("/api/inventory/diff", params={"from": report["snapshot_id"], "to": snap["id"]}).json()
-    assert [r["id"] for r in d["added"]] == [vol]
+    # the audit's snapshot collected addresses only: the volume is not compared, not "added"
+    assert [r["id"] for r in d["added"]] == [eip] and "ec2.volume/main/us-east-1" in d["not_compared"]
     assert len(api.get("/api/inventory/snapshots").json()) == 2
 
 
