@@ -166,12 +166,18 @@ def _buckets(s3: Any) -> None:
 CHECK_PAB = "golive.security.s3_public_access_block"
 
 
-def test_s3_public_access_block_account_level_unreadable(aws: Aws, audit: Audit) -> None:
-    """s3control's account-id host prefix cannot reach simulated AWS: the account level is unknown, so
-    a bucket fully blocked on its own passes and an unblocked one is UNKNOWN, not FAIL."""
+def test_s3_public_access_block_account_level(sessions: AwsSessions, aws: Aws, audit: Audit) -> None:
+    """Read from simulated AWS over HTTP (s3control's account host prefix is sent to the endpoint):
+    no account-level block, so the bucket blocked on its own passes and the open one fails; once the
+    account blocks everything, both pass."""
     _buckets(aws("s3"))
     got = statuses(audit(CHECK_PAB), CHECK_PAB)
-    assert got == {"arn:aws:s3:::locked": "PASS", "arn:aws:s3:::open": "UNKNOWN"}
+    assert got == {"arn:aws:s3:::locked": "PASS", "arn:aws:s3:::open": "FAIL"}
+    block = {k: True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
+    s3control = sessions.client("main", "us-east-1", "s3control")  # a plain boto3 client cannot reach it
+    s3control.put_public_access_block(AccountId=ACCOUNT_ID, PublicAccessBlockConfiguration=block)
+    got = statuses(audit(CHECK_PAB), CHECK_PAB)
+    assert got == {"arn:aws:s3:::locked": "PASS", "arn:aws:s3:::open": "PASS"}
 
 
 def test_s3_public_access_block_stubbed_account_level(sessions: AwsSessions, aws: Aws, audit: Audit) -> None:

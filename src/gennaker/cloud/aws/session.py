@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -25,6 +26,24 @@ def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", "Unknown"))
     return type(exc).__name__
+
+
+def _strip_account_host(endpoint_url: str) -> Callable[..., None]:
+    """S3 Control puts the account id in the host name (``123456789012.s3-control…``), which has no
+    DNS behind a custom endpoint (simulated AWS, a proxy): send the request to the endpoint itself;
+    the account still travels in the ``x-amz-account-id`` header."""
+    endpoint = urlsplit(endpoint_url)
+
+    def rewrite(request: Any, **_: Any) -> None:
+        url = urlsplit(request.url)
+        if (
+            url.hostname
+            and url.hostname != endpoint.hostname
+            and url.hostname.endswith("." + (endpoint.hostname or ""))
+        ):
+            request.url = urlunsplit(url._replace(netloc=endpoint.netloc))
+
+    return rewrite
 
 
 class AwsClient:
@@ -156,6 +175,8 @@ class AwsSessions:
         raw = self.session(account_name).client(
             service, region_name=region, endpoint_url=acct.endpoint_url, config=boto_config
         )
+        if acct.endpoint_url and service == "s3control":
+            raw.meta.events.register("before-send.s3-control", _strip_account_host(acct.endpoint_url))
         for hook in self._hooks:
             hook(raw)
         wrapped = AwsClient(raw, account_name, region, self.calls, self._lock)
