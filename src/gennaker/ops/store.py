@@ -294,9 +294,7 @@ def save_audit(db: Database, report: dict[str, Any], source: str | None = None) 
                 id=report["audit_id"],
                 created_at=dt.datetime.fromisoformat(report["generated_at"]).timestamp(),
                 snapshot_id=report["snapshot_id"],
-                # the column predates "no score" and is NOT NULL: -1 stands for n/a there; readers
-                # take the score from the summary, where it is null
-                score=-1.0 if report["summary"]["score"] is None else report["summary"]["score"],
+                score=report["summary"]["score"],  # None when nothing passed or failed
                 summary=report["summary"],
                 report=report,
                 source=source,

@@ -44,7 +44,7 @@ ops_audits = Table(
     Column("id", String(36), primary_key=True),
     Column("created_at", Float, nullable=False, index=True),
     Column("snapshot_id", String(36), ForeignKey("ops_snapshots.id", ondelete="SET NULL")),
-    Column("score", Float, nullable=False),
+    Column("score", Float, nullable=True),  # null: nothing could be scored (0004_nullable_score)
     Column("summary", JSON, nullable=False),
     Column("report", JSON, nullable=False),  # the full JSON contract of the audit
     Column("source", String(100)),  # cli, api, or the pipeline execution/stage that ran it
