@@ -149,17 +149,18 @@ def drop_execution(conn: Connection, execution_id: str, keep_kinds: tuple[Kind, 
 _PENDING = select(messages.c.id).where(messages.c.execution_id == bindparam("eid")).limit(1)
 
 
+_DROP_POLLS = delete(messages).where(
+    messages.c.execution_id == bindparam("eid"),
+    messages.c.stage_id == bindparam("sid"),
+    messages.c.kind == str(Kind.RUN_TASK),
+    or_(messages.c.lease_until.is_(None), messages.c.lease_until < bindparam("now")),
+)
+
+
 def drop_stage_polls(conn: Connection, execution_id: str, stage_id: str, now: float) -> None:
     """Delete a finished stage's leftover RunTask messages that nobody holds (a held one is dropped
     as stale by its handler)."""
-    conn.execute(
-        delete(messages).where(
-            messages.c.execution_id == execution_id,
-            messages.c.stage_id == stage_id,
-            messages.c.kind == str(Kind.RUN_TASK),
-            or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
-        )
-    )
+    conn.execute(_DROP_POLLS, {"eid": execution_id, "sid": stage_id, "now": now})
 
 
 def pending_for(conn: Connection, execution_id: str) -> int:
