@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gennaker.runtime import Runtime
 from tests.core.conftest import detail, finished, stage_status, start, wait_for
@@ -38,6 +40,24 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(20)
 
 
+def kill_and_take_over(runtime: Runtime, eid: str, ready: Callable[[], object], settle: float = 0.0) -> dict[str, Any]:
+    """Run a worker until ``ready()``, SIGKILL it, start another and return the finished execution."""
+    url = str(runtime.db.engine.url)
+    first = spawn_worker(url)
+    try:
+        wait_for(ready, timeout=30)
+        time.sleep(settle)
+        kill(first)
+        second = spawn_worker(url)
+        try:
+            return finished(runtime, eid, timeout=40)
+        finally:
+            stop(second)
+    finally:
+        if first.poll() is None:
+            kill(first)
+
+
 def _pipeline(out: Path, middle: str) -> str:
     return f"""name: durable
 application: shop
@@ -52,19 +72,7 @@ stages:
 def test_worker_killed_in_wait_stage(runtime: Runtime, tmp_path: Path) -> None:
     out = tmp_path / "out"
     eid = start(runtime, tmp_path, _pipeline(out, "{id: three, type: wait, requires: [two], duration: 2s}"))
-    url = str(runtime.db.engine.url)
-    w1 = spawn_worker(url)
-    try:
-        wait_for(lambda: stage_status(runtime, eid)["three"] == "WAITING", timeout=30)
-        kill(w1)
-        w2 = spawn_worker(url)
-        try:
-            d = finished(runtime, eid, timeout=40)
-        finally:
-            stop(w2)
-    finally:
-        if w1.poll() is None:
-            kill(w1)
+    d = kill_and_take_over(runtime, eid, lambda: stage_status(runtime, eid)["three"] == "WAITING")
     assert d["status"] == "SUCCEEDED", d
     assert out.read_text().split() == ["one", "two", "four"]
 
@@ -77,20 +85,8 @@ def test_worker_killed_in_run_stage_reruns_with_retries(runtime: Runtime, tmp_pa
         f'command: "echo x >> {started}; sleep 3; echo three >> {out}"}}'
     )
     eid = start(runtime, tmp_path, _pipeline(out, middle))
-    url = str(runtime.db.engine.url)
-    w1 = spawn_worker(url)
-    try:
-        wait_for(lambda: started.exists(), timeout=30)
-        time.sleep(0.5)  # let the worker commit that the command started (its first poll is at 20 ms)
-        kill(w1)
-        w2 = spawn_worker(url)
-        try:
-            d = finished(runtime, eid, timeout=40)
-        finally:
-            stop(w2)
-    finally:
-        if w1.poll() is None:
-            kill(w1)
+    # settle: let the worker commit that the command started (its first poll is at 20 ms)
+    d = kill_and_take_over(runtime, eid, started.exists, settle=0.5)
     assert d["status"] == "SUCCEEDED", d
     # the killed attempt's command died with its worker: "three" is written once, by the second attempt
     assert out.read_text().split() == ["one", "two", "three", "four"]
@@ -104,16 +100,7 @@ def test_worker_killed_in_run_stage_without_retries_fails_worker_lost(runtime: R
     started = tmp_path / "started"
     middle = f'{{id: three, type: run, requires: [two], command: "touch {started}; sleep 3; echo three >> {out}"}}'
     eid = start(runtime, tmp_path, _pipeline(out, middle))
-    url = str(runtime.db.engine.url)
-    w1 = spawn_worker(url)
-    wait_for(lambda: started.exists(), timeout=30)
-    time.sleep(0.5)
-    kill(w1)
-    w2 = spawn_worker(url)
-    try:
-        d = finished(runtime, eid, timeout=40)
-    finally:
-        stop(w2)
+    d = kill_and_take_over(runtime, eid, started.exists, settle=0.5)
     assert d["status"] == "FAILED"
     three = next(s for s in d["stages"] if s["stage_id"] == "three")
     assert three["status"] == "FAILED" and "worker lost" in three["message"]
