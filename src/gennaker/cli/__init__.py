@@ -68,16 +68,10 @@ def version() -> None:
 
 
 def _register_all() -> None:
-    from gennaker.cli import core
+    # Imported here, not at the top: each module imports this one's helpers (a cycle otherwise).
+    from gennaker.cli import cloud, core, demo, ops, web
 
-    core.register(app)
-    for name in ("cloud", "ops", "web", "demo"):
-        try:
-            module = __import__(f"gennaker.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"gennaker.cli.{name}":
-                raise
-            continue
+    for module in (core, cloud, ops, web, demo):
         module.register(app)
 
 

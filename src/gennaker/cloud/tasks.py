@@ -7,7 +7,6 @@ same actions outside the engine.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,22 +142,3 @@ def advance(
         performed.append(actions[step].describe())
         step, step_state, errors = step + 1, {}, 0
     return Progress(True, {"actions": state["actions"], "step": step, "state": {}}, 0.0, None, performed)
-
-
-def run_to_completion(
-    provider: CloudProvider,
-    actions: list[Action],
-    poll_interval: float = 2.0,
-    log: Callable[[str], None] = lambda _line: None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[str]:
-    """Run actions synchronously (the API's direct actions; tests). Returns what was done."""
-    saved: dict[str, Any] | None = None
-    done: list[str] = []
-    while True:
-        progress = advance(provider, saved, lambda: actions, time.time, poll_interval, log)
-        done += progress.performed
-        if progress.done:
-            return done
-        saved = progress.context
-        sleep(progress.poll_after)
