@@ -1,10 +1,18 @@
 """``run``: a command on the worker's host. A string runs in ``/bin/sh -c``; a list is exec'd as is.
 
 Its stdout and stderr are the stage log. Lines ``::output key=value`` on stdout become stage outputs,
-readable later as ``${stages.<id>.outputs.<key>}``. A non-zero exit fails the stage. If the worker
-running the command dies, the command dies with it; the stage is then re-run if it has retries
-left, else it fails with "worker lost". The intent to start is committed before the command starts,
-so a command is never silently run a second time.
+readable later as ``${stages.<id>.outputs.<key>}``. A non-zero exit fails the stage.
+
+Each command runs under a supervisor (``gennaker.stages.supervisor``) that owns its whole process
+tree: when the command exits, is canceled or times out, or its worker dies, every process it started
+is killed before the supervisor exits. The intent to start and then the supervisor's pid are
+committed before the command starts, so a worker taking over a lost attempt always knows what may be
+running. On this host it waits (``GENNAKER_TAKEOVER_WAIT_SECONDS``, default 30) for the supervisor to
+finish: if the command had finished by itself, its real status and outputs are recorded; if it was
+stopped with its worker, the stage fails with "worker lost" (and is retried if it has retries left).
+When that cannot be established (the attempt ran on another host, or its supervisor does not finish
+in time), the stage fails with "an earlier attempt may still be running on HOST" and is not retried.
+A new attempt never starts while an earlier attempt's supervisor on this host still holds its tree.
 """
 
 from __future__ import annotations
@@ -17,8 +25,17 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from gennaker.spec.models import StageConfig
+from gennaker.stages import processes
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
-from gennaker.stages.processes import kill_group, process_start_time
+
+TAKEOVER_WAIT_SECONDS = 30.0
+
+
+def takeover_wait() -> float:
+    try:
+        return float(os.environ.get("GENNAKER_TAKEOVER_WAIT_SECONDS", TAKEOVER_WAIT_SECONDS))
+    except ValueError:
+        return TAKEOVER_WAIT_SECONDS
 
 
 class RunConfig(StageConfig):
@@ -60,27 +77,32 @@ class RunStage(StageType):
 
     def run_command(self, ctx: TaskContext) -> TaskResult:
         registry = ctx.services.processes
-        handle = registry.get(self._key(ctx))
+        key = self._key(ctx)
+        handle = registry.get(key)
         if handle is None:
-            launcher = ctx.context.get("launching")
-            if launcher is None:
+            if ctx.context.get("supervisor"):
+                return self._take_over(ctx)
+            if ctx.context.get("pid"):  # started before commands had supervisors: nothing tells if it lives
+                return _may_still_run(ctx.context.get("host"), f"pid {ctx.context['pid']} had no supervisor")
+            if ctx.context.get("launching") is None:
+                earlier = processes.live_earlier_attempts(*key)
+                if earlier:
+                    return self._wait_for(ctx, "waiting_since", f"attempt {earlier[-1]} of this stage")
                 # Commit that we are about to start before starting: if we die after this point, the
                 # next worker knows the command may have run and does not silently run it again.
                 return TaskResult.running(after=0, pin=True, context={"launching": ctx.worker_id})
-            if launcher != ctx.worker_id or ctx.context.get("pid"):
-                return TaskResult.failed(self.on_worker_lost(ctx) or "worker lost")
+            # The intent is committed and no supervisor is: the command has not started anywhere.
             return self._start(ctx)
+        if not handle.go_sent:
+            # The supervisor's pid is committed now (returned by _start): a worker taking over can find it.
+            registry.go(key)
+            return TaskResult.running(after=0.02, pin=True)
         code = handle.finished()
         if code is None:
             waited = ctx.now() - handle.started_at
             return TaskResult.running(after=min(1.0, 0.02 + waited / 10), pin=True)
-        registry.forget(self._key(ctx))
-        outputs = dict(handle.outputs)
-        outputs["exit_code"] = code
-        if code != 0:
-            reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            return TaskResult.failed(f"command failed: {reason}", outputs=outputs)
-        return TaskResult.succeeded(outputs=outputs)
+        registry.forget(key)
+        return self._result(ctx, handle.status(), code)
 
     def _start(self, ctx: TaskContext) -> TaskResult:
         cfg: RunConfig = ctx.config
@@ -105,36 +127,98 @@ class RunStage(StageType):
         try:
             handle = ctx.services.processes.start(self._key(ctx), argv, env, cwd, write)
         except OSError as exc:
-            return TaskResult.failed(f"cannot start {argv[0]}: {exc.strerror or exc}")
+            return TaskResult.failed(f"cannot start the command's supervisor: {exc.strerror or exc}")
         pid = handle.proc.pid
-        ctx.log(f"started pid {pid}: {cfg.command if isinstance(cfg.command, str) else ' '.join(argv)}")
+        shown = cfg.command if isinstance(cfg.command, str) else " ".join(argv)
+        ctx.log(f"starting under supervisor pid {pid}: {shown}")
+        supervisor = {
+            "pid": pid,
+            "start": processes.process_start_time(pid),
+            "host": socket.gethostname(),
+            "status": str(handle.status_path),
+            "worker": ctx.worker_id,
+        }
         return TaskResult.running(
-            after=0.02,
+            after=0,
             pin=True,
-            context={
-                "pid": pid,
-                "host": socket.gethostname(),
-                "proc_start": process_start_time(pid),
-                "worker": ctx.worker_id,
-            },
+            context={"supervisor": supervisor, "worker": ctx.worker_id, "takeover_since": None},
         )
+
+    def _result(self, ctx: TaskContext, status: processes.RunStatus, supervisor_code: int) -> TaskResult:
+        if status.error:
+            return TaskResult.failed(status.error)
+        if not status.done:
+            if status.command_pid:
+                processes.kill_group(status.command_pid)
+            return _may_still_run(socket.gethostname(), f"its supervisor died (exit code {supervisor_code})")
+        if status.reason == "not started":
+            return TaskResult.failed("the command was stopped before it started")
+        outputs: dict[str, Any] = {**status.outputs, "exit_code": status.exit_code}
+        if status.reason == "stopped":
+            return TaskResult.failed("command stopped", outputs=outputs)
+        code = status.exit_code
+        if code != 0:
+            reason = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            return TaskResult.failed(f"command failed: {reason}", outputs=outputs)
+        return TaskResult.succeeded(outputs=outputs)
+
+    def _take_over(self, ctx: TaskContext) -> TaskResult:
+        """This attempt's worker was lost: find out what its command did before doing anything."""
+        sup: dict[str, Any] = ctx.context["supervisor"]
+        host, lost = sup.get("host") or "?", sup.get("worker", "?")
+        if host != socket.gethostname():
+            return _may_still_run(host, f"its worker {lost} was lost and only a worker there can stop it")
+        path = Path(sup["status"])
+        if processes.locked(path):
+            if ctx.context.get("takeover_since") is None:
+                # its supervisor sees the worker gone and is stopping the tree; a worker that only
+                # stopped beating (but lives) is stopped the same way
+                processes.stop_supervisor(sup.get("pid"), sup.get("start"))
+                ctx.log(f"worker {lost} was lost; waiting for its supervisor (pid {sup.get('pid')}) to finish")
+            return self._wait_for(ctx, "takeover_since", f"the supervisor (pid {sup.get('pid')}) of worker {lost}")
+        status = processes.read_status(path)
+        if status is None:
+            return _may_still_run(host, f"the status file of its supervisor is missing: {path}")
+        for stream, lines in processes.spilled_output(path).items():
+            from gennaker.engine import logs
+
+            logs.append(ctx.services.db, ctx.execution_id, ctx.stage_id, ctx.attempt, stream, lines)
+        if status.done and status.reason == "not started":
+            ctx.log(f"worker {lost} was lost before the command started; starting it here")
+            return self._start(ctx)
+        if status.exited_on_its_own or status.error:
+            ctx.log(f"the command finished while its worker {lost} was lost (exit code {status.exit_code})")
+            return self._result(ctx, status, 0)
+        if not status.done:
+            if status.command_pid:
+                processes.kill_group(status.command_pid)
+            return _may_still_run(host, f"its supervisor (pid {sup.get('pid')}) died without recording its end")
+        return TaskResult.failed(
+            f"worker lost: worker {lost} stopped while running the command; its supervisor "
+            f"(pid {sup.get('pid')}) stopped the command and every process it started"
+        )
+
+    def _wait_for(self, ctx: TaskContext, since_key: str, what: str) -> TaskResult:
+        since = ctx.context.get(since_key)
+        if since is None:
+            since = ctx.now()
+        elif ctx.now() - since > takeover_wait():
+            return _may_still_run(socket.gethostname(), f"{what} still holds its processes after {takeover_wait():g}s")
+        return TaskResult.running(after=0.1, pin=True, context={since_key: since})
 
     def on_cancel(self, ctx: TaskContext) -> None:
-        if not ctx.services.processes.terminate(self._key(ctx)):
-            self._kill_orphan(ctx)
+        if ctx.services.processes.terminate(self._key(ctx)):
+            return
+        sup = ctx.context.get("supervisor")
+        if sup and sup.get("host") == socket.gethostname():
+            processes.stop_supervisor(sup.get("pid"), sup.get("start"))
 
     def on_worker_lost(self, ctx: TaskContext) -> str | None:
-        self._kill_orphan(ctx)
-        return (
-            f"worker lost: worker {ctx.context.get('worker', '?')} stopped while running the command "
-            f"(pid {ctx.context.get('pid', '?')})"
-        )
+        return None  # run_command takes the attempt over (see _take_over)
 
-    @staticmethod
-    def _kill_orphan(ctx: TaskContext) -> None:
-        """Kill what is left of a lost worker's command, if it ran here and is still that process."""
-        pid = ctx.context.get("pid")
-        if not pid or ctx.context.get("host") != socket.gethostname():
-            return
-        if ctx.context.get("proc_start") and process_start_time(pid) == ctx.context.get("proc_start"):
-            kill_group(pid, grace=2.0)
+
+def _may_still_run(host: str | None, why: str) -> TaskResult:
+    """Fail without a retry: a second copy must never run beside a first one that may be alive."""
+    return TaskResult.failed(
+        f"an earlier attempt may still be running on {host or '?'}: {why}", context={"_no_retry": True}
+    )
