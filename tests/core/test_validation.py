@@ -58,7 +58,7 @@ def test_valid_pipeline_loads() -> None:
             5,
             "not upstream",
         ),
-        ("  - id: a\n    type: run\n    command: x\n    when: 'os.system(1)'\n", 8, 5, "not allowed"),
+        ("  - id: a\n    type: run\n    command: x\n    when: 'os.system(1)'\n", 8, 5, "unknown name 'os.system'"),
         ("  - id: a\n    type: wait\n", 5, 5, "missing required field 'duration'"),
     ],
 )
