@@ -56,6 +56,12 @@ def _provider(where: Where, config: Config, aws: AwsSessions) -> CloudProvider:
     return provider_for(SimpleNamespace(config=config, aws=aws), where.account, where.region)
 
 
+def _named_for(name: str, application: str) -> bool:
+    """``shop``, ``shop-web``, ``shop-web-lb`` are named for ``shop``; ``shopping-lb`` is not (another
+    application's, which a viewer of ``shop`` must not see)."""
+    return naming.parse(name).application == application
+
+
 @router.get("/applications/{application}/clusters")
 def clusters(application: str, providers: list[AwsProvider] = Depends(all_providers)) -> list[dict[str, Any]]:
     return clusters_view(list(providers), application)
@@ -68,7 +74,7 @@ def load_balancers(application: str, providers: list[AwsProvider] = Depends(all_
         groups = p.list_server_groups(application=application, with_health=False)
         for lb in p.list_load_balancers():
             users = sorted(g.name for g in groups if set(g.target_groups) & set(lb.target_groups))
-            if not users and not lb.name.startswith(application):
+            if not users and not _named_for(lb.name, application):
                 continue
             result.append(
                 {
@@ -105,10 +111,10 @@ def security_groups(application: str, providers: list[AwsProvider] = Depends(all
                     users.setdefault(sg["GroupId"], set()).add(owner)
         for lb in p.list_load_balancers():
             for sg in lb.security_groups:
-                if lb.name.startswith(application):
+                if _named_for(lb.name, application):
                     users.setdefault(sg, set()).add(f"load balancer {lb.name}")
         for sg in p.list_security_groups():
-            if sg.id in users or sg.name.startswith(application):
+            if sg.id in users or _named_for(sg.name, application):
                 result.append(
                     {
                         "account": p.account,

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from gennaker.api.deps import get_actor, get_actor_roles, get_runtime, is_admin
+from gennaker.api.scope import ReadableDep
 from gennaker.engine import logs as stage_logs
 from gennaker.engine import operations as ops
 from gennaker.engine import views
@@ -57,9 +58,9 @@ class Done(BaseModel):
 
 
 @router.get("/pipelines", summary="List pipelines")
-def list_pipelines(rt: RuntimeDep, application: str | None = None) -> list[dict[str, Any]]:
+def list_pipelines(rt: RuntimeDep, readable: ReadableDep, application: str | None = None) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
-        return views.list_pipelines(conn, application)
+        return views.list_pipelines(conn, application, readable)
 
 
 @router.post("/pipelines", summary="Register (or update) a pipeline", status_code=201)
@@ -72,9 +73,9 @@ def register_pipeline(body: PipelineIn, rt: RuntimeDep, actor: ActorDep) -> dict
 
 
 @router.get("/pipelines/{name}", summary="A registered pipeline's document")
-def get_pipeline(name: str, rt: RuntimeDep) -> dict[str, Any]:
+def get_pipeline(name: str, rt: RuntimeDep, readable: ReadableDep) -> dict[str, Any]:
     with rt.db.read() as conn:
-        text, source = views.pipeline_text(conn, name)
+        text, source = views.pipeline_text(conn, name, readable)
     p = rt.pipeline_from_text(text, source or name)
     return {
         "name": p.name,
@@ -103,6 +104,7 @@ def run_document(body: RunIn, rt: RuntimeDep, actor: ActorDep) -> Started:
 @router.get("/executions", summary="List executions, newest first")
 def list_executions(
     rt: RuntimeDep,
+    readable: ReadableDep,
     pipeline: str | None = None,
     application: str | None = None,
     status: Annotated[list[str] | None, Query()] = None,
@@ -111,26 +113,25 @@ def list_executions(
     kind: Annotated[Literal["pipelines", "tasks"] | None, Query(description="pipelines or tasks only")] = None,
 ) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
-        return views.list_executions(conn, pipeline, status, application, limit, offset, kind)
+        return views.list_executions(conn, pipeline, status, application, limit, offset, kind, readable)
 
 
 @router.get("/executions/{execution_id}", summary="An execution with its stages")
-def get_execution(execution_id: str, rt: RuntimeDep) -> dict[str, Any]:
+def get_execution(execution_id: str, rt: RuntimeDep, readable: ReadableDep) -> dict[str, Any]:
     with rt.db.read() as conn:
-        return views.execution_detail(conn, execution_id)
+        return views.execution_detail(conn, execution_id, readable)
 
 
 @router.get("/executions/{execution_id}/operations", summary="Who did what to an execution")
-def get_operations(execution_id: str, rt: RuntimeDep) -> list[dict[str, Any]]:
+def get_operations(execution_id: str, rt: RuntimeDep, readable: ReadableDep) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
-        views.execution_detail(conn, execution_id)
-        return views.execution_operations(conn, execution_id)
+        return views.execution_operations(conn, execution_id, readable)
 
 
 @router.get("/executions/{execution_id}/stages/{stage_id}", summary="One stage")
-def get_stage(execution_id: str, stage_id: str, rt: RuntimeDep) -> dict[str, Any]:
+def get_stage(execution_id: str, stage_id: str, rt: RuntimeDep, readable: ReadableDep) -> dict[str, Any]:
     with rt.db.read() as conn:
-        return views.stage_detail(conn, execution_id, stage_id)
+        return views.stage_detail(conn, execution_id, stage_id, readable)
 
 
 @router.get(
@@ -141,11 +142,12 @@ def get_logs(
     execution_id: str,
     stage_id: str,
     rt: RuntimeDep,
+    readable: ReadableDep,
     after: Annotated[int, Query(ge=0, le=MAX_ROW, description="only lines after this id")] = 0,
     follow: bool = False,
 ) -> Any:
     with rt.db.read() as conn:
-        views.stage_detail(conn, execution_id, stage_id)
+        views.stage_detail(conn, execution_id, stage_id, readable)
         if not follow:
             return stage_logs.read(conn, execution_id, stage_id, after)
 

@@ -1,4 +1,10 @@
-"""Ops REST API: run and read audits, browse inventory snapshots, diff them."""
+"""Ops REST API: run and read audits, browse inventory snapshots, diff them.
+
+Audits and inventory snapshots cover whole accounts, so reading them needs a viewer role on every
+application (a global ``viewer``, ``operator`` or ``admin``). A caller whose roles name applications
+(``shop:viewer``) reads the latest audit narrowed to the resources tagged with one of them, at
+``GET /api/applications/{application}/readiness`` (the console's READINESS tab).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from gennaker.api.scope import ReadableDep
 from gennaker.cloud.aws.session import AwsSessions
-from gennaker.errors import ConfigError
+from gennaker.errors import ConfigError, Forbidden
 from gennaker.ops import store
+from gennaker.ops import views as ops_views
 from gennaker.ops.reports import render
 from gennaker.ops.service import audit_and_store, collect_and_store
 from gennaker.ops.settings import ops_settings
@@ -37,6 +45,17 @@ def get_sessions(request: Request) -> AwsSessions:
     return aws if isinstance(aws, AwsSessions) else AwsSessions(get_config(request))
 
 
+def account_wide(readable: ReadableDep) -> None:
+    """Only callers who may read every application read account-wide data (findings and resources
+    of other applications are in it)."""
+    if readable is not None:
+        raise Forbidden(
+            "audits and inventory cover whole accounts: they need a viewer role on every "
+            "application (see GET /api/applications/{application}/readiness)"
+        )
+
+
+AccountWide = Depends(account_wide)
 DbDep = Annotated[Database, Depends(get_db)]
 ConfigDep = Annotated[Config, Depends(get_config)]
 SessionsDep = Annotated[AwsSessions, Depends(get_sessions)]
@@ -76,12 +95,16 @@ def run_audit(body: AuditRequest, db: DbDep, config: ConfigDep, sessions: Sessio
     return result.to_json()
 
 
-@router.get("/audits", summary="Recent audits, newest first")
+@router.get("/audits", summary="Recent audits, newest first", dependencies=[AccountWide])
 def list_audits(db: DbDep, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[dict[str, Any]]:
     return store.list_audits(db, limit)
 
 
-@router.get("/audits/{audit_id}", summary="An audit: the JSON contract, or html/sarif/junit with ?format=")
+@router.get(
+    "/audits/{audit_id}",
+    summary="An audit: the JSON contract, or html/sarif/junit with ?format=",
+    dependencies=[AccountWide],
+)
 def get_audit(audit_id: str, db: DbDep, format: str = "json") -> Any:
     report = store.get_audit(db, None if audit_id == "latest" else audit_id)
     if format == "json":
@@ -102,12 +125,16 @@ def collect(body: CollectRequest, db: DbDep, config: ConfigDep, sessions: Sessio
     return {"id": snap.id, "resources": len(snap.resources), "failures": [vars(f) for f in snap.failures], **snap.stats}
 
 
-@router.get("/inventory/snapshots", summary="Stored snapshots, newest first")
+@router.get("/inventory/snapshots", summary="Stored snapshots, newest first", dependencies=[AccountWide])
 def list_snapshots(db: DbDep, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[dict[str, Any]]:
     return store.list_snapshots(db, limit)
 
 
-@router.get("/inventory/resources", summary="Search a snapshot's resources (default: the newest snapshot)")
+@router.get(
+    "/inventory/resources",
+    summary="Search a snapshot's resources (default: the newest snapshot)",
+    dependencies=[AccountWide],
+)
 def search_resources(
     db: DbDep,
     snapshot: str | None = None,
@@ -136,10 +163,30 @@ def search_resources(
     ]
 
 
-@router.get("/inventory/diff", summary="Added, removed and changed resources between two snapshots")
+@router.get(
+    "/inventory/diff", summary="Added, removed and changed resources between two snapshots", dependencies=[AccountWide]
+)
 def diff(
     db: DbDep,
     old: Annotated[str | None, Query(alias="from")] = None,
     new: Annotated[str | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
     return store.diff(db, old, new)
+
+
+@router.get(
+    "/applications/{application}/readiness",
+    summary="The latest audit narrowed to the resources tagged with an application",
+)
+def application_readiness(application: str, request: Request, readable: ReadableDep) -> dict[str, Any]:
+    """Null without audits. An audit that cannot be narrowed (no resource carries the application's
+    tags) is answered whole only to callers who may read every application."""
+    audit = ops_views.latest_for_application(request.app.state.runtime, application)
+    if audit is not None and not audit["narrowed"] and readable is not None:
+        raise Forbidden(
+            f"the latest audit has no resources tagged with {application}; its findings cover "
+            "whole accounts and need a viewer role on every application"
+        )
+    if audit is not None and readable is not None:
+        audit.pop("audit_score", None)
+    return {"application": application, "audit": audit}

@@ -1,4 +1,7 @@
-"""Stage logs: lines stored as they come, so a log survives the process (or worker) that wrote it."""
+"""Stage logs: lines stored as they come, so a log survives the process (or worker) that wrote it.
+
+Lines are stored with the execution's secret parameters masked (``gennaker.engine.secrets``): a command
+that echoes a password leaves no copy of it in the database."""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from gennaker.engine import secrets
 from gennaker.store.db import Database
-from gennaker.store.tables import logs
+from gennaker.store.tables import executions, logs
 
 
 def append(
@@ -38,6 +42,7 @@ def append_in(
 ) -> None:
     """Append within the caller's transaction (never open a second writer from inside one)."""
     ts = at if at is not None else time.time()
+    hidden = secret_values(conn, execution_id)
     conn.execute(
         insert(logs),
         [
@@ -46,7 +51,7 @@ def append_in(
                 "stage_id": stage_id,
                 "attempt": attempt,
                 "stream": stream,
-                "line": line,
+                "line": secrets.mask_text(line, hidden) if hidden else line,
                 "at": ts,
             }
             for line in lines
@@ -54,13 +59,24 @@ def append_in(
     )
 
 
+def secret_values(conn: Connection, execution_id: str) -> list[str]:
+    trigger = conn.execute(select(executions.c.trigger).where(executions.c.id == execution_id)).scalar()
+    return secrets.secret_values(trigger)
+
+
 def read(
     conn: Connection, execution_id: str, stage_id: str, after_id: int = 0, limit: int = 5000
 ) -> list[dict[str, Any]]:
+    """Masked again on the way out: lines stored before a value was known to be secret stay hidden."""
+    hidden = secret_values(conn, execution_id)
     rows = conn.execute(
         select(logs.c.id, logs.c.attempt, logs.c.stream, logs.c.line, logs.c.at)
         .where(logs.c.execution_id == execution_id, logs.c.stage_id == stage_id, logs.c.id > after_id)
         .order_by(logs.c.id)
         .limit(limit)
     ).all()
-    return [dict(r._mapping) for r in rows]
+    out = [dict(r._mapping) for r in rows]
+    if hidden:
+        for r in out:
+            r["line"] = secrets.mask_text(r["line"], hidden)
+    return out

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
 
-from gennaker.engine import queue
+from gennaker.engine import queue, secrets
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, STAGE_LETS_THROUGH, Kind, Status, new_id
 from gennaker.engine.runner import cancel_active_stages, start_next_queued
 from gennaker.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -93,6 +93,7 @@ def start_execution(
     base_dir: str | None = None,
 ) -> str:
     bound = bind_parameters(pipeline, params)
+    secret = sorted(p.name for p in pipeline.parameters if p.secret)  # their values are masked on display
     execution_id = new_id()
     now = time.time()
     dependents: dict[str, list[str]] = {s.id: [] for s in pipeline.stages}
@@ -108,7 +109,8 @@ def start_execution(
                 pipeline=pipeline.name,
                 application=pipeline.application,
                 status=Status.NOT_STARTED,
-                trigger={"type": trigger_type, "user": actor, "params": bound, "at": now, "base_dir": base_dir},
+                trigger={"type": trigger_type, "user": actor, "params": bound, "at": now, "base_dir": base_dir,
+                         secrets.SECRETS_KEY: secret},
                 pipeline_text=pipeline.text,
                 source=pipeline.source,
                 base_dir=base_dir,
@@ -139,7 +141,7 @@ def start_execution(
             ],
         )
         queue.push(conn, Kind.START_EXECUTION, execution_id, due_at=now)
-        record(conn, "start", actor, execution_id, params=bound, trigger=trigger_type)
+        record(conn, "start", actor, execution_id, params=secrets.mask_params(bound, secret), trigger=trigger_type)
     return execution_id
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from gennaker.engine import logs as stage_logs
-from gennaker.engine import queue
+from gennaker.engine import queue, secrets
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Kind, Status
 from gennaker.engine.queue import Message
 from gennaker.errors import GennakerError
@@ -360,7 +360,8 @@ class Engine:
     ) -> None:
         now = self.clock()
         context = {**(st.context or {}), **result.context}
-        outputs = {**(st.outputs or {}), **result.outputs}
+        # outputs are shown to every viewer and read by later stages: never keep a secret's value in them
+        outputs = {**(st.outputs or {}), **secrets.mask(result.outputs, secrets.secret_values(ex.trigger))}
         tasks = [dict(t) for t in st.tasks]
         if result.status == "RUNNING":
             pin = bool(result.context.get("_pin"))
@@ -401,7 +402,9 @@ class Engine:
             return
         message = result.message or "failed"
         retries = ctx.config.retries
-        if result.status == "FAILED" and st.attempt - int(context.get("base", 0)) <= retries.count:
+        # a task may refuse a retry (``_no_retry``), e.g. a command whose earlier attempt may still run
+        retryable = not result.context.get("_no_retry")
+        if result.status == "FAILED" and retryable and st.attempt - int(context.get("base", 0)) <= retries.count:
             stage_logs.append_in(
                 conn,
                 ex.id,

@@ -1,11 +1,22 @@
-"""Read models: executions and stages as plain dicts, the same for the API, the CLI and the console."""
+"""Read models: executions and stages as plain dicts, the same for the API, the CLI and the console.
+
+Two rules hold here, in one place for every caller:
+
+- **Scope.** Each read takes ``readable``, the applications the caller may read (None: all). What lies
+  outside is left out of lists and, asked for by id or name, is not found (``NotFound``, a 404): the
+  answer is the same whether it exists or not, so ids do not reveal other applications' work.
+- **Secrets.** Parameters declared ``secret: true`` are masked in everything returned
+  (``gennaker.engine.secrets``): the trigger's parameters, stage configs, outputs, messages, records.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, false, func, select
 
+from gennaker.engine import secrets
 from gennaker.engine.model import Status
 from gennaker.errors import InvalidInput, NotFound
 from gennaker.store.tables import executions, operations, pipelines, stages
@@ -23,10 +34,32 @@ _SUMMARY_COLS = [
 ]
 
 
+Readable = Collection[str] | None  # the applications a caller may read; None: every application
+
+
+def _in_scope(column: Any, readable: Readable) -> Any:
+    """The WHERE clause limiting ``column`` (an application column) to ``readable``."""
+    if readable is None:
+        return None
+    return column.in_(sorted(readable)) if readable else false()
+
+
+def _scoped(q: Any, column: Any, readable: Readable) -> Any:
+    clause = _in_scope(column, readable)
+    return q if clause is None else q.where(clause)
+
+
+def may_read(application: str | None, readable: Readable) -> bool:
+    return readable is None or application in readable
+
+
 def _summary(row: Any) -> dict[str, Any]:
     d = dict(row._mapping)
     trigger = d.get("trigger") or {}
-    d["trigger"] = {k: v for k, v in trigger.items() if k != "base_dir"}
+    d["trigger"] = secrets.public_trigger(trigger)
+    hidden = secrets.secret_values(trigger)
+    if hidden and d.get("message"):
+        d["message"] = secrets.mask_text(d["message"], hidden)
     return d
 
 
@@ -38,9 +71,12 @@ def list_executions(
     limit: int = 50,
     offset: int = 0,
     kind: str | None = None,
+    readable: Readable = None,
 ) -> list[dict[str, Any]]:
-    """``kind`` "pipelines" or "tasks" (operator actions run outside pipelines) narrows the list."""
+    """``kind`` "pipelines" or "tasks" (operator actions run outside pipelines) narrows the list;
+    ``application`` narrows it within ``readable``, never beyond."""
     q = select(*_SUMMARY_COLS).order_by(executions.c.created_at.desc()).limit(limit).offset(offset)
+    q = _scoped(q, executions.c.application, readable)
     if pipeline:
         q = q.where(executions.c.pipeline == pipeline)
     if status:
@@ -83,7 +119,7 @@ def stage_summaries(conn: Connection, execution_ids: list[str]) -> dict[str, lis
     return out
 
 
-def _stage_view(row: Any) -> dict[str, Any]:
+def _stage_view(row: Any, hidden: list[str]) -> dict[str, Any]:
     d = dict(row._mapping)
     d.pop("execution_id", None)
     context = d.pop("context") or {}
@@ -93,38 +129,67 @@ def _stage_view(row: Any) -> dict[str, Any]:
     d["skip"] = context.get("skip")
     d.pop("dependents", None)
     d.pop("worker_id", None)
-    return d
+    return secrets.mask(d, hidden) if hidden else d
 
 
-def execution_detail(conn: Connection, execution_id: str) -> dict[str, Any]:
-    row = conn.execute(select(*_SUMMARY_COLS, executions.c.source).where(executions.c.id == execution_id)).first()
-    if row is None:
+def _execution_row(conn: Connection, execution_id: str, readable: Readable, *cols: Any) -> Any:
+    """The execution, or NotFound when it does not exist or lies outside ``readable`` (the same answer)."""
+    row = conn.execute(select(*_SUMMARY_COLS, *cols).where(executions.c.id == execution_id)).first()
+    if row is None or not may_read(row.application, readable):
         raise NotFound(f"no execution '{execution_id}'")
+    return row
+
+
+def check_readable(conn: Connection, execution_id: str, readable: Readable) -> None:
+    """NotFound unless the execution exists within ``readable``."""
+    _execution_row(conn, execution_id, readable)
+
+
+def execution_detail(conn: Connection, execution_id: str, readable: Readable = None) -> dict[str, Any]:
+    row = _execution_row(conn, execution_id, readable, executions.c.source)
+    hidden = secrets.secret_values(row.trigger)
     d = _summary(row)
     d["stages"] = [
-        _stage_view(r)
+        _stage_view(r, hidden)
         for r in conn.execute(select(stages).where(stages.c.execution_id == execution_id).order_by(stages.c.idx))
     ]
     return d
 
 
-def stage_detail(conn: Connection, execution_id: str, stage_id: str) -> dict[str, Any]:
-    row = conn.execute(
-        select(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id)
+def stage_detail(conn: Connection, execution_id: str, stage_id: str, readable: Readable = None) -> dict[str, Any]:
+    ex = conn.execute(
+        select(executions.c.application, executions.c.trigger).where(executions.c.id == execution_id)
     ).first()
-    if row is None:
+    row = (
+        conn.execute(select(stages).where(stages.c.execution_id == execution_id, stages.c.stage_id == stage_id)).first()
+        if ex is not None and may_read(ex.application, readable)
+        else None
+    )
+    if ex is None or row is None:
         raise NotFound(f"execution '{execution_id}' has no stage '{stage_id}'")
-    return _stage_view(row)
+    return _stage_view(row, secrets.secret_values(ex.trigger))
 
 
-def execution_operations(conn: Connection, execution_id: str) -> list[dict[str, Any]]:
+def execution_operations(conn: Connection, execution_id: str, readable: Readable = None) -> list[dict[str, Any]]:
+    """Who did what to an execution (NotFound outside ``readable``)."""
+    row = _execution_row(conn, execution_id, readable)
+    hidden = secrets.secret_values(row.trigger)
+    names = secrets.secret_names(row.trigger)
     rows = conn.execute(
         select(operations).where(operations.c.execution_id == execution_id).order_by(operations.c.id)
     ).all()
-    return [dict(r._mapping) for r in rows]
+    out = []
+    for r in rows:
+        d = dict(r._mapping)
+        details = dict(d.get("details") or {})
+        if isinstance(details.get("params"), dict):
+            details["params"] = secrets.mask_params(details["params"], names)
+        d["details"] = secrets.mask(details, hidden)
+        out.append(d)
+    return out
 
 
-def list_pipelines(conn: Connection, application: str | None = None) -> list[dict[str, Any]]:
+def list_pipelines(conn: Connection, application: str | None = None, readable: Readable = None) -> list[dict[str, Any]]:
     q = select(
         pipelines.c.name,
         pipelines.c.application,
@@ -133,20 +198,24 @@ def list_pipelines(conn: Connection, application: str | None = None) -> list[dic
         pipelines.c.updated_by,
         pipelines.c.registered,
     ).order_by(pipelines.c.name)
+    q = _scoped(q, pipelines.c.application, readable)
     if application:
         q = q.where(pipelines.c.application == application)
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def pipeline_text(conn: Connection, name: str) -> tuple[str, str | None]:
-    row = conn.execute(select(pipelines.c.text, pipelines.c.source).where(pipelines.c.name == name)).first()
-    if row is None or not row.text:
+def pipeline_text(conn: Connection, name: str, readable: Readable = None) -> tuple[str, str | None]:
+    row = conn.execute(
+        select(pipelines.c.text, pipelines.c.source, pipelines.c.application).where(pipelines.c.name == name)
+    ).first()
+    if row is None or not row.text or not may_read(row.application, readable):
         raise NotFound(f"no pipeline named '{name}' is registered")
     return row.text, row.source
 
 
-def status_counts(conn: Connection, pipeline: str | None = None) -> dict[str, int]:
+def status_counts(conn: Connection, pipeline: str | None = None, readable: Readable = None) -> dict[str, int]:
     q = select(executions.c.status, func.count()).group_by(executions.c.status)
+    q = _scoped(q, executions.c.application, readable)
     if pipeline:
         q = q.where(executions.c.pipeline == pipeline)
     return {str(s): int(n) for s, n in conn.execute(q).all()}

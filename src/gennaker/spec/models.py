@@ -57,6 +57,7 @@ class Parameter(BaseModel):
     required: bool = False
     description: str | None = None
     options: list[Any] | None = None
+    secret: bool = False  # masked in every view, log and output (gennaker.engine.secrets)
 
     @field_validator("name")
     @classmethod
@@ -69,6 +70,10 @@ class Parameter(BaseModel):
     def _default_is_an_option(self) -> Parameter:
         if self.options is not None and self.default is not None and self.default not in self.options:
             raise ValueError(f"default {self.default!r} of parameter '{self.name}' is not one of its options")
+        # The document is shown to every viewer (and kept in the repository): a value in it is not secret.
+        if self.secret and (self.default is not None or self.options is not None):
+            raise ValueError(f"secret parameter '{self.name}' cannot have a default or options (they are "
+                             "in the document for anyone to read); pass its value when starting")
         return self
 
 

@@ -35,6 +35,21 @@ class Principal:
                 best = max(best, LEVELS.get(lvl, 0))
         return best
 
+    def readable(self) -> frozenset[str] | None:
+        """The applications this principal may read, or None for all of them (a global role, or access
+        control off). The read models take this set (``gennaker.engine.views``)."""
+        if self.auth == "off":
+            return None
+        apps: set[str] = set()
+        for role in self.roles:
+            app, sep, lvl = role.rpartition(":")
+            if not sep:
+                if role in LEVELS:
+                    return None
+            elif LEVELS.get(lvl, 0) >= LEVELS["viewer"]:
+                apps.add(app)
+        return frozenset(apps)
+
     def can(self, level: str, application: str | None) -> bool:
         return self.level(application) >= LEVELS[level]
 

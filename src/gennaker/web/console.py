@@ -141,14 +141,15 @@ async def start(request: Request, name: str, web: WebDep, me: PrincipalDep) -> R
 
 def execution_context(web: WebState, execution_id: str, stage_id: str | None, me: Principal,
                       with_log: bool = True) -> dict[str, Any]:
+    readable = me.readable()
     with web.db.read() as conn:
-        ex = views.execution_detail(conn, execution_id)
+        ex = views.execution_detail(conn, execution_id, readable)
         if stage_id is None:
             active = [s for s in ex["stages"] if s["status"] in STAGE_ACTIVE]
             stage_id = (active or ex["stages"])[0]["stage_id"] if ex["stages"] else None
         stage = next((s for s in ex["stages"] if s["stage_id"] == stage_id), None)
         if stage_id is not None and stage is None:
-            views.stage_detail(conn, execution_id, stage_id)  # raises NotFound
+            views.stage_detail(conn, execution_id, stage_id, readable)  # raises NotFound
         wants_log = with_log and stage is not None and stage["type"] == "run"
         log = stage_logs.read(conn, execution_id, stage["stage_id"], 0, limit=2000) if wants_log and stage else []
     app = ex["application"]

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gennaker.engine import logs as stage_logs
+from gennaker.engine import views
 from gennaker.web import console, queries
 from gennaker.web.access import Principal
 from gennaker.web.deps import principal, web_state
@@ -84,6 +85,8 @@ def execution_events(request: Request, execution_id: str, web: Annotated[WebStat
                      after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> StreamingResponse:
     state: dict[str, Any] = {"fp": "", "after": after, "done": False}
     csrf = getattr(request.state, "csrf", "")
+    with web.db.read() as conn:  # a 404 now, before the stream starts, for what the caller may not read
+        views.check_readable(conn, execution_id, me.readable())
 
     def tick() -> list[bytes]:
         ctx = console.execution_context(web, execution_id, stage, me, with_log=False)

@@ -55,8 +55,8 @@ def tasks_tab(request: Request, app: str, web: WebDep) -> Response:
 
 
 @router.get("/applications/{app}/readiness", response_class=HTMLResponse)
-async def readiness_tab(request: Request, app: str, web: WebDep) -> Response:
-    data = await run_in_threadpool(sources.readiness, web.runtime, app)
+async def readiness_tab(request: Request, app: str, web: WebDep, me: PrincipalDep) -> Response:
+    data = await run_in_threadpool(sources.readiness, web.runtime, app, me.readable() is None)
     return render(request, "readiness.html", app=app, tab="readiness", data=data)
 
 

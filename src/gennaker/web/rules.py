@@ -40,10 +40,12 @@ MUTATING = [
 # Anything unsafe not listed: admins only, so a new endpoint is closed until someone opens it here.
 DEFAULT_MUTATING = Rule(re.compile(""), None, "admin")
 
+# Reads naming an application in their path need a viewer role on it (a 403 there tells the caller
+# nothing it did not type). Reads naming an execution or a pipeline are not decided here: the read
+# models answer 404 for what lies outside the caller's applications (``gennaker.engine.views``), the
+# same answer as for an id that does not exist, so ids reveal nothing about other applications.
 READ_SCOPED = [
-    re.compile(r"^/executions/(?P<execution>[^/?]+)"),
     re.compile(r"^/applications/(?P<application>[^/]+)"),
-    re.compile(r"^/pipelines/(?P<pipeline>[^/]+)"),
 ]
 
 

@@ -34,5 +34,12 @@ def cloud(runtime: Runtime, application: str, tab: str) -> dict[str, Any]:
     return {"available": True, "items": items, "error": "", "why": ""}
 
 
-def readiness(runtime: Runtime, application: str) -> dict[str, Any]:
-    return {"available": True, "audit": ops_views.latest_for_application(runtime, application), "why": ""}
+def readiness(runtime: Runtime, application: str, sees_all: bool = True) -> dict[str, Any]:
+    """``sees_all``: the caller may read every application. Otherwise an audit that cannot be narrowed
+    to the application's resources is not shown: its findings are about other applications too."""
+    audit = ops_views.latest_for_application(runtime, application)
+    if audit is not None and not audit["narrowed"] and not sees_all:
+        return {"available": False, "audit": None, "sees_all": False,
+                "why": (f"The latest audit ({audit['id']}) has no resources tagged with {application}, and its "
+                        "findings cover whole accounts: only viewers of every application may read it.")}
+    return {"available": True, "audit": audit, "why": "", "sees_all": sees_all}
