@@ -1,4 +1,6 @@
-"""Sign in and out. Sessions are signed cookies; failed sign-ins are throttled per address and user."""
+"""Sign in and out. A session is a row in the database behind a signed cookie; sign-in attempts are
+counted per (user, address), per address and in all before the password is checked, and the checks
+run on a small bounded pool (``security.LoginLimiter``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gennaker.web.deps import render, safe_next, web_state
-from gennaker.web.security import CSRF_COOKIE, SESSION_COOKIE, new_csrf, verify_password
+from gennaker.web.security import CSRF_COOKIE, SESSION_COOKIE, new_csrf
 from gennaker.web.state import WebState
 
 router = APIRouter(include_in_schema=False)
@@ -24,34 +26,61 @@ def login_page(request: Request, web: WebDep, next: str = "/applications") -> Re
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, web: WebDep, username: Annotated[str, Form(max_length=200)],
-                password: Annotated[str, Form(max_length=1000)], next: Annotated[str, Form()] = "/applications",
-                ) -> Response:
+async def login(
+    request: Request,
+    web: WebDep,
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1000)],
+    next: Annotated[str, Form()] = "/applications",
+) -> Response:
     if web.auth is None:
         return RedirectResponse(safe_next(next), status_code=303)
     client = getattr(request.state, "client", "unknown")
-    keys = [f"addr:{client}", f"user:{username.lower()}"]
-    wait = web.limiter.retry_after(keys)
+    wait = await run_in_threadpool(web.limiter.claim, web.db, username, client)
     if wait > 0:
-        return render(request, "login.html", status_code=429, next=safe_next(next),
-                      error=f"Too many failed sign-ins: try again in {int(wait) + 1} seconds.")
+        return render(
+            request,
+            "login.html",
+            status_code=429,
+            next=safe_next(next),
+            error=f"Too many failed sign-ins: try again in {int(wait) + 1} seconds.",
+        )
     user = web.auth.users.get(username)
-    ok = await run_in_threadpool(verify_password, user.password_hash if user else None, password)
+    ok = await web.limiter.verify(user.password_hash if user else None, password)
+    if ok is None:  # every password checker is busy: the attempt was not tried, so it does not count
+        await run_in_threadpool(web.limiter.give_back, web.db, username, client)
+        return render(
+            request,
+            "login.html",
+            status_code=429,
+            next=safe_next(next),
+            error="Too many sign-ins at once: try again in a few seconds.",
+        )
     if not ok:
-        web.limiter.failed(keys)
-        return render(request, "login.html", status_code=401, next=safe_next(next),
-                      error="Wrong user name or password.")
-    web.limiter.succeeded(keys)
+        return render(
+            request, "login.html", status_code=401, next=safe_next(next), error="Wrong user name or password."
+        )
+    await run_in_threadpool(web.limiter.give_back, web.db, username, client, forget_pair=True)
     csrf = new_csrf()  # a fresh token per session: one seen before signing in is worth nothing after
+    cookie = await run_in_threadpool(web.sessions.start, username, csrf)
     response = RedirectResponse(safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, web.sessions.dump(username, csrf), max_age=int(web.sessions.max_age),
-                        httponly=True, secure=web.auth.secure_cookies, samesite="lax", path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=int(web.sessions.max_age),
+        httponly=True,
+        secure=web.secure_cookies(dict(request.headers)),
+        samesite="lax",
+        path="/",
+    )
     response.delete_cookie(CSRF_COOKIE, path="/")
     return response
 
 
 @router.post("/logout")
-def logout(web: WebDep) -> Response:
+async def logout(request: Request, web: WebDep) -> Response:
+    """End the session on the server: the row goes, so a copy of the cookie signs nobody in."""
+    await run_in_threadpool(web.sessions.end, request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login" if web.auth else "/applications", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

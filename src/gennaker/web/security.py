@@ -1,4 +1,9 @@
-"""Credentials: password hashes, signed session cookies, CSRF tokens, API tokens and login throttling."""
+"""Credentials: password hashes, server-side sessions behind signed cookies, CSRF tokens, API token
+secrets, which roles a grant still carries, and login throttling.
+
+Sessions and throttle counters are rows in the database (``gennaker.web.tables``), not a server's
+memory: a logout or a lockout holds on every replica, and a restart forgets neither.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,19 @@ import hmac
 import secrets
 import threading
 import time
-from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from starlette.concurrency import run_in_threadpool
+
+from gennaker.store.db import Database
+from gennaker.web.settings import LEVELS, AuthSettings
+from gennaker.web.tables import login_throttle, sessions
 
 SESSION_COOKIE = "gk_session"
 CSRF_COOKIE = "gk_csrf"
@@ -37,25 +49,115 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-class Sessions:
-    """Signed, timestamped session cookies. The cookie holds the user name and a CSRF token; roles are
-    looked up on every request, so removing a user from the config takes effect at once."""
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
-    def __init__(self, secret_key: str, max_age: float):
+
+# --- what a grant still carries -------------------------------------------------------------------
+
+
+def _level_role(role: str) -> tuple[str | None, int] | None:
+    """(application or None for all, level) of a level role; None for a plain role."""
+    app, sep, level = role.rpartition(":")
+    value = LEVELS.get(level if sep else role)
+    return None if value is None else (app if sep else None, value)
+
+
+def _named(app: str | None, value: int) -> str:
+    level = next(name for name, v in LEVELS.items() if v == value)
+    return level if app is None else f"{app}:{level}"
+
+
+def covers(held: Iterable[str], role: str) -> bool:
+    """Whether holding ``held`` includes ``role``: ``admin`` includes everything, a level includes
+    the lower levels (on every application, or on the one it names), a plain role only itself."""
+    return role in meet([role], held)
+
+
+def meet(granted: Iterable[str], held: Iterable[str]) -> set[str]:
+    """What ``granted`` still carries for a holder of ``held``: each granted role as far as ``held``
+    reaches (an ``operator`` grant held as ``shop:viewer`` is ``shop:viewer``); a plain role only if it
+    is held (or ``admin`` is)."""
+    held, granted = set(held), set(granted)
+    out: set[str] = set(held) if "admin" in granted else set()  # an admin grant carries all one holds
+    for role in granted:
+        if role in held or "admin" in held:
+            out.add(role)
+            continue
+        mine = _level_role(role)
+        if mine is None:
+            continue
+        for h in held:
+            theirs = _level_role(h)
+            if theirs is None or (mine[0] and theirs[0] and mine[0] != theirs[0]):
+                continue
+            out.add(_named(mine[0] or theirs[0], min(mine[1], theirs[1])))
+    return out
+
+
+def still_granted(granted: Iterable[str], *holders: Iterable[str]) -> list[str]:
+    """What a grant carries for every holder in turn (the token above, the user now)."""
+    roles = set(granted)
+    for held in holders:
+        roles = meet(roles, held)
+    return sorted(roles)
+
+
+# --- sessions -------------------------------------------------------------------------------------
+
+
+class Sessions:
+    """A session is a row in ``sessions`` (its id stored hashed) with an expiry; the cookie is the id,
+    signed, plus the session's CSRF token. Every request looks the row up, so logging out (which
+    deletes it) ends the session everywhere, whoever kept a copy of the cookie. Roles are looked up
+    per request too, so removing a user from the config signs them out at once."""
+
+    def __init__(self, secret_key: str, max_age: float, db: Database):
         self._s = URLSafeTimedSerializer(secret_key, salt="gennaker.session")
         self.max_age = max_age
+        self.db = db
 
-    def dump(self, user: str, csrf: str) -> str:
-        return self._s.dumps({"u": user, "c": csrf})
+    def start(self, user: str, csrf: str) -> str:
+        """Record a new session for ``user`` and return its cookie value."""
+        sid = secrets.token_urlsafe(32)
+        now = time.time()
+        with self.db.begin() as conn:
+            conn.execute(delete(sessions).where(sessions.c.expires_at < now))  # forget the dead ones
+            conn.execute(
+                insert(sessions).values(id_hash=digest(sid), user=user, created_at=now, expires_at=now + self.max_age)
+            )
+        return self._s.dumps({"s": sid, "u": user, "c": csrf})
 
-    def load(self, cookie: str | None) -> dict[str, Any] | None:
+    dump = start  # the older name: a session is a database row now, so it is started, not just signed
+
+    def _signed(self, cookie: str | None) -> dict[str, Any] | None:
         if not cookie:
             return None
         try:
             data = self._s.loads(cookie, max_age=int(self.max_age))
         except BadSignature:
             return None
-        return data if isinstance(data, dict) and isinstance(data.get("u"), str) else None
+        ok = isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("s", "u", "c"))
+        return data if ok else None
+
+    def load(self, cookie: str | None) -> dict[str, Any] | None:
+        """The live session of this cookie (``u`` the user, ``c`` its CSRF token), or None."""
+        data = self._signed(cookie)
+        if data is None:
+            return None
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(sessions.c.user, sessions.c.expires_at).where(sessions.c.id_hash == digest(data["s"]))
+            ).first()
+        if row is None or row.user != data["u"] or row.expires_at <= time.time():
+            return None
+        return data
+
+    def end(self, cookie: str | None) -> None:
+        data = self._signed(cookie)
+        if data is not None:
+            with self.db.begin() as conn:
+                conn.execute(delete(sessions).where(sessions.c.id_hash == digest(data["s"])))
 
 
 def new_csrf() -> str:
@@ -73,43 +175,118 @@ def new_api_token() -> tuple[str, str, str]:
 
 
 def token_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return digest(secret)
+
+
+# --- login throttling -----------------------------------------------------------------------------
+
+
+class _Locked(Exception):
+    def __init__(self, wait: float):
+        self.wait = wait
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per ``per_seconds``, per client address and per user name.
-    In memory, per server process: enough to make online guessing slow."""
+    """Sign-in attempts are counted *before* the password is checked, in fixed windows of
+    ``per_seconds``: ``attempts`` per (user name, address) — so one locked user leaves the others at
+    that address alone —, ten times that per address, a hundred times that in all. Each count is one
+    atomic UPDATE (or INSERT ... ON CONFLICT) in the database, so a burst of concurrent tries gets no
+    more checks than the limit, on one server or several. A successful sign-in gives its attempt back.
 
-    def __init__(self, attempts: int, per_seconds: float):
+    Password checks (argon2: 64 MiB and tens of milliseconds each) run at most ``pool`` at a time,
+    with at most ``queue`` more waiting; beyond that a sign-in is refused at once (429) instead of
+    queueing threads and memory without bound."""
+
+    def __init__(self, attempts: int, per_seconds: float, pool: int = 2, queue: int = 8):
         self.attempts = attempts
         self.per_seconds = per_seconds
-        self._failures: dict[str, deque[float]] = {}
+        self.pool = pool
+        self.queue = queue
+        self.verifications = 0  # password checks made (tests count them)
+        self._slots = threading.BoundedSemaphore(pool)
         self._lock = threading.Lock()
+        self._admitted = 0
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.per_seconds:
-            q.popleft()
-        return q
+    def _keys(self, user: str, address: str) -> list[tuple[str, int]]:
+        user, address = user.lower()[:200], address[:100]
+        return [
+            (f"pair:{user}|{address}", self.attempts),
+            (f"addr:{address}", self.attempts * 10),
+            ("all", self.attempts * 100),
+        ]
 
-    def retry_after(self, keys: list[str], now: float | None = None) -> float:
-        """Seconds until another attempt is allowed (0 if allowed now)."""
-        now = time.monotonic() if now is None else now
+    def claim(self, db: Database, user: str, address: str, now: float | None = None) -> float:
+        """Count one attempt on every key; 0 if it may go ahead, else the seconds until it may."""
+        now = time.time() if now is None else now
+        try:
+            with db.begin() as conn:  # one key over its limit rolls back the counts of the others
+                for key, limit in self._keys(user, address):
+                    self._count(db, conn, key, limit, now)
+        except _Locked as locked:
+            return max(locked.wait, 0.001)
+        return 0.0
+
+    def _count(self, db: Database, conn: Connection, key: str, limit: int, now: float) -> None:
+        t = login_throttle
+        fresh = now - self.per_seconds
+        counted = conn.execute(
+            update(t)
+            .where(t.c.key == key, t.c.window_start > fresh, t.c.attempts < limit)
+            .values(attempts=t.c.attempts + 1)
+        )
+        if counted.rowcount == 1:
+            return
+        # No row, or its window is over: start a new window (unless a concurrent request just did).
+        dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
+        started = conn.execute(
+            dialect_insert(t)
+            .values(key=key, window_start=now, attempts=1)
+            .on_conflict_do_update(
+                index_elements=[t.c.key], set_={"window_start": now, "attempts": 1}, where=t.c.window_start <= fresh
+            )
+        )
+        if started.rowcount == 1:
+            conn.execute(delete(t).where(t.c.window_start <= fresh))  # idle keys cannot pile up
+            return
+        window_start = conn.execute(select(t.c.window_start).where(t.c.key == key)).scalar_one()
+        raise _Locked(window_start + self.per_seconds - now)
+
+    def give_back(self, db: Database, user: str, address: str, *, forget_pair: bool = False) -> None:
+        """Return an attempt (the sign-in succeeded, or its password was never checked)."""
+        t = login_throttle
+        keys = self._keys(user, address)
+        with db.begin() as conn:
+            if forget_pair:
+                conn.execute(delete(t).where(t.c.key == keys[0][0]))
+                keys = keys[1:]
+            for key, _ in keys:
+                conn.execute(update(t).where(t.c.key == key, t.c.attempts > 0).values(attempts=t.c.attempts - 1))
+
+    async def verify(self, password_hash: str | None, password: str) -> bool | None:
+        """Check a password on the bounded pool; None when the pool and its queue are full."""
         with self._lock:
-            waits = [q[0] + self.per_seconds - now for k in keys
-                     if len(q := self._recent(k, now)) >= self.attempts]
-        return max(waits, default=0.0)
+            if self._admitted >= self.pool + self.queue:
+                return None
+            self._admitted += 1
+        try:
+            return await run_in_threadpool(self._verify, password_hash, password)
+        finally:
+            with self._lock:
+                self._admitted -= 1
 
-    def failed(self, keys: list[str], now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            for k in keys:
-                self._recent(k, now).append(now)
-            if len(self._failures) > 10_000:  # forget idle keys so the map cannot grow without bound
-                for k in [k for k, q in self._failures.items() if not q]:
-                    del self._failures[k]
+    def _verify(self, password_hash: str | None, password: str) -> bool:
+        with self._slots:
+            with self._lock:
+                self.verifications += 1
+            return verify_password(password_hash, password)
 
-    def succeeded(self, keys: list[str]) -> None:
-        with self._lock:
-            for k in keys:
-                self._failures.pop(k, None)
+
+def roles_of(auth: AuthSettings) -> Callable[[str], list[str] | None]:
+    """What a user holds now, by the configuration (None: no such user, any more). Tokens ask this on
+    every use, so a token never carries more than its user does today."""
+
+    def held(user: str) -> list[str] | None:
+        entry = auth.users.get(user)
+        return list(entry.roles) if entry is not None else None
+
+    return held
