@@ -147,8 +147,10 @@ def test_bad_input_raises_clear_errors(cli: Callable[..., Any], tmp_path: Path) 
     assert isinstance(res.exception, ConfigError) and "reason" in str(res.exception)
     # each of these used to end in a traceback (ValueError, IsADirectoryError, UnicodeDecodeError,
     # FileNotFoundError after the whole audit had run)
+    for max_age in ("10x", "nan", "inf", "-1", "-5m"):  # a usage error, refused before collecting
+        res = cli("audit", "--max-age", max_age)
+        assert res.exit_code == 2 and "--max-age" in res.output, (max_age, res.output)
     cases = {
-        ("audit", "--max-age", "10x"): "--max-age",
         ("audit", "--suppressions", str(tmp_path)): "is not a file",
         ("audit", "--output", str(tmp_path / "missing" / "r.html"), "--format", "html"): "does not exist",
         ("audit", "--output", str(tmp_path)): "is a directory",

@@ -12,9 +12,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from typer._click.exceptions import ClickException  # Typer vendors Click; its usage errors are these
+from rich.text import Text
+from typer._click.exceptions import ClickException, UsageError  # Typer vendors Click; its errors are these
 
 from gennaker import __version__
+from gennaker.cli import options
 from gennaker.errors import GennakerError, ValidationFailed
 
 app = typer.Typer(
@@ -46,13 +48,23 @@ def _default_user() -> str:
 @app.callback()
 def _global(
     ctx: typer.Context,
-    db: Annotated[str | None, typer.Option(envvar="GENNAKER_DB", help="Database URL or SQLite path.")] = None,
-    config: Annotated[
-        str | None, typer.Option(envvar="GENNAKER_CONFIG", help="Configuration file (gennaker.yml).")
+    db: Annotated[
+        str | None, typer.Option(envvar="GENNAKER_DB", parser=options.database, help="Database URL or SQLite path.")
     ] = None,
-    server: Annotated[str | None, typer.Option(envvar="GENNAKER_SERVER", help="Talk to this Gennaker server.")] = None,
-    user: Annotated[str | None, typer.Option(envvar="GENNAKER_USER", help="Who is acting (recorded).")] = None,
-    token: Annotated[str | None, typer.Option(envvar="GENNAKER_TOKEN", help="API token for --server.")] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(envvar="GENNAKER_CONFIG", parser=options.path, help="Configuration file (gennaker.yml)."),
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(envvar="GENNAKER_SERVER", parser=options.server_url, help="Talk to this Gennaker server."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(envvar="GENNAKER_USER", parser=options.name, help="Who is acting (recorded).")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="GENNAKER_TOKEN", parser=options.token, help="API token for --server.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the engine does.")] = False,
 ) -> None:
     logging.basicConfig(
@@ -78,27 +90,43 @@ def _register_all() -> None:
 _register_all()
 
 
-def main() -> None:
+def _error(label: str, message: str) -> None:
+    # The message quotes what the user typed: print it as text, never as Rich markup ("[/x]" would
+    # raise), on one line however wide.
+    err.print(Text.assemble((label, "red"), " ", message), highlight=False, soft_wrap=True)
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the command line ``args`` (default: sys.argv) and return its exit code; every error the
+    user can cause is printed as one line here, so none reaches Python as a traceback."""
     try:
-        rc = app(standalone_mode=False)  # returns the code of typer.Exit instead of raising it
-        sys.exit(rc if isinstance(rc, int) else 0)
+        rc = app(args=args, prog_name="gennaker", standalone_mode=False)  # returns typer.Exit's code
+        return rc if isinstance(rc, int) else 0
     except GennakerError as exc:
         if isinstance(exc, ValidationFailed):
             for p in exc.problems:
-                err.print(f"[red]error[/red] {p}", highlight=False, soft_wrap=True)
+                _error("error", str(p))
         else:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+            _error("error:", str(exc))
+        return exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        return 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Abort:
-        sys.exit(1)
-    except ClickException as exc:  # usage errors carry their own message and exit code
+        return 1
+    except UsageError as exc:  # a bad option or argument: one line, and where to read more
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _error("error:", exc.format_message() + hint)
+        return exc.exit_code
+    except ClickException as exc:  # other Click errors carry their own message and exit code
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from gennaker.cli import options
 from gennaker.cli.render import console
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.cloud.plan import plan_pipeline, render
@@ -22,7 +23,9 @@ out = console()
 def register(app: typer.Typer) -> None:
     @app.command()
     def sandbox(
-        port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (a free one by default).")] = None,
+        port: Annotated[
+            int | None, typer.Option(parser=options.port, help="Port on 127.0.0.1 (a free one by default).")
+        ] = None,
     ) -> None:
         """Run simulated AWS seeded with the sample application 'shop' until Ctrl-C."""
         from gennaker.sandbox import start_sandbox
@@ -44,7 +47,9 @@ def register(app: typer.Typer) -> None:
     def plan(
         ctx: typer.Context,
         file: Annotated[Path, typer.Argument(help="Pipeline file.")],
-        param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value (repeatable).")] = None,
+        param: Annotated[
+            list[str] | None, typer.Option("--param", "-p", parser=options.name_value, help="name=value (repeatable).")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Show what each deploy, cleanup and server-group stage would do today, changing nothing."""

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gennaker.cli import options
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.errors import ConfigError
 from gennaker.ops import store
@@ -29,13 +30,18 @@ from gennaker.ops.service import audit_and_store, collect_and_store
 from gennaker.ops.settings import OpsSettings, ops_settings
 from gennaker.ops.suppressions import load_suppressions
 from gennaker.spec.config import Config, load_config
-from gennaker.spec.durations import parse_duration
 from gennaker.store.db import Database, open_database
 
 EXIT_BLOCKING = 3
 
-DbOpt = Annotated[str | None, typer.Option("--db", envvar="GENNAKER_DB", help="Database URL or SQLite path.")]
-ConfigOpt = Annotated[str | None, typer.Option("--config", envvar="GENNAKER_CONFIG", help="gennaker.yml")]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", envvar="GENNAKER_DB", parser=options.database, help="Database URL or SQLite path."),
+]
+ConfigOpt = Annotated[
+    str | None, typer.Option("--config", envvar="GENNAKER_CONFIG", parser=options.path, help="gennaker.yml")
+]
+LimitOpt = Annotated[int, typer.Option(parser=options.int_range(1, 100_000), help="At most this many rows.")]
 ListOpt = Annotated[list[str] | None, typer.Option(help="Comma-separated or repeated.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 TypeOpt = Annotated[str | None, typer.Option("--type", help="Resource type or glob (ec2.*).")]
@@ -171,7 +177,7 @@ def register(app: typer.Typer) -> None:
             err().print(f"[yellow]not collected[/yellow] {f.reason()}")
 
     @inv.command("snapshots")
-    def snapshots(ctx: typer.Context, limit: int = 20, as_json: JsonOpt = False, db: DbOpt = None) -> None:
+    def snapshots(ctx: typer.Context, limit: LimitOpt = 20, as_json: JsonOpt = False, db: DbOpt = None) -> None:
         """List stored snapshots, newest first."""
         rows = store.list_snapshots(_db(ctx, db), limit)
         if as_json:
@@ -229,7 +235,7 @@ def register(app: typer.Typer) -> None:
         region: str | None = None,
         tag: TagOpt = None,
         snapshot: SnapOpt = None,
-        limit: int = 200,
+        limit: LimitOpt = 200,
         as_json: JsonOpt = False,
         db: DbOpt = None,
     ) -> None:
@@ -320,7 +326,9 @@ def register(app: typer.Typer) -> None:
         fail_on: Annotated[str | None, typer.Option(help="Exit 3 if a finding this severe or worse fails.")] = None,
         strict: Annotated[bool, typer.Option(help="UNKNOWN findings count as failing for --fail-on.")] = False,
         suppressions: Annotated[Path | None, typer.Option(help="Suppressions file (YAML).")] = None,
-        max_age: Annotated[str | None, typer.Option(help="Reuse a snapshot younger than this (e.g. 30m).")] = None,
+        max_age: Annotated[
+            float | None, typer.Option(parser=options.duration, help="Reuse a snapshot younger than this (e.g. 30m).")
+        ] = None,
         list_checks: Annotated[bool, typer.Option("--list-checks", help="List the checks and exit.")] = False,
         db: DbOpt = None,
         config: ConfigOpt = None,
@@ -337,7 +345,7 @@ def register(app: typer.Typer) -> None:
         if fail_on is not None and fail_on not in SEVERITIES:
             raise ConfigError(f"--fail-on takes one of {', '.join(SEVERITIES)}")
         # Everything the user typed is checked before collecting: a typo should not cost an audit.
-        max_age_s = _duration("--max-age", max_age) if max_age else None
+        max_age_s = max_age  # checked by its parser; 0 means never reuse
         sups = load_suppressions(str(suppressions)) if suppressions else []
         if output is not None:
             writable(output)
@@ -370,13 +378,6 @@ def register(app: typer.Typer) -> None:
         if blocking:
             err().print(f"[red]{len(blocking)} finding(s) at or above {fail_on} fail[/red]")
             raise typer.Exit(EXIT_BLOCKING)
-
-
-def _duration(option: str, value: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
 
 
 def writable(path: Path) -> None:

@@ -139,6 +139,24 @@ def database(value: Any) -> str:
     return raw
 
 
+def path(value: Any) -> str:
+    """A file name: not empty, no NUL; whether it exists is for the command that reads it to say."""
+    raw = str(value)
+    if not raw.strip():
+        raise typer.BadParameter("must not be empty (a file name)")
+    if "\x00" in raw:
+        raise typer.BadParameter("contains a NUL character")
+    return raw
+
+
+def token(value: Any) -> str:
+    """An API token as printed by ``tokens create``: one line of printable ASCII."""
+    raw = str(value).strip()
+    if not raw or not raw.isascii() or not raw.isprintable() or " " in raw or len(raw) > 500:
+        raise typer.BadParameter("is not an API token (one line of letters, digits and punctuation)")
+    return raw
+
+
 def server_url(value: Any) -> str:
     """The base URL of a Gennaker server: http(s)://host[:port][/prefix]."""
     raw = str(value).strip()

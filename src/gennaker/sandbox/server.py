@@ -28,6 +28,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _check_port(port: int) -> None:
+    """A port we can listen on, said in one line before moto starts (its thread would die quietly)."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"the sandbox port must be between 1 and 65535, not {port}")
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+
+
 def config_text(endpoint: str, world: ShopWorld | None = None) -> str:
     """A ready ``gennaker.yml`` for the sandbox, with the seeded ids as comments for pipelines."""
     lines = [
@@ -82,7 +93,10 @@ def start_sandbox(port: int | None = None, audit_examples: bool = True) -> Sandb
         from moto.server import ThreadedMotoServer
     except ImportError as exc:
         raise ConfigError("the sandbox needs moto: pip install 'gennaker[sandbox]'") from exc
-    port = port or free_port()
+    if port is None:
+        port = free_port()
+    else:
+        _check_port(port)
     endpoint = f"http://127.0.0.1:{port}"
     # moto serves with werkzeug, which logs every request, and a traceback for each API it does not
     # simulate (those reach us as HTTP 500s and become UNKNOWN findings with the reason): keep quiet.

@@ -15,8 +15,9 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import StaticPool
 
 from gennaker.errors import ConfigError
 
@@ -28,14 +29,17 @@ def default_url() -> str:
     if env:
         return env
     data = Path(platformdirs.user_data_dir("gennaker"))
-    data.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)  # the default location makes its own directory; --db does not
     return f"sqlite:///{data / 'gennaker.db'}"
 
 
 def normalize_url(url: str) -> str:
     """Accept a bare path for SQLite and plain postgresql:// (meaning psycopg 3)."""
     if "://" not in url:
-        return f"sqlite:///{Path(url).expanduser().resolve()}"
+        try:
+            return f"sqlite:///{Path(url).expanduser().resolve()}"
+        except (OSError, RuntimeError, ValueError) as exc:  # e.g. a NUL, a symlink loop, no home
+            raise ConfigError(f"cannot use database path {url!r}: {exc}") from None
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
@@ -68,14 +72,36 @@ class Database:
         self.engine.dispose()
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(path: str) -> None:
+    """Refuse, in one line, a SQLite path that cannot be a database: its directory is missing (a typo
+    must not create directories), it is a directory, or it is a file of something else."""
+    file = Path(path)
+    if not file.parent.is_dir():
+        raise ConfigError(f"cannot open database {path}: directory {file.parent} does not exist")
+    if file.is_dir():
+        raise ConfigError(f"cannot open database {path}: it is a directory")
+    if file.exists():
+        try:
+            with file.open("rb") as fh:
+                header = fh.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise ConfigError(f"cannot open database {path}: {exc.strerror or exc}") from None
+        if header and header != SQLITE_HEADER:
+            raise ConfigError(f"cannot open database {path}: the file is not a SQLite database")
+
+
 def _sqlite_engine(url: str) -> Engine:
-    path = url.split("///", 1)[1] if "///" in url else ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = make_url(url).database or ""
+    if path and path != ":memory:" and not path.startswith("file:"):
+        _check_sqlite_file(path)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 60},
-        poolclass=NullPool if path == ":memory:" else None,
+        # every new connection to :memory: is a new, empty database: keep the one that was migrated
+        poolclass=StaticPool if path in ("", ":memory:") else None,
     )
 
     @event.listens_for(engine, "connect")
@@ -102,17 +128,26 @@ def open_database(url: str | None = None, migrate: bool = True) -> Database:
             engine = _sqlite_engine(raw)
         else:
             engine = create_engine(raw, pool_size=10, max_overflow=20, pool_pre_ping=True)
-    except (ArgumentError, ImportError) as exc:
-        raise ConfigError(f"cannot use database URL {raw!r}: {exc}") from None
+    except (ArgumentError, ImportError, ValueError, TypeError) as exc:  # ValueError: e.g. a port "abc"
+        raise ConfigError(f"cannot use database URL {_hidden(raw)!r}: {exc}") from None
     db = Database(engine)
     if migrate:
         try:
             upgrade(db)
-        except OperationalError as exc:
+        except (DBAPIError, ValueError) as exc:  # cannot connect, not a database, a bad URL part
+            reason = " ".join(str(exc.orig if isinstance(exc, DBAPIError) else exc).split())  # one line
             raise ConfigError(
-                f"cannot open database {engine.url.render_as_string(hide_password=True)}: {exc.orig}"
+                f"cannot open database {engine.url.render_as_string(hide_password=True)}: {reason}"
             ) from None
     return db
+
+
+def _hidden(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://…" if "@" in url else url
 
 
 def _alembic_config(db: Database) -> AlembicConfig:
