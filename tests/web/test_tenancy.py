@@ -16,6 +16,7 @@ an application's viewer reads the latest audit narrowed to its tagged resources.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,3 +224,53 @@ def test_event_stream_of_the_viewers_application_holds_nothing_else(world: World
                 break
     text = "".join(chunks)
     assert world.shop_id in text and not world.leaks(text)
+
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Path parameters set to the other application's real ids and names (the fuzzer alone never guesses them).
+REAL = {"execution_id": ["{other_id}", "{other_task}"], "stage_id": ["run"], "name": ["other-pipe-k9q"],
+        "application": ["other"], "audit_id": ["audit-t1", "latest"], "cluster": ["other-web"]}
+# Phrases that name the other application in an answer to a request that did not name it.
+NAMES_OTHER = ["'other'", '"application":"other"', '"application": "other"', "on application other"]
+
+
+def test_schemathesis_as_a_viewer_of_one_application(world: World) -> None:
+    """The whole OpenAPI, as ``shop:viewer``: no 5xx, and no answer carries the other application's data."""
+    schema = schemathesis.openapi.from_dict(world.client.get("/openapi.json").json())
+    real = {k: [v.format(other_id=world.other_id, other_task=world.other_task) for v in vs] for k, vs in REAL.items()}
+    failures: list[str] = []
+    sent: list[int] = []
+    for op in schema.get_all_operations():
+        operation = op.ok()
+        # Never run generated documents (admins only anyway; a viewer is refused before parsing).
+        if operation.method.upper() == "POST" and operation.path in ("/api/executions", "/api/pipelines"):
+            continue
+
+        @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(), use_real=st.booleans(), pick=st.integers(0, 1))
+        def check(case: Any, use_real: bool, pick: int) -> None:
+            if use_real and case.path_parameters:
+                case.path_parameters = {k: real[k][pick % len(real[k])] if k in real else v
+                                        for k, v in case.path_parameters.items()}
+            kwargs = case.as_transport_kwargs(base_url=BASE_URL)
+            headers = {**(kwargs.get("headers") or {}), **world.vic}
+            url = case.formatted_path
+            r = world.client.request(case.method, url, params=kwargs.get("params"), json=kwargs.get("json"),
+                                     headers=headers)
+            sent.append(r.status_code)
+            asked = url + " " + json.dumps(kwargs.get("params") or {}) + " " + json.dumps(kwargs.get("json") or "")
+            where = f"{case.method} {url} {kwargs.get('params') or ''} -> {r.status_code}"
+            if r.status_code >= 500:
+                failures.append(f"{where}: {r.text[:200]}")
+            leaked = world.leaks(r.text, asked)
+            if "other" not in asked:
+                leaked += [p for p in NAMES_OTHER if p in r.text]
+            if leaked:
+                failures.append(f"{where} leaks {leaked}: {r.text[:300]}")
+
+        check()
+    assert not failures, "\n".join(failures[:20])
+    assert len(sent) > 100 and sum(code == 200 for code in sent) > 20  # it did reach the handlers

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from gennaker.store.db import Database
 from gennaker.store.tables import executions, pipelines, stages
+from gennaker.web.access import Principal
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,22 @@ def resolve_mutation(db: Database, path: str) -> Target:
             _fill(db, target)
             return target
     return Target(action=p.strip("/").replace("/", "_") or "root", level=DEFAULT_MUTATING.level)
+
+
+def conceal(target: Target, principal: Principal) -> tuple[int, str] | None:
+    """The refusal of a mutation on an execution or pipeline (named by id) of an application the caller
+    may not even read: the answer the same caller gets for an id that does not exist, so neither the
+    id's existence nor its application shows. None: nothing to conceal (the usual rules decide)."""
+    hidden = target.application and (target.execution or target.pipeline)
+    if not hidden or not principal.authenticated or principal.can("viewer", target.application):
+        return None
+    # With no such id the application is unknown: the request passes on the level alone (the route
+    # then answers 404), or is refused without naming any application.
+    if principal.can("operator" if target.level == "judge" else target.level, None):
+        if target.execution:
+            return 404, f"no execution '{target.execution}'"
+        return 404, f"no pipeline named '{target.pipeline}' is registered"
+    return 403, f"{principal.name} may not {target.action}: it needs the {target.level} role"
 
 
 def resolve_read(db: Database, path: str) -> str | None:
