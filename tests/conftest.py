@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,26 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _own_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The user data directory (default database, the local credentials a server writes) is the test
+    session's, never the real user's; subprocesses inherit it."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "xdg-data"))
+
+
+def admin_client(app: Any, **kwargs: Any) -> Any:
+    """A TestClient for an app without an auth: section, as this machine's admin: a Host the server
+    allows (TestClient's default "testserver" is none of its names) and a local admin token."""
+    from fastapi.testclient import TestClient
+
+    from gennaker.web import store
+    from gennaker.web.credentials import LOCAL_ADMIN
+
+    token = store.create_token(app.state.runtime.db, "test admin", LOCAL_ADMIN, ["admin"], "test")["token"]
+    headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+    return TestClient(app, base_url="http://127.0.0.1", headers=headers, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -22,15 +22,16 @@ from gennaker.sandbox.server import config_text
 from gennaker.spec.config import Config, config_from_text
 from gennaker.stages.deploy import Deploy
 from tests.cloud.conftest import ACCOUNT, REGION, deploy_raw, run_stage, serving_groups
+from tests.conftest import admin_client
 
 
 def _client(config: Config, sessions: AwsSessions, tmp_path: Path) -> TestClient:
-    """The real application (API, engine worker, access control off) on the test's simulated AWS."""
+    """The real application (API, engine worker, the local admin's token) on the test's simulated AWS."""
     runtime = build_runtime(f"sqlite:///{tmp_path / 'api.db'}", config=config)
     runtime.services._aws = sessions
     app = create_app(runtime, with_worker=True)
     app.state.aws = sessions
-    return TestClient(app)
+    return admin_client(app)
 
 
 def test_api_views_and_actions(

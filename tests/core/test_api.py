@@ -24,7 +24,9 @@ stages:
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime, with_worker=True)) as c:
+    # These tests name their actors with X-Gennaker-User: only --insecure-no-auth honours it.
+    runtime.config.server = {"insecure_no_auth": True}
+    with TestClient(create_app(runtime, with_worker=True), base_url="http://127.0.0.1") as c:
         yield c
 
 

@@ -24,6 +24,7 @@ from gennaker.web import store
 from gennaker.web.security import hash_password
 
 PASSWORD = "correct horse battery staple"
+LOCAL = "http://127.0.0.1"  # a Host the server allows (TestClient's default, testserver, is not one)
 USERS = {
     "alice": ["admin"],
     "rita": ["shop:operator", "release-managers"],  # may judge the demo's Go/No-Go

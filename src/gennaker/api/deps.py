@@ -6,7 +6,7 @@ from fastapi import Request
 
 from gennaker.runtime import Runtime
 
-USER_HEADER = "X-Gennaker-User"
+USER_HEADER = "X-Gennaker-User"  # honoured only with --insecure-no-auth
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -15,12 +15,11 @@ def get_runtime(request: Request) -> Runtime:
 
 
 def get_actor(request: Request) -> str:
-    """Who is acting. Access control (a later layer) may set ``request.state.user``; until then the
-    caller names itself in a header, and an unnamed caller is recorded as anonymous."""
+    """Who is acting, as access control (``gennaker.web.middleware``) established it. The
+    X-Gennaker-User header counts only there, and only with ``--insecure-no-auth``: here it is never
+    read, so naming yourself grants nothing."""
     user = getattr(request.state, "user", None)
-    if user:
-        return str(user)
-    return request.headers.get(USER_HEADER) or "anonymous"
+    return str(user) if user else "anonymous"
 
 
 def get_actor_roles(request: Request) -> set[str] | None:

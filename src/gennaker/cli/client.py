@@ -112,8 +112,17 @@ _ERRORS: dict[int, type[GennakerError]] = {404: NotFound, 409: Conflict, 403: Fo
 
 
 class HttpClient:
+    """The REST API of a server. Without ``--token`` it uses the local credential a server on this
+    machine left for its URL (``gennaker.web.credentials``); ``actor`` names the caller only to a
+    server started with ``--insecure-no-auth``."""
+
     def __init__(self, base_url: str, actor: str, token: str | None = None, timeout: float = 30.0):
         headers = {"X-Gennaker-User": actor}
+        if not token:
+            from gennaker.web.credentials import find_credential
+
+            local = find_credential(base_url)
+            token = local["token"] if local else None
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.base = base_url.rstrip("/")

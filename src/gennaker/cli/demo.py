@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gennaker.cli import options
 from gennaker.cli.render import console, stage_table
 from gennaker.engine import operations as ops
 from gennaker.engine import views
@@ -41,10 +42,14 @@ def _serve(rt: Runtime, port: int) -> Any:
     import uvicorn
 
     from gennaker.api.app import create_app
+    from gennaker.cli.web import access_options, announce_access
 
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(rt, with_worker=True), host="127.0.0.1", port=port, log_level="warning")
-    )
+    access_options(rt, "127.0.0.1", port, insecure_no_auth=False)
+    app = create_app(rt, with_worker=True)
+    # The demo's config has no auth: section: the CLI commands printed below find the local admin
+    # credential this writes, and the console is one printed link away.
+    announce_access(rt, app.state.web.mode, "127.0.0.1", port)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True, name="gennaker-server")
     thread.start()
     deadline = time.time() + 20
@@ -58,7 +63,9 @@ def _serve(rt: Runtime, port: int) -> Any:
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
-        port: Annotated[int, typer.Option(help="Port for the API and console on 127.0.0.1.")] = 8080,
+        port: Annotated[
+            int, typer.Option(parser=options.port, help="Port for the API and console on 127.0.0.1.")
+        ] = 8080,
         auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Judge 'approve' automatically.")] = False,
         soak: Annotated[str, typer.Option(help="How long Wait waits (the document says 4h).")] = "4h",
         workdir: Annotated[Path | None, typer.Option(help="Where to keep the demo's database and config.")] = None,

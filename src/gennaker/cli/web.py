@@ -1,4 +1,9 @@
-"""``gennaker users`` and ``gennaker tokens``: console users and API tokens.
+"""``gennaker server`` and ``gennaker worker``, ``gennaker users`` and ``gennaker tokens``.
+
+A server without an ``auth:`` section is not open: on start it makes sure of a local admin
+credential (``gennaker.web.credentials``), prints a one-time login link for the browser and leaves
+the token where this machine's CLI finds it. ``--insecure-no-auth`` (loopback only) turns access
+control off.
 
 Users live in the configuration file (``auth.users``): ``users add`` prints the entry to paste there
 (the file stays the one source of truth, reviewed like the rest of the config). Tokens live in the
@@ -8,16 +13,24 @@ database: made and revoked here, on the local database, or on a server with ``--
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import sys
-from typing import Annotated, Any
+import threading
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 from rich.table import Table
 
+from gennaker.cli import options
 from gennaker.cli.client import HttpClient
 from gennaker.cli.render import console
-from gennaker.errors import GennakerError
+from gennaker.errors import ConfigError, GennakerError
+from gennaker.web.settings import is_loopback
+
+if TYPE_CHECKING:
+    from gennaker.runtime import Runtime
 
 out = console()
 err = console(stderr=True)
@@ -40,7 +53,143 @@ def _when(ts: float | None) -> str:
     return when(ts)
 
 
+def _url_host(host: str) -> str:
+    """The host as a URL spells it: a wildcard bind is reached on loopback, IPv6 in brackets."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything else happens, so a taken port is one clear line (and no race with uvicorn)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise GennakerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def access_options(rt: Runtime, host: str, port: int, insecure_no_auth: bool) -> None:
+    """Check --insecure-no-auth against the bind address and hand both to the app's access control
+    (the server section of the configuration, which the Host allow-list starts from)."""
+    if insecure_no_auth and not is_loopback(host):
+        raise ConfigError(f"--insecure-no-auth listens only on a loopback address (127.0.0.1, ::1), not '{host}'")
+    server = {**rt.config.server, "host": host, "port": port}
+    if insecure_no_auth:
+        server["insecure_no_auth"] = True
+    rt.config.server = server
+
+
+def announce_access(rt: Runtime, mode: str, host: str, port: int) -> None:
+    """Tell the person who started the server how to get in (and, without access control, the risk)."""
+    from gennaker.web.credentials import credential_file, ensure_admin_token, local_urls, login_link
+
+    base = f"http://{_url_host(host)}:{port}"
+    if mode == "local":
+        urls = local_urls(host, port)
+        ensure_admin_token(rt.db, urls)
+        _say("No auth: section in the configuration: changes need the local admin credential.")
+        _say(f"Sign in to the console with this link (it works once): {login_link(rt.db, base)}")
+        _say(f"The CLI on this machine finds the admin token in {credential_file(urls[0])}")
+    elif mode == "off":
+        _say(
+            f"WARNING: --insecure-no-auth: no access control; anyone who can reach {base} can run "
+            "commands as this user."
+        )
+
+
+def _say(line: str) -> None:
+    err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def serve(rt: Runtime, host: str, port: int, worker_threads: int, insecure_no_auth: bool = False) -> None:
+    import uvicorn
+
+    from gennaker.api.app import create_app
+
+    access_options(rt, host, port, insecure_no_auth)
+    sock = _listen(host, port)
+    try:
+        app = create_app(rt, with_worker=worker_threads > 0, worker_threads=max(worker_threads, 1))
+        _say(f"Gennaker server on http://{_url_host(host)}:{port} (API docs at /docs)")
+        announce_access(rt, app.state.web.mode, host, port)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
 def register(app: typer.Typer) -> None:
+    @app.command()
+    def server(
+        ctx: typer.Context,
+        host: Annotated[
+            str | None,
+            typer.Option(parser=options.host, help="Address to listen on (default server.host or 127.0.0.1)."),
+        ] = None,
+        port: Annotated[
+            int | None, typer.Option(parser=options.port, help="Port (default server.port or 8080).")
+        ] = None,
+        workers: Annotated[
+            int,
+            typer.Option(
+                parser=options.int_range(0, options.MAX_THREADS),
+                help="Task threads of the in-process worker (0: none).",
+            ),
+        ] = 4,
+        insecure_no_auth: Annotated[
+            bool,
+            typer.Option(
+                "--insecure-no-auth",
+                help="No access control at all (callers name themselves); loopback addresses only.",
+            ),
+        ] = False,
+    ) -> None:
+        """Run the API (and console) with workers in one process."""
+        from gennaker.cli.core import runtime_from
+        from gennaker.web.settings import server_settings
+
+        if insecure_no_auth and host is not None and not is_loopback(host):  # before opening the database
+            raise ConfigError(f"--insecure-no-auth listens only on a loopback address (127.0.0.1, ::1), not '{host}'")
+        rt = runtime_from(ctx)
+        configured = server_settings(rt.config.server)
+        serve(rt, host or configured.host, port or configured.port, workers, insecure_no_auth)
+
+    @app.command()
+    def worker(
+        ctx: typer.Context,
+        threads: Annotated[
+            int, typer.Option(parser=options.int_range(1, options.MAX_THREADS), help="Task threads.")
+        ] = 4,
+    ) -> None:
+        """Run a worker only (start as many as you like against one PostgreSQL database)."""
+        from gennaker.cli.core import runtime_from
+
+        rt = runtime_from(ctx)
+        w = rt.worker(threads=threads)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        w.start()
+        err.print(
+            f"worker {w.id} running against {rt.db.engine.url.render_as_string(hide_password=True)}",
+            highlight=False,
+            markup=False,
+        )
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            w.stop()
+
     users_app = typer.Typer(help="Console users (kept in the configuration file, auth: users:).", no_args_is_help=True)
     tokens_app = typer.Typer(
         help="API tokens for machines (stored hashed; the secret is shown once).", no_args_is_help=True

@@ -1,9 +1,11 @@
 """The access-control middleware (pure ASGI, so server-sent event streams pass through untouched).
 
-For every HTTP request it works out who is calling (API token, trusted proxy header, session cookie or
-nobody), puts that on ``request.state`` (``user``, ``roles``, ``is_admin``, ``principal``, ``csrf``)
-for the routes, checks CSRF and the access rules for unsafe methods, writes the audit log entry,
-and adds security headers to every response.
+For every HTTP request it first checks the Host header against the allow-list (a DNS-rebinding page
+sends a name that is not ours: 400), then works out who is calling (API token, trusted proxy header,
+session cookie or nobody), puts that on ``request.state`` (``user``, ``roles``, ``is_admin``,
+``principal``, ``csrf``) for the routes, checks the Origin, CSRF and the access rules for unsafe
+methods, writes the audit log entry, and adds security headers to every response. The one-time login
+link of a server without an ``auth:`` section (``/login?token=``) is spent here.
 """
 
 from __future__ import annotations
@@ -13,14 +15,23 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from anyio import to_thread
 
 from gennaker.web import store
 from gennaker.web.access import Principal
-from gennaker.web.rules import Target, resolve_mutation, resolve_read
-from gennaker.web.security import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, new_csrf, same_token
+from gennaker.web.credentials import LOGIN_LINK_NAME, spend_login_link
+from gennaker.web.rules import Target, conceal, resolve_mutation, resolve_read
+from gennaker.web.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    new_csrf,
+    roles_of,
+    same_token,
+)
 from gennaker.web.state import WebState
 
 Scope = MutableMapping[str, Any]
@@ -62,7 +73,8 @@ class Call:
     path: str
     headers: dict[str, str]
     cookies: dict[str, str]
-    client: str
+    client: str  # for the record (a configured proxy's X-Forwarded-For)
+    peer: str  # the TCP peer, for trust decisions
     is_api: bool
     principal: Principal
     csrf: str
@@ -78,16 +90,25 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        host = _headers(scope).get("host", "")
+        if not self.web.host_allowed(host):
+            await self._bad_host(send, host)
+            return
         call = await to_thread.run_sync(self._identify, scope)
         state = scope.setdefault("state", {})
         state["principal"] = call.principal
         state["csrf"] = call.csrf
         state["client"] = call.client
+        state["user"] = call.principal.name  # never the X-Gennaker-User header, unless access control is off
         if self.web.auth is not None:
-            state["user"] = call.principal.name
             state["roles"] = set(call.principal.roles)
             state["is_admin"] = call.principal.is_admin
         send = self._secured(send, call)
+        if call.method == "GET" and call.path == "/login" and self.web.mode == "local":
+            link = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+            if link:
+                await self._login_link(call, send, link[0])
+                return
 
         if call.method not in UNSAFE:
             await self._read(scope, receive, send, call)
@@ -118,30 +139,32 @@ class Guard:
         headers = _headers(scope)
         cookies = _cookies(headers)
         client = self.web.client_address(scope, headers)
+        peer = self.web.peer(scope)
         path: str = scope["path"]
         session = self.web.sessions.load(cookies.get(SESSION_COOKIE))
-        principal = self._principal(headers, client, session)
+        principal = self._principal(headers, peer, session)
         csrf = session["c"] if session and principal.auth == "session" else cookies.get(CSRF_COOKIE, "")
-        call = Call(method=scope["method"], path=path, headers=headers, cookies=cookies, client=client,
+        call = Call(method=scope["method"], path=path, headers=headers, cookies=cookies, client=client, peer=peer,
                     is_api=path == "/api" or path.startswith("/api/"), principal=principal, csrf=csrf)
         if not call.csrf:
             call.csrf = new_csrf()
             call.set_csrf_cookie = not call.is_api
         return call
 
-    def _principal(self, headers: dict[str, str], client: str, session: dict[str, Any] | None) -> Principal:
+    def _principal(self, headers: dict[str, str], peer: str, session: dict[str, Any] | None) -> Principal:
         auth = self.web.auth
-        if auth is None:
-            return Principal(name=headers.get("x-gennaker-user") or "anonymous", auth="off")
+        if auth is None:  # --insecure-no-auth: callers name themselves, as before access control
+            return Principal(name=(headers.get("x-gennaker-user") or "anonymous")[:200], auth="off")
         bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
-            token = store.token_for_secret(self.web.db, bearer[7:].strip())
-            if token is None:
-                return Principal(name="anonymous", auth="bad-token")
+            token = store.token_for_secret(self.web.db, bearer[7:].strip(), roles_of(auth))
+            if token is None or token["name"] == LOGIN_LINK_NAME:
+                return Principal(name="anonymous", auth="bad-token")  # a login link is for /login only
             return Principal(name=token["user"], roles=frozenset(token["roles"]), auth="token",
                              token_id=token["id"])
         th = auth.trusted_headers
-        if th.enabled and client in th.trusted_proxies and headers.get(th.user_header.lower()):
+        # The TCP peer, not X-Forwarded-For: a proxy is trusted for what it is, not for what it says.
+        if th.trusts(peer) and headers.get(th.user_header.lower()):
             groups = [g.strip() for g in headers.get(th.groups_header.lower(), "").split(",") if g.strip()]
             return Principal(name=headers[th.user_header.lower()], auth="header",
                              roles=frozenset(groups) | frozenset(th.default_roles))
@@ -172,9 +195,12 @@ class Guard:
         await self._refuse(call, send, 403, f"{p.name} has no viewer role on {what}")
 
     def _refusal(self, call: Call, target: Target, submitted: str | None) -> tuple[int, str] | None:
+        # Browsers send Origin with every unsafe request; "null" is a sandboxed frame or a file page,
+        # anything else not ours is another site. A missing Origin is a non-browser client (a cookie
+        # still needs its CSRF token below).
         origin = call.headers.get("origin")
-        if origin and origin != "null" and origin.split("://", 1)[-1] != call.headers.get("host"):
-            return 403, "cross-origin request refused"
+        if origin is not None and not self.web.origin_allowed(origin, call.headers.get("host", "")):
+            return 403, f"cross-origin request refused (Origin: {origin[:100]})"
         # Ambient credentials (cookies) need proof the page made the request; a bearer token is proof
         # enough. Console forms always carry a token, even with access control off.
         needs_csrf = not call.is_api or call.principal.auth == "session"
@@ -185,6 +211,9 @@ class Guard:
         p = call.principal
         if p.auth == "bad-token":
             return 401, "invalid, revoked or expired API token"
+        concealed = conceal(target, p)  # another application's execution or pipeline is not found
+        if concealed:
+            return concealed
         if target.level == "user":
             allowed = p.authenticated
         elif target.level == "judge":
@@ -236,6 +265,33 @@ class Guard:
         value = fields.get(CSRF_FIELD, [None])[0]
         return replay, value
 
+    async def _bad_host(self, send: Send, host: str) -> None:
+        body = (f"Host '{host[:100]}' is not one of this server's names (server.allowed_hosts in "
+                "gennaker.yml)\n").encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _login_link(self, call: Call, send: Send, secret: str) -> None:
+        """Spend a one-time login link: a session for its user, then on to the console."""
+        user = await to_thread.run_sync(spend_login_link, self.web.db, secret)
+        if user is None:
+            await send({"type": "http.response.start", "status": 303,
+                        "headers": [(b"location", b"/login?" + urlencode({"err": "That login link was already "
+                                     "used or has expired: restart the server for a new one."}).encode())]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        secure = "; Secure" if self.web.secure_cookies(call.headers) else ""
+        session = await to_thread.run_sync(self.web.sessions.start, user, new_csrf())
+        cookie = (f"{SESSION_COOKIE}={session}; Max-Age={int(self.web.sessions.max_age)}; Path=/; HttpOnly; "
+                  f"SameSite=Lax{secure}")
+        await send({"type": "http.response.start", "status": 303,
+                    "headers": [(b"location", b"/applications"), (b"set-cookie", cookie.encode()),
+                                (b"set-cookie", f"{CSRF_COOKIE}=; Max-Age=0; Path=/".encode()),
+                                (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": b""})
+        await to_thread.run_sync(self._audit, call, Target(action="login_link", level="public"), 303)
+
     async def _refuse(self, call: Call, send: Send, status: int, message: str) -> None:
         if not call.is_api and status == 401 and call.method not in UNSAFE:
             await send({"type": "http.response.start", "status": 303,
@@ -282,7 +338,8 @@ class Guard:
         if call.path.startswith("/static/"):
             return
         p = call.principal
-        store.write_audit(self.web.db, actor=p.name, auth=p.auth, action=target.action, method=call.method,
+        store.write_audit(self.web.db, self.web.server.audit_retention, actor=p.name, auth=p.auth,
+                          action=target.action, method=call.method,
                           path=call.path, application=target.application, execution_id=target.execution,
                           stage_id=target.stage, status_code=status, client=call.client,
                           user_agent=call.headers.get("user-agent", "")[:500],
