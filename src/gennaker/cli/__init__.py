@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.text import Text
-from typer._click.exceptions import ClickException, UsageError  # Typer vendors Click; its errors are these
+from typer import _click as click  # Typer vendors Click
+from typer._click.exceptions import ClickException, UsageError
 
 from gennaker import __version__
 from gennaker.cli import options
@@ -90,17 +92,24 @@ def _register_all() -> None:
 _register_all()
 
 
+# What str.splitlines() breaks on: a value the user typed with one of these must not split a message.
+_LINE_BREAKS = {ord(ch): ch.encode("unicode_escape").decode() for ch in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def _error(label: str, message: str) -> None:
     # The message quotes what the user typed: print it as text, never as Rich markup ("[/x]" would
     # raise), on one line however wide.
-    err.print(Text.assemble((label, "red"), " ", message), highlight=False, soft_wrap=True)
+    line = message.translate(_LINE_BREAKS)
+    err.print(Text.assemble((label, "red"), " ", line), highlight=False, soft_wrap=True)
 
 
-def run(args: list[str] | None = None) -> int:
+def run(args: list[str] | None = None, command: click.Command | None = None) -> int:
     """Run the command line ``args`` (default: sys.argv) and return its exit code; every error the
-    user can cause is printed as one line here, so none reaches Python as a traceback."""
+    user can cause is printed as one line here, so none reaches Python as a traceback. ``command``:
+    the app already built (``typer.main.get_command(app)``), for callers that run many."""
+    cli = command or typer.main.get_command(app)
     try:
-        rc = app(args=args, prog_name="gennaker", standalone_mode=False)  # returns typer.Exit's code
+        rc = cli.main(args=args, prog_name="gennaker", standalone_mode=False)  # returns typer.Exit's code
         return rc if isinstance(rc, int) else 0
     except GennakerError as exc:
         if isinstance(exc, ValidationFailed):

@@ -284,7 +284,7 @@ def register(app: typer.Typer) -> None:
         else:
             raise ConfigError(f"unknown export format '{fmt}' (csv or json)")
         if output:
-            output.write_text(text)
+            write_report(output, text)
         else:
             sys.stdout.write(text)
 
@@ -367,7 +367,7 @@ def register(app: typer.Typer) -> None:
         if fmt == "table" and output is None:
             print_table(report, out())
         elif output is not None:
-            output.write_text(table_text(report) if fmt == "table" else render(report, fmt))
+            write_report(output, table_text(report) if fmt == "table" else render(report, fmt))
             err().print(f"report written to {output} (score {score_text(report['summary']['score'])})")
         else:
             sys.stdout.write(render(report, fmt))
@@ -383,10 +383,20 @@ def register(app: typer.Typer) -> None:
 def writable(path: Path) -> None:
     """Fail before the work when a report could not be written where asked."""
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ConfigError(f"--output {path} is a directory: give a file name")
-    if not parent.is_dir():
-        raise ConfigError(f"--output {path}: directory {parent} does not exist")
+    try:
+        if path.is_dir():
+            raise ConfigError(f"--output {path} is a directory: give a file name")
+        if not parent.is_dir():
+            raise ConfigError(f"--output {path}: directory {parent} does not exist")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"--output {path}: {exc.strerror or exc}") from None
+
+
+def write_report(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # e.g. no permission: after the work, but still one line, not a traceback
+        raise ConfigError(f"--output {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def table_text(report: dict[str, Any]) -> str:
