@@ -55,6 +55,14 @@ def parse_query(text: str) -> CloudWatchQuery:
     return CloudWatchQuery(**fields)
 
 
+def check_query(query: str) -> str | None:
+    try:
+        parse_query(query)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def period_for(step: float) -> int:
     """The shortest period CloudWatch accepts that is at least ``step`` seconds."""
     for period in HIGH_RESOLUTION_PERIODS:
@@ -84,11 +92,7 @@ class CloudWatchSource:
         self.client_for = client_for
 
     def check(self, query: str) -> str | None:
-        try:
-            parse_query(query)
-        except ValueError as exc:
-            return str(exc)
-        return None
+        return check_query(query)
 
     def fetch(
         self, queries: Sequence[MetricQuery], scopes: Sequence[Scope], start: datetime, end: datetime, step: float

@@ -82,6 +82,15 @@ def _escaped(value: str, quote: str | None, regex: bool, placeholder: str) -> st
     return "".join(escaped)
 
 
+def check_query(query: str) -> str | None:
+    """What is wrong with a PromQL template in one line, or None (the syntax is Prometheus' to judge)."""
+    try:
+        render(query, {"scope": "group", "location": "region"})
+    except TemplateError as exc:
+        return str(exc)
+    return None
+
+
 class PrometheusSource:
     name = "prometheus"
 
@@ -92,11 +101,7 @@ class PrometheusSource:
         self.requests = 0  # made so far (benchmarks report requests per interval)
 
     def check(self, query: str) -> str | None:
-        try:
-            render(query, {"scope": "group", "location": "region"})
-        except TemplateError as exc:
-            return str(exc)
-        return None
+        return check_query(query)
 
     def fetch(
         self, queries: Sequence[MetricQuery], scopes: Sequence[Scope], start: datetime, end: datetime, step: float

@@ -74,12 +74,13 @@ def errors_for(queries: Sequence[MetricQuery], scopes: Sequence[Scope], reason: 
 class UnavailableSource:
     """A source that is declared but cannot be used here: every metric is an Error saying why."""
 
-    def __init__(self, name: str, reason: str):
+    def __init__(self, name: str, reason: str, checker: Callable[[str], str | None] | None = None):
         self.name = name
         self.reason = reason
+        self.checker = checker  # queries are still checked, so a typo shows before the source is set up
 
     def check(self, query: str) -> str | None:
-        return None  # the query may be fine; the source is what is missing, reported at fetch
+        return self.checker(query) if self.checker else None
 
     def fetch(
         self, queries: Sequence[MetricQuery], scopes: Sequence[Scope], start: datetime, end: datetime, step: float
@@ -100,22 +101,23 @@ class SourceSettings:
 def build_sources(settings: SourceSettings) -> dict[str, MetricSource]:
     """THE list of metric sources, by the name an analysis uses in ``source:``."""
     # Imported here, not at the top: the sources import this module's types.
-    from gennaker.metrics.cloudwatch import CloudWatchSource
-    from gennaker.metrics.prometheus import PrometheusSource
+    from gennaker.metrics import cloudwatch, prometheus
 
-    prometheus: MetricSource = (
-        PrometheusSource(settings.prometheus_url, timeout=settings.prometheus_timeout)
-        if settings.prometheus_url
-        else UnavailableSource("prometheus", "prometheus is not configured (no Prometheus URL in the settings)")
-    )
-    cloudwatch: MetricSource = (
-        CloudWatchSource(_cloudwatch_clients(settings.aws))
-        if settings.aws is not None
-        else UnavailableSource("cloudwatch", "cloudwatch is not available (no AWS accounts configured)")
-    )
     return {
-        "prometheus": prometheus,
-        "cloudwatch": cloudwatch,
+        "prometheus": (
+            prometheus.PrometheusSource(settings.prometheus_url, timeout=settings.prometheus_timeout)
+            if settings.prometheus_url
+            else UnavailableSource(
+                "prometheus", "prometheus is not configured (no Prometheus URL in the settings)", prometheus.check_query
+            )
+        ),
+        "cloudwatch": (
+            cloudwatch.CloudWatchSource(_cloudwatch_clients(settings.aws))
+            if settings.aws is not None
+            else UnavailableSource(
+                "cloudwatch", "cloudwatch is not available (no AWS accounts configured)", cloudwatch.check_query
+            )
+        ),
         "haproxy": UnavailableSource("haproxy", "the haproxy source is not available yet"),
     }
 
