@@ -1,11 +1,9 @@
-"""Core commands: validate, run, executions, logs, the operations, server and worker."""
+"""Core commands: validate, run, executions, logs and the operations (server and worker: cli/web.py)."""
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.live import Live
 
+from gennaker.cli import options
 from gennaker.cli.client import Client, HttpClient, LocalClient, follow_logs
 from gennaker.cli.render import console, execution_list, stage_table
 from gennaker.engine import views
@@ -22,7 +21,10 @@ from gennaker.runtime import Runtime, build_runtime
 out = console()
 err = console(stderr=True)
 
-ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="A parameter: name=value (repeatable).")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", parser=options.name_value, help="A parameter: name=value (repeatable)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -184,7 +186,7 @@ def register(app: typer.Typer) -> None:
     def cancel(
         ctx: typer.Context,
         execution_id: str,
-        reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+        reason: Annotated[str | None, typer.Option(parser=options.text, help="Why (recorded).")] = None,
     ) -> None:
         """Cancel an execution; running commands are terminated."""
         client_from(ctx).cancel(execution_id, reason)
@@ -219,8 +221,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         execution_id: str,
         stage: str,
-        choice: Annotated[str, typer.Option(help="The judgment, e.g. approve or reject.")],
-        comment: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+        choice: Annotated[str, typer.Option(parser=options.name, help="The judgment, e.g. approve or reject.")],
+        comment: Annotated[str | None, typer.Option(parser=options.text, help="Why (recorded).")] = None,
     ) -> None:
         """Judge a manual judgment stage."""
         client_from(ctx).judge(execution_id, stage, choice, comment)
@@ -246,40 +248,3 @@ def register(app: typer.Typer) -> None:
                 f"{r['name']}  ({r['application']})  {'registered' if r['registered'] else 'run from file'}",
                 highlight=False,
             )
-
-    @app.command()
-    def server(
-        ctx: typer.Context,
-        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port.")] = 8080,
-        workers: Annotated[int, typer.Option(help="Task threads of the in-process worker (0: none).")] = 4,
-    ) -> None:
-        """Run the API (and console) with workers in one process."""
-        serve(runtime_from(ctx), host, port, workers)
-
-    @app.command()
-    def worker(ctx: typer.Context, threads: Annotated[int, typer.Option(help="Task threads.")] = 4) -> None:
-        """Run a worker only (start as many as you like against one PostgreSQL database)."""
-        rt = runtime_from(ctx)
-        w = rt.worker(threads=threads)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        w.start()
-        err.print(f"worker {w.id} running against {rt.db.engine.url.render_as_string(hide_password=True)}")
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            w.stop()
-
-
-def serve(rt: Runtime, host: str, port: int, worker_threads: int) -> None:
-    import uvicorn
-
-    from gennaker.api.app import create_app
-
-    app = create_app(rt, with_worker=worker_threads > 0, worker_threads=max(worker_threads, 1))
-    err.print(f"Gennaker server on http://{host}:{port} (API docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
