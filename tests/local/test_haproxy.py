@@ -1,0 +1,155 @@
+"""The HAProxy controller against a real haproxy and real sample-app processes."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gennaker.cloud.local.haproxy import HAProxy, HAProxyNotInstalled, LoadBalancerSpec
+from gennaker.cloud.local.instances import InstanceManager
+from tests.local.conftest import LB
+from tests.local.helpers import put_in_rotation, start_group
+from tests.local.loadgen import Traffic, failures
+
+
+def get(spec: LoadBalancerSpec, path: str = "/") -> tuple[int, str]:
+    conn = http.client.HTTPConnection(spec.host, spec.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode().strip()
+    finally:
+        conn.close()
+
+
+def test_haproxy_serves_a_group_round_robin(
+    haproxy: HAProxy, instances: InstanceManager, lb_spec: LoadBalancerSpec
+) -> None:
+    group = start_group(instances, "shop-web-v001", "1.0.0")
+    put_in_rotation(haproxy, group)
+    answers = [get(lb_spec) for _ in range(10)]
+    assert answers == [(200, "1.0.0")] * 10
+    rows = {r.server: r for r in haproxy.show_stat() if r.backend == LB}
+    assert set(rows) == {"shop-web-v001-1", "shop-web-v001-2"}
+    assert all(r.status == "UP" and r.check_status == "L7OK" and r.weight == 1 for r in rows.values())
+    assert sorted(r.hrsp_2xx for r in rows.values()) == [5, 5]  # round robin
+    assert {s["srv_name"] for s in haproxy.show_servers_state()} == set(rows)
+
+
+def test_a_new_server_gets_no_request_before_its_first_passing_check(
+    haproxy: HAProxy, instances: InstanceManager, lb_spec: LoadBalancerSpec
+) -> None:
+    good = start_group(instances, "shop-web-v001", "1.0.0", count=1)
+    put_in_rotation(haproxy, good)
+    bad = start_group(instances, "shop-web-v002", "2.0.0", count=1, UNHEALTHY="1")
+    inst = bad.running()[0]
+    haproxy.add_server(LB, inst.id, "127.0.0.1", inst.port)
+    assert haproxy.wait_healthy(LB, [inst.id], timeout=1.5) == [inst.id]
+    assert {get(lb_spec) for _ in range(6)} == {(200, "1.0.0")}
+
+
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["new-connections", "keep-alive"])
+def test_switch_to_a_new_group_loses_no_request(
+    haproxy: HAProxy, instances: InstanceManager, lb_spec: LoadBalancerSpec, keep_alive: bool
+) -> None:
+    old = start_group(instances, "shop-web-v001", "1.0.0")
+    put_in_rotation(haproxy, old)
+    with Traffic(lb_spec.host, lb_spec.port, keep_alive=keep_alive, max_seconds=40) as traffic:
+        traffic.wait_for(50)
+        new = start_group(instances, "shop-web-v002", "2.0.0")
+        put_in_rotation(haproxy, new)
+        traffic.wait_for(50)
+        for inst in old.running():
+            haproxy.set_state(LB, inst.id, "drain")
+        switch = time.monotonic()  # no new request reaches the old group from here on
+        for inst in old.running():
+            assert haproxy.drain(LB, inst.id, timeout=10)
+        traffic.wait_for(50)
+        instances.destroy(old.name)  # out of rotation: stopping it must not cost a request
+        for inst in old.instances:
+            haproxy.del_server(LB, inst.id)
+        traffic.wait_for(50)
+    answers = traffic.answers
+    assert len(answers) >= 200
+    assert failures(answers) == []
+    after = [a.body for a in answers if a.sent > switch]
+    assert after and set(after) == {"2.0.0"}
+    assert {a.body for a in answers} == {"1.0.0", "2.0.0"}
+
+
+def test_drain_lets_requests_in_flight_finish(
+    haproxy: HAProxy, instances: InstanceManager, lb_spec: LoadBalancerSpec
+) -> None:
+    group = start_group(instances, "shop-web-v001", "1.0.0", count=1, LATENCY_MS="1500")
+    put_in_rotation(haproxy, group)
+    result: list[tuple[int, str]] = []
+    slow = threading.Thread(target=lambda: result.append(get(lb_spec)))
+    slow.start()
+    time.sleep(0.4)
+    started = time.monotonic()
+    assert haproxy.drain(LB, "shop-web-v001-1", timeout=10)
+    assert time.monotonic() - started >= 0.5  # it waited for the request
+    slow.join(10)
+    assert result == [(200, "1.0.0")]
+    row = haproxy.stat(LB, "shop-web-v001-1")
+    assert row is not None and row.status == "MAINT" and row.scur == 0
+
+
+def test_state_survives_reload_restart_and_a_new_controller(
+    haproxy: HAProxy, instances: InstanceManager, lb_spec: LoadBalancerSpec, tmp_path: Path
+) -> None:
+    group = start_group(instances, "shop-web-v001", "1.0.0", count=3)
+    put_in_rotation(haproxy, group)
+    a, b, c = (i.id for i in group.running())
+    haproxy.set_weight(LB, a, 7)
+    haproxy.set_state(LB, b, "drain")
+    haproxy.set_state(LB, c, "maint")
+    config = haproxy.config_path.read_text()
+    assert f"server {c} " in config and config.split(f"server {c} ")[1].splitlines()[0].endswith("disabled")
+    assert "weight 7" in config
+
+    def states(proxy: HAProxy) -> dict[str, tuple[str, int]]:
+        return {r.server: (r.status.split()[0], r.weight) for r in proxy.show_stat() if r.backend == LB}
+
+    expected = {a: ("UP", 7), b: ("DRAIN", 1), c: ("MAINT", 1)}
+    assert states(haproxy) == expected
+    pid = haproxy.pid()
+    haproxy.reload()
+    assert haproxy.pid() != pid
+    assert states(haproxy) == expected
+    haproxy.stop(timeout=2)
+    assert not haproxy.is_running()
+    haproxy.start()
+    assert haproxy.wait_healthy(LB, [a, b], timeout=10) == []
+    assert states(haproxy) == expected
+    # A new Gennaker process re-attaches to the running haproxy instead of starting another.
+    again = HAProxy(haproxy.state_dir)
+    assert again.pid() == haproxy.pid()
+    again.start()
+    assert again.pid() == haproxy.pid()
+    assert states(again) == expected
+    assert {get(lb_spec) for _ in range(4)} == {(200, "1.0.0")}
+
+
+def test_missing_haproxy_is_one_clear_error(tmp_path: Path) -> None:
+    proxy = HAProxy(tmp_path, binary="gennaker-no-such-haproxy")
+    with pytest.raises(HAProxyNotInstalled, match="apt-get install haproxy"):
+        proxy.start()
+
+
+def test_listen_port_in_use_is_a_clear_error(haproxy_binary: str, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proxy = HAProxy(tmp_path)
+        proxy.declare(LoadBalancerSpec(LB, f"127.0.0.1:{port}"))
+        with pytest.raises(Exception, match=f"cannot listen on 127.0.0.1:{port}"):
+            proxy.start()
+    assert not proxy.is_running()
