@@ -189,7 +189,7 @@ class Engine:
                         conn, ex, st, Status.SKIPPED, f"skipped: condition {when!r} is false", now, started=now
                     )
                     return
-                resolved = expressions.resolve({k: v for k, v in st.config.items() if k != "when"}, scope)
+                resolved = stype.resolve_config({k: v for k, v in st.config.items() if k != "when"}, scope)
                 config = stype.Config.model_validate({**resolved, "when": when})
             except (expressions.ExpressionError, ValidationError) as exc:
                 self._finish_stage(conn, ex, st, Status.FAILED, _config_error(exc), now, started=now)

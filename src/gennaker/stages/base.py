@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from gennaker.spec import expressions
 from gennaker.spec.models import StageConfig
 
 TaskStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TERMINAL"]
@@ -107,6 +108,12 @@ class StageType:
 
     def on_cancel(self, ctx: TaskContext) -> None:
         """Stop whatever the stage started (a process, a deploy); called once when canceled."""
+
+    def resolve_config(self, raw: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
+        """The stage's config with its expressions resolved; a type may resolve a field its own way
+        (``run`` quotes what goes into a shell command)."""
+        resolved: dict[str, Any] = expressions.resolve(raw, scope)
+        return resolved
 
     def on_worker_lost(self, ctx: TaskContext) -> str | None:
         """Called when the task's worker died mid-task. Return a failure reason to fail the

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from gennaker.spec import shell
 from gennaker.spec.models import StageConfig
 from gennaker.stages import processes
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
@@ -70,6 +71,17 @@ class RunStage(StageType):
 
     def tasks(self, config: Any) -> list[Task]:
         return [Task("runCommand", self.run_command)]
+
+    def resolve_config(self, raw: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
+        """A string command goes through ``/bin/sh``: each value interpolated into it is quoted, so a
+        parameter can never become shell syntax. A list command is exec'd: its items are plain text."""
+        resolved = super().resolve_config({k: v for k, v in raw.items() if k != "command"}, scope)
+        command = raw.get("command")
+        if isinstance(command, str):
+            resolved["command"] = shell.interpolate(command, scope)
+        elif command is not None:
+            resolved["command"] = super().resolve_config({"command": command}, scope)["command"]
+        return resolved
 
     @staticmethod
     def _key(ctx: TaskContext) -> tuple[str, str, int]:
