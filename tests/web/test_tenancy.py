@@ -274,3 +274,33 @@ def test_schemathesis_as_a_viewer_of_one_application(world: World) -> None:
         check()
     assert not failures, "\n".join(failures[:20])
     assert len(sent) > 100 and sum(code == 200 for code in sent) > 20  # it did reach the handlers
+
+
+def test_the_cli_through_the_server(world: World, capfd: pytest.CaptureFixture[str]) -> None:
+    """``gennaker --server URL --token T``: the viewer's CLI sees what its API sees (exit 4: not found)."""
+    from gennaker.cli import run as cli
+
+    from .conftest import serve
+
+    token = world.vic["Authorization"].removeprefix("Bearer ")
+
+    where = {"url": ""}
+
+    def gennaker(*args: str) -> tuple[int, str]:
+        code = cli(["--server", where["url"], "--token", token, *args])
+        captured = capfd.readouterr()
+        return code, captured.out + captured.err
+
+    for url in serve(world.rt):
+        where["url"] = url
+        code, output = gennaker("executions", "list", "--json", "--limit", "100")
+        assert code == 0, output
+        assert {e["application"] for e in json.loads(output)} == {"shop"} and not world.leaks(output)
+        code, output = gennaker("pipelines", "list", "--json")
+        assert code == 0 and [p["name"] for p in json.loads(output)] == ["shop-pipe"]
+        for args in (["executions", "show", world.other_id], ["logs", world.other_id, "run"]):
+            code, output = gennaker(*args)
+            assert code == 4, (args, code, output)
+            assert not world.leaks(output, world.other_id)
+        code, output = gennaker("logs", world.shop_id, "run")
+        assert code == 0 and "shop-log-line" in output
