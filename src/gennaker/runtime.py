@@ -28,10 +28,10 @@ class Runtime:
     engine: Engine
 
     def load_pipeline(self, path: str) -> Pipeline:
-        return load_pipeline(path, stage_schemas(self.registry))
+        return load_pipeline(path, stage_schemas(self.registry), self.config.limits)
 
     def pipeline_from_text(self, text: str, file: str = "<pipeline>") -> Pipeline:
-        return pipeline_from_text(text, stage_schemas(self.registry), file)
+        return pipeline_from_text(text, stage_schemas(self.registry), file, self.config.limits)
 
     @property
     def skippable(self) -> set[str]:

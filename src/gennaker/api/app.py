@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from gennaker import __version__
 from gennaker.api import cloud, executions
 from gennaker.api import ops as ops_api
+from gennaker.api.limits import BodyLimit
 from gennaker.errors import Conflict, Forbidden, GennakerError, InvalidInput, NotFound, ValidationFailed
 from gennaker.runtime import Runtime
 from gennaker.web import mount
@@ -63,4 +64,6 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
     app.include_router(cloud.router)
     app.include_router(ops_api.router)
     mount(app, runtime)  # the console, access control (middleware), tokens and the audit log
+    # outermost: an oversized body is refused before access control or any route reads it
+    app.add_middleware(BodyLimit, max_bytes=runtime.config.limits.request_bytes)
     return app

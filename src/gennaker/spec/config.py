@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gennaker.errors import ConfigError, ValidationFailed
+from gennaker.spec.limits import Limits
 from gennaker.spec.validation import pydantic_problems
 from gennaker.spec.yamlload import Located, load_yaml, load_yaml_file
 
@@ -43,6 +44,7 @@ class Config(BaseModel):
     ops: dict[str, Any] = Field(default_factory=dict)
     auth: dict[str, Any] = Field(default_factory=dict)
     server: dict[str, Any] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)  # sizes of documents and requests; see spec/limits.py
     source: str | None = Field(default=None, exclude=True)
 
     def account(self, name: str) -> Account:

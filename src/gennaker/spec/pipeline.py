@@ -2,37 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from gennaker.errors import Problem, ValidationFailed
 from gennaker.spec import expressions
+from gennaker.spec.limits import DEFAULT_LIMITS, Limits
 from gennaker.spec.models import Pipeline, PipelineHeader, StageConfig
 from gennaker.spec.validation import pydantic_problems
-from gennaker.spec.yamlload import Located, load_yaml, load_yaml_file
+from gennaker.spec.yamlload import Located, gc_paused, load_yaml, read_document
 
 StageSchemas = Mapping[str, type[StageConfig]]
 
 
-def load_pipeline(path: str, schemas: StageSchemas) -> Pipeline:
-    located = load_yaml_file(path)
-    return validate_pipeline(located, schemas, text=_read(path))
+def load_pipeline(path: str, schemas: StageSchemas, limits: Limits = DEFAULT_LIMITS) -> Pipeline:
+    text = read_document(path, limits)
+    return _load(text, path, schemas, limits)
 
 
-def pipeline_from_text(text: str, schemas: StageSchemas, file: str = "<pipeline>") -> Pipeline:
-    return validate_pipeline(load_yaml(text, file), schemas, text=text)
+def pipeline_from_text(
+    text: str, schemas: StageSchemas, file: str = "<pipeline>", limits: Limits = DEFAULT_LIMITS
+) -> Pipeline:
+    return _load(text, file, schemas, limits)
 
 
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
+def _load(text: str, file: str, schemas: StageSchemas, limits: Limits) -> Pipeline:
+    with gc_paused():
+        try:
+            return validate_pipeline(load_yaml(text, file, limits), schemas, text=text, limits=limits)
+        except ValidationFailed as exc:
+            # dropped here, the traceback's frames free the document's objects before collection resumes
+            failed = exc.with_traceback(None)
+            failed.__context__ = None
+    raise failed
 
 
-def validate_pipeline(doc: Located, schemas: StageSchemas, text: str | None = None) -> Pipeline:
+def validate_pipeline(
+    doc: Located, schemas: StageSchemas, text: str | None = None, limits: Limits = DEFAULT_LIMITS
+) -> Pipeline:
     if not isinstance(doc.value, dict):
         raise ValidationFailed([doc.problem((), "a pipeline must be a mapping with name, application and stages")])
+    raw = doc.value.get("stages")
+    if isinstance(raw, list) and len(raw) > limits.stages:
+        msg = f"a pipeline may have at most {limits.stages:,} stages, this one has {len(raw):,} (limits.stages)"
+        raise ValidationFailed([doc.problem(("stages",), msg)])
     problems: list[Problem] = []
     try:
         header = PipelineHeader.model_validate(doc.value)
@@ -177,15 +192,21 @@ def _expression_problems(doc: Located, graph: list[tuple[int, str, list[str]]], 
     requires = {sid: req for _, sid, req in graph}
     raw_stages = doc.value.get("stages", [])
     for i, sid, _ in graph:
-        before = upstream(requires, sid)
+        before: set[str] | None = None  # computed only for a stage that reads other stages
         for path, value in _strings(raw_stages[i], ("stages", i)):
-            if expressions.unterminated(value):
-                problems.append(doc.problem(path, f"unterminated expression in {value!r} (missing '}}')"))
-            for ref in expressions.references(value):
+            pieces, open_at = expressions.scan(value)
+            if open_at is not None:
+                near = value[open_at : open_at + 30] + ("..." if len(value) > open_at + 30 else "")
+                problems.append(
+                    doc.problem(path, f"unterminated expression {near!r} at character {open_at + 1} (missing '}}')")
+                )
+            for ref in (p.path for p in pieces if isinstance(p, expressions.Ref)):
                 msg = expressions.check_reference(ref, ids, params)
                 parts = ref.split(".")
-                if msg is None and parts[0] == "stages" and parts[1] not in before:
-                    msg = f"${{{ref}}}: stage '{parts[1]}' is not upstream of '{sid}' (add it to requires)"
+                if msg is None and parts[0] == "stages":
+                    before = upstream(requires, sid) if before is None else before
+                    if parts[1] not in before:
+                        msg = f"${{{ref}}}: stage '{parts[1]}' is not upstream of '{sid}' (add it to requires)"
                 if msg:
                     problems.append(doc.problem(path, msg))
         when = raw_stages[i].get("when")
@@ -196,11 +217,14 @@ def _expression_problems(doc: Located, graph: list[tuple[int, str, list[str]]], 
     return problems
 
 
-def _strings(value: Any, path: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
-    if isinstance(value, str):
-        return [(path, value)]
-    if isinstance(value, dict):
-        return [x for k, v in value.items() for x in _strings(v, (*path, k))]
-    if isinstance(value, list):
-        return [x for i, v in enumerate(value) for x in _strings(v, (*path, i))]
-    return []
+def _strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every text in ``value`` with its path, depth first (a stack, not recursion: linear at any depth)."""
+    todo: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
+    while todo:
+        where, v = todo.pop()
+        if isinstance(v, str):
+            yield where, v
+        elif isinstance(v, dict):
+            todo.extend(((*where, k), x) for k, x in reversed(v.items()))
+        elif isinstance(v, list):
+            todo.extend(((*where, i), x) for i, x in reversed(list(enumerate(v))))
