@@ -126,3 +126,19 @@ def test_a_secret_parameter_cannot_have_a_default(env: Any) -> None:
     assert "secret parameter 'pw' cannot have a default" in r.text and "hunter2" not in r.json()["message"]
     with pytest.raises(ValidationFailed):
         rt.pipeline_from_text(text, "x.yml")
+
+
+def test_masking_catches_the_quoted_and_escaped_forms() -> None:
+    """A value with quotes shows up shell-quoted on a logged command line and escaped in JSON."""
+    import shlex
+
+    from gennaker.engine.secrets import mask, mask_text, public_trigger, secret_values
+
+    value = "p'w\"d$1"
+    trigger = {"params": {"pw": value, "n": 5, "empty": ""}, "secrets": ["pw", "empty"], "base_dir": "/x"}
+    hidden = secret_values(trigger)
+    for text in (f"echo {shlex.quote(value)}", json.dumps({"line": value}), f"got {value}!"):
+        assert value not in mask_text(text, hidden) and "p'w" not in mask_text(text, hidden)
+    assert public_trigger(trigger) == {"params": {"pw": MASK, "n": 5, "empty": ""}, "secrets": ["pw", "empty"]}
+    assert mask({"a": [value, 7], value: "k"}, hidden) == {"a": [MASK, 7], MASK: "k"}
+    assert mask_text("nothing to hide", secret_values({"params": {"pw": ""}, "secrets": ["pw"]})) == "nothing to hide"

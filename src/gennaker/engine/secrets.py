@@ -10,13 +10,15 @@ trigger also lists the secret names (``trigger.secrets``). Everything else masks
   out as well, so a value that reached storage some other way (a stage message, a resolved config)
   is still never returned.
 
-Masking replaces every occurrence of a secret's text (longest first, so a secret containing another
-is masked whole) with ``MASK``. A value is matched as text: a secret that only appears transformed
-(base64-encoded, split across lines) cannot be recognised and is not masked.
+Masking replaces every occurrence of a secret's text — as given, quoted for a shell, escaped in JSON;
+longest first, so a secret containing another is masked whole — with ``MASK``. A value is matched as
+text: one that only appears transformed (base64-encoded, split across lines) is not recognised.
 """
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,10 +32,15 @@ def secret_names(trigger: Mapping[str, Any] | None) -> list[str]:
 
 
 def secret_values(trigger: Mapping[str, Any] | None) -> list[str]:
-    """The texts to mask for an execution: its secret parameters' values, longest first."""
+    """The texts to mask for an execution: its secret parameters' values, and the forms a value takes
+    when quoted for a shell (a command line in the log) or escaped in JSON; longest first."""
     params = (trigger or {}).get("params") or {}
-    values = {_text(params.get(n)) for n in secret_names(trigger)}
-    return sorted((v for v in values if v), key=len, reverse=True)
+    values: set[str] = set()
+    for name in secret_names(trigger):
+        v = _text(params.get(name))
+        if v:
+            values |= {v, shlex.quote(v), json.dumps(v)[1:-1]}
+    return sorted(values, key=len, reverse=True)
 
 
 def _text(value: Any) -> str:
