@@ -98,6 +98,7 @@ TEMPLATES = {
     "printf %s `date +%Y` >/dev/null; printf %s $((1+2)) ${x}": "3{v}",
     "# it's a comment\nprintf %s \\\n  ${x}": "{v}",
 }
+SHELLS = [sh for sh in ("/bin/sh", "/bin/bash") if Path(sh).exists()]
 values = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=25)
 
 
@@ -108,9 +109,10 @@ def test_every_value_prints_as_itself(tmp_path_factory: pytest.TempPathFactory, 
     for template, expected in TEMPLATES.items():
         script = interpolate(template.replace("${x}", "${trigger.params.x}"), {"trigger": {"params": {"x": value}}})
         assert isinstance(script, str)
-        out = subprocess.run(["/bin/sh", "-c", script], cwd=cwd, capture_output=True, timeout=10, check=False)
-        assert out.stdout.decode() == expected.format(v=value, t=value.rstrip("\n")), (template, script)
-        assert list(cwd.iterdir()) == []
+        for sh in SHELLS:  # /bin/sh is dash here, bash on other systems
+            out = subprocess.run([sh, "-c", script], cwd=cwd, capture_output=True, timeout=10, check=False)
+            assert out.stdout.decode() == expected.format(v=value, t=value.rstrip("\n")), (sh, template, script)
+            assert list(cwd.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -121,6 +123,8 @@ def test_every_value_prints_as_itself(tmp_path_factory: pytest.TempPathFactory, 
         "echo $((1 + ${x}))",
         "echo \\${x}",
         "echo hi # ${x}",
+        "(( n = ${x} ))",
+        "echo $'q' ${x}",
     ],
 )
 def test_values_that_cannot_be_quoted_are_refused(template: str) -> None:

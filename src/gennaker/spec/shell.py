@@ -158,7 +158,14 @@ def _contexts(text: str, spans: list[tuple[int, int]]) -> list[str]:
             i += 1
             continue
         # outside quotes, or inside $(...): quotes, comments, here-documents, parentheses
-        if c == "'":
+        if text.startswith("$'", i):
+            stack.append(_UNSURE)  # bash reads $'...' with escapes, dash as $ and '...': they part ways
+        elif text.startswith("((", i):
+            stack.append(_ARITH)  # bash's arithmetic command expands what is inside as if in "..."
+            parens.append(0)
+            i += 2
+            continue
+        elif c == "'":
             stack.append(_SINGLE)
         elif c == '"':
             stack.append(_DOUBLE)
