@@ -61,3 +61,28 @@ def test_whole_audit_when_nothing_is_tagged(tmp_path: Path) -> None:
     assert view is not None and view["narrowed"] is False
     assert "whole audit" in view["note"] and view["total"] == 2
     assert [f["check_id"] for f in view["failing"]] == ["a"]
+
+
+def test_an_application_viewer_is_not_shown_the_whole_audit(tmp_path: Path) -> None:
+    """When nothing can be narrowed, the whole audit (other applications' findings) is for global viewers."""
+    from fastapi.testclient import TestClient
+
+    from gennaker.api.app import create_app
+    from gennaker.web import store as web_store
+
+    from .conftest import auth_config
+
+    rt = build_runtime(str(tmp_path / "g.db"), config=auth_config())
+    store_audit(rt, [Resource("ec2.instance", "prod", "us-east-1", "i-9", tags={"Owner": "ops"})],
+                [finding("a", "FAIL", "i-9"), finding("b", "PASS", "i-8")])
+    vic = {"Authorization": "Bearer " + web_store.create_token(rt.db, "v", "vic", ["shop:viewer"], "t")["token"]}
+    alice = {"Authorization": "Bearer " + web_store.create_token(rt.db, "a", "alice", ["admin"], "t")["token"]}
+    with TestClient(create_app(rt), base_url="http://127.0.0.1") as client:
+        page = client.get("/applications/shop/readiness", headers=vic)
+        assert page.status_code == 200 and "only viewers of every application" in page.text
+        assert "a FAIL" not in page.text and "audit-1" in page.text
+        assert client.get("/api/applications/shop/readiness", headers=vic).status_code == 403
+        whole = client.get("/applications/shop/readiness", headers=alice)
+        assert "a FAIL" in whole.text and "whole audit" in whole.text
+        assert client.get("/api/applications/shop/readiness", headers=alice).json()["audit"]["total"] == 2
+    rt.db.dispose()
