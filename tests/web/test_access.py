@@ -18,7 +18,7 @@ from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
 from gennaker.web import store
 
-from .conftest import DEMO, PASSWORD, QUICK, USERS, auth_config, register
+from .conftest import DEMO, LOCAL, PASSWORD, QUICK, USERS, auth_config, register
 
 
 def make(tmp_path: Any, config: Config) -> tuple[FastAPI, Runtime]:
@@ -33,7 +33,7 @@ def make(tmp_path: Any, config: Config) -> tuple[FastAPI, Runtime]:
 def env(tmp_path: Any) -> Iterator[tuple[TestClient, Runtime, dict[str, str], FastAPI]]:
     app, rt = make(tmp_path, auth_config())
     tokens = {u: store.create_token(rt.db, u, u, roles, "test")["token"] for u, roles in USERS.items()}
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         yield client, rt, tokens, app
     rt.db.dispose()
 
@@ -118,7 +118,7 @@ def test_every_mutating_endpoint_rejects_anonymous_and_underprivileged(env: Any)
     with rt.db.read() as conn:
         refused = store.read_audit(conn, execution_id=execution_id, limit=1000)
     assert refused and all(e["status_code"] in (401, 403) for e in refused)
-    assert {e["actor"] for e in refused} == {"anonymous", "vic"}
+    assert "vic" in {e["actor"] for e in refused}  # anonymous refusals are counted, not listed one by one
 
 
 def test_operator_may_operate_only_their_application(env: Any) -> None:
@@ -132,12 +132,15 @@ def test_operator_may_operate_only_their_application(env: Any) -> None:
     assert client.post("/api/pipelines", json={"yaml": QUICK},
                        headers={"Authorization": f"Bearer {tokens['alice']}"}).status_code == 201
     # An operator of another application is only a stranger here.
-    other = store.create_token(rt.db, "x", "otto", ["web:operator"], "test")["token"]
+    dead = store.create_token(rt.db, "x", "otto", ["web:operator"], "test")["token"]
+    r = client.get("/api/whoami", headers={"Authorization": f"Bearer {dead}"})
+    assert r.status_code == 401  # otto is no configured user: his token is worth nothing
+    other = store.create_token(rt.db, "x", "vic", ["web:operator"], "test")["token"]  # nothing on shop
     r = client.post("/api/pipelines/demo/executions", json={"params": {"version": "1"}},
                     headers={"Authorization": f"Bearer {other}"})
-    assert r.status_code == 403
+    assert r.status_code in (403, 404)  # refused (outside one's applications: not found, tests/web/test_tenancy.py)
     r = client.get(f"/api/executions/{execution_id}", headers={"Authorization": f"Bearer {other}"})
-    assert r.status_code == 403
+    assert r.status_code in (403, 404)
 
 
 def test_reads_need_a_viewer_role(env: Any) -> None:
@@ -240,36 +243,36 @@ def test_tokens_created_shown_once_and_revoked(env: Any) -> None:
     assert client.get("/api/whoami", headers=fresh).status_code == 401
     # Admins manage everyone's.
     alice = {"Authorization": f"Bearer {tokens['alice']}"}
-    r = client.post("/api/tokens", json={"name": "deploy-bot", "user": "bot", "roles": ["shop:operator"]},
+    r = client.post("/api/tokens", json={"name": "deploy-bot", "user": "rita", "roles": ["shop:operator"]},
                     headers=alice)
-    assert r.status_code == 201 and r.json()["user"] == "bot"
+    assert r.status_code == 201 and r.json()["user"] == "rita"
     assert len(client.get("/api/tokens", headers=alice).json()) > len(listed)
 
 
 def test_trusted_headers(tmp_path: Any) -> None:
-    th = {"enabled": True, "trusted_proxies": ["testclient"], "default_roles": ["shop:viewer"]}
+    th = {"enabled": True, "trusted_proxies": ["10.0.0.0/24"], "default_roles": ["shop:viewer"]}
     app, rt = make(tmp_path, auth_config(trusted_headers=th))
     execution_id = start(rt)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL, client=("10.0.0.7", 40000)) as client:  # the proxy
         who = {"X-Forwarded-User": "bob", "X-Forwarded-Groups": "shop:operator, release-managers"}
         me = client.get("/api/whoami", headers=who).json()
         assert me["user"] == "bob" and set(me["roles"]) == {"shop:operator", "release-managers", "shop:viewer"}
         assert client.post(f"/api/executions/{execution_id}/cancel", json={}, headers=who).status_code == 200
         assert client.get(f"/api/executions/{execution_id}/operations", headers=who).json()[-1]["actor"] == "bob"
     # From an address that is not a trusted proxy the header means nothing.
-    app, _rt2 = make(tmp_path / "b", auth_config(trusted_headers={**th, "trusted_proxies": ["10.0.0.1"]}))
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL, client=("127.0.0.1", 40000)) as client:
         assert client.get("/api/whoami", headers={"X-Forwarded-User": "bob"}).status_code == 401
     # Off by default.
+    (tmp_path / "c").mkdir()
     app, _rt3 = make(tmp_path / "c", auth_config())
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL, client=("10.0.0.7", 40000)) as client:
         assert client.get("/api/whoami", headers={"X-Forwarded-User": "bob"}).status_code == 401
 
 
-def test_access_control_off_keeps_the_header_actor(tmp_path: Any) -> None:
-    app, rt = make(tmp_path, Config())
+def test_insecure_no_auth_keeps_the_header_actor(tmp_path: Any) -> None:
+    app, rt = make(tmp_path, Config(server={"insecure_no_auth": True}))
     execution_id = start(rt)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         r = client.post(f"/api/executions/{execution_id}/cancel", json={"reason": "x"},
                         headers={"X-Gennaker-User": "carol"})
         assert r.status_code == 200  # no credentials, no CSRF: the API as before
@@ -280,6 +283,9 @@ def test_access_control_off_keeps_the_header_actor(tmp_path: Any) -> None:
         assert client.post(f"/executions/{other}/cancel", data={}, follow_redirects=False).status_code == 403
         entries = client.get("/api/audit").json()
         assert entries[0]["status_code"] == 403 and entries[1]["actor"] == "carol"
+        # Every page says so.
+        for path in ("/applications", "/applications/shop/pipelines", f"/executions/{execution_id}", "/audit"):
+            assert 'data-testid="insecure-banner"' in client.get(path).text, path
 
 
 def test_audit_log_export(env: Any) -> None:
