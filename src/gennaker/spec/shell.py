@@ -12,6 +12,7 @@ Where a value cannot be quoted safely (after a backslash, in a comment, inside b
 or a here-document, or after a ``<<`` the lexer does not follow) the command is refused with a message saying to pass
 the value through ``env`` instead, which is always safe: ``env: {VERSION: "${...}"}`` and ``"$VERSION"``.
 A command that is exactly one expression naming a list still becomes that list (exec'd, no shell).
+Other fields that hold a shell script (``user_data`` starting ``#!/bin/sh``) are quoted the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 import shlex
 from typing import Any
 
-from gennaker.spec.expressions import ExpressionError, lookup, references
+from gennaker.spec.expressions import ExpressionError, lookup, references, resolve
 
 _PLAIN, _SINGLE, _DOUBLE, _SUBST, _UNSURE = "plain", "single", "double", "subst", "unsure"
 _ARITH, _BACKQ = "arithmetic", "backquotes"  # never quoted into: arithmetic is no place for text, and
@@ -48,6 +49,24 @@ def interpolate(command: str, scope: dict[str, Any]) -> str | list[Any]:
         pos = end
     out.append(command[pos:])
     return "".join(out)
+
+
+def is_shell_script(text: str) -> bool:
+    """True for text that starts with a ``#!`` line naming sh, bash, dash or ash (e.g. user data)."""
+    if not text.startswith("#!"):
+        return False
+    words = text[2:].split("\n", 1)[0].split()
+    names = [w.rsplit("/", 1)[-1] for w in words[:2]]
+    if names and names[0] == "env":
+        names = names[1:]
+    return bool(names) and names[0] in ("sh", "bash", "dash", "ash")
+
+
+def resolve_script(value: Any, scope: dict[str, Any]) -> Any:
+    """Resolve a field that may hold a shell script: quoted like a command if it is one."""
+    if isinstance(value, str) and is_shell_script(value):
+        return interpolate(value, scope)
+    return resolve(value, scope)
 
 
 def _quoted(value: str, context: str, path: str) -> str:

@@ -40,6 +40,7 @@ class Bake(StageType):
     type = "bake"
     Config = BakeConfig
     description = "Build an AMI from a base image and provisioning user data"
+    script_fields = ("user_data",)  # a #!/bin/sh script runs as root: values in it are quoted
 
     def tasks(self, config: Any) -> list[Task]:
         return [

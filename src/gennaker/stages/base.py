@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from gennaker.spec import expressions
+from gennaker.spec import expressions, shell
 from gennaker.spec.models import StageConfig
 
 TaskStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TERMINAL"]
@@ -102,6 +102,7 @@ class StageType:
     description: ClassVar[str] = ""
     waits: ClassVar[bool] = False  # shown as WAITING (for time or people) rather than RUNNING
     skippable: ClassVar[bool] = False  # an operator may skip it (the ``skip`` signal)
+    script_fields: ClassVar[tuple[str, ...]] = ()  # fields that may hold a shell script (e.g. user data)
 
     def tasks(self, config: Any) -> list[Task]:
         raise NotImplementedError
@@ -110,9 +111,13 @@ class StageType:
         """Stop whatever the stage started (a process, a deploy); called once when canceled."""
 
     def resolve_config(self, raw: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
-        """The stage's config with its expressions resolved; a type may resolve a field its own way
-        (``run`` quotes what goes into a shell command)."""
-        resolved: dict[str, Any] = expressions.resolve(raw, scope)
+        """The stage's config with its expressions resolved. Values going into a field of
+        ``script_fields`` that holds a shell script are quoted for the shell (``gennaker.spec.shell``);
+        a type may resolve a field its own way (``run`` quotes what goes into its command)."""
+        resolved: dict[str, Any] = {
+            k: shell.resolve_script(v, scope) if k in self.script_fields else expressions.resolve(v, scope)
+            for k, v in raw.items()
+        }
         return resolved
 
     def on_worker_lost(self, ctx: TaskContext) -> str | None:

@@ -162,6 +162,7 @@ class Deploy(StageType):
     type = "deploy"
     Config = DeployConfig
     description = "Create the next server group of a cluster and cut over with a strategy"
+    script_fields = ("user_data",)  # a #!/bin/sh script runs as root: values in it are quoted
 
     def tasks(self, config: Any) -> list[Task]:
         return [
