@@ -127,7 +127,7 @@ def test_p_value_is_scipys_asymptotic_mann_whitney() -> None:
             assert ours.p_value == pytest.approx(theirs, rel=1e-9, abs=1e-300)
 
 
-@pytest.mark.parametrize("shape", ["normal", "ties", "zeros"])
+@pytest.mark.parametrize("shape", ["normal", "ties", "zeros", "two runs"])
 def test_pairwise_order_statistics_match_brute_force(shape: str) -> None:
     rng = np.random.default_rng(len(shape))
     for _ in range(4):
@@ -136,8 +136,11 @@ def test_pairwise_order_statistics_match_brute_force(shape: str) -> None:
             a, b = rng.normal(size=m), rng.normal(0.1, 2, size=n)
         elif shape == "ties":
             a, b = rng.integers(0, 4, m).astype(float), rng.integers(0, 3, n).astype(float)
-        else:
+        elif shape == "zeros":
             a, b = np.r_[np.zeros(m - 3), rng.normal(size=3)], np.zeros(n)
+        else:  # half the differences 0, half 1: the two middle ranks fall in different runs
+            m += m % 2
+            a, b = np.r_[np.zeros(m // 2), np.ones(m // 2)], np.zeros(n)
         a, b = np.sort(a), np.sort(b)
         assert m * n > classifier.ENUMERATE_LIMIT
         pairs = m * n

@@ -29,7 +29,7 @@ IQR_FACTOR = 3.0
 MAX_POINTS = 1_000_000  # per sample; beyond this the judgement is an Error, not a memory blow-up
 NOISE_SEED = 20170101  # fixed: the same samples always get the same noise, so judgements repeat
 NOISE_SCALE = 1e-9  # of the gap between two constant samples
-ENUMERATE_LIMIT = 65_536  # pairwise differences materialised at once
+ENUMERATE_LIMIT = 16_384  # pairwise differences materialised at once
 
 Floats = NDArray[np.float64]
 
@@ -271,7 +271,7 @@ def _pairwise_order_statistics(a: Floats, b: Floats, ranks: list[int]) -> dict[i
         return {r: float(chosen[r]) for r in ranks}
     rng = np.random.default_rng(NOISE_SEED)
     # One sample of the whole set, sorted once, brackets every rank in the first round.
-    first_sample = np.sort(a[rng.integers(0, m, size=8192)] - b[rng.integers(0, n, size=8192)])
+    first_sample = np.sort(a[rng.integers(0, m, size=4096)] - b[rng.integers(0, n, size=4096)])
     out: dict[int, float] = {}
     groups: list[list[int]] = []
     for r in ranks:  # neighbouring ranks (the two middles) share one bracket
@@ -290,39 +290,40 @@ def _select(a: Floats, b: Floats, first: int, last: int, rng: np.random.Generato
     start = np.zeros(m, dtype=np.int64)  # j < start: a[i] - b[j] above the bracket
     stop = np.full(m, n, dtype=np.int64)  # j >= stop: below the bracket
     below, inside = 0, m * n
-    for round_ in range(64):  # each round shrinks the bracket 10-20x; the bound only guards against stalls
+    for round_ in range(64):  # each round shrinks the bracket ~10x; the bound only guards against stalls
         if inside <= ENUMERATE_LIMIT:
             break
         if round_ > 0:  # later rounds sample inside the bracket
             lengths = stop - start
             offsets = np.cumsum(lengths)
-            picks = rng.integers(0, inside, size=2048)
+            picks = rng.integers(0, inside, size=1024)
             rows = np.searchsorted(offsets, picks, side="right")
             cols = start[rows] + picks - (offsets[rows] - lengths[rows])
             sample = np.sort(a[rows] - b[cols])
-        spread = 2.0 * math.sqrt(sample.size) + 2  # four standard deviations of a sample rank
+        spread = 1.5 * math.sqrt(sample.size) + 2  # three standard deviations of a sample rank (at most)
         lo_pos = (first - below) / inside * sample.size - spread
         hi_pos = (last - below + 1) / inside * sample.size + spread
-        if sample[0] == sample[-1]:
-            # Perhaps one run of equal differences covers the wanted ranks: sampling cannot shrink
-            # the bracket then, but counting the pairs on either side of that value proves it.
-            lo_pos, hi_pos = 0.0, 0.0
-        lo_moved = hi_moved = False
         if lo_pos >= 0:
-            lo = sample[int(lo_pos)]
-            new_stop = np.clip(np.searchsorted(b, a - lo, side="right"), start, stop)  # j < it ⇔ diff >= lo
+            new_stop = np.clip(np.searchsorted(b, a - sample[int(lo_pos)], side="right"), start, stop)  # diff >= lo
             new_below = below + int(np.sum(stop - new_stop))
             if new_below <= first:
-                stop, below, lo_moved = new_stop, new_below, True
+                stop, below = new_stop, new_below
         if hi_pos < sample.size:
-            hi = sample[int(hi_pos)]
-            new_start = np.clip(np.searchsorted(b, a - hi, side="left"), start, stop)  # j >= it ⇔ diff <= hi
+            new_start = np.clip(np.searchsorted(b, a - sample[int(hi_pos)], side="left"), start, stop)  # diff <= hi
             if m * n - int(np.sum(new_start)) > last:
-                start, hi_moved = new_start, True
-        inside = int(np.sum(stop - start))
-        if lo_moved and hi_moved and sample[0] == sample[-1]:
-            return {r: float(sample[0]) for r in range(first, last + 1)}  # every pair left is that value
-    lengths = np.maximum(stop - start, 0)
+                start = new_start
+        previous, inside = inside, int(np.sum(stop - start))
+        if inside * 2 > previous:
+            # Stalled: most likely a run of equal differences holds the wanted ranks, which sampling
+            # cannot split. Count the pairs either side of the sampled value there to prove it.
+            value = float(sample[min(max(int(lo_pos + spread), 0), sample.size - 1)])
+            smaller = int(np.sum(n - np.searchsorted(b, a - value, side="right")))  # diff < value
+            not_larger = int(np.sum(n - np.searchsorted(b, a - value, side="left")))  # diff <= value
+            if smaller <= first and last < not_larger:
+                return {r: value for r in range(first, last + 1)}
+            if first < last:  # the wanted ranks straddle two runs: find each on its own
+                return _select(a, b, first, first, rng, sample) | _select(a, b, last, last, rng, sample)
+    lengths = stop - start
     rows = np.repeat(np.arange(m), lengths)
     first_of_row = np.repeat(np.cumsum(lengths) - lengths, lengths)
     cols = np.repeat(start, lengths) + (np.arange(rows.size) - first_of_row)
