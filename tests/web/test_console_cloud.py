@@ -161,3 +161,20 @@ def test_readiness_shows_the_stored_audit(login: Any, server: Server) -> None:
     failing = page.locator("[data-testid=failing] tbody tr[data-check]")
     assert failing.count() >= 1 and GROUP in failing.first.inner_text()
     page.screenshot(path=str(ARTIFACTS / "console-readiness.png"), full_page=True)
+
+
+def test_cloud_views_hold_only_the_applications_resources(server: Server) -> None:
+    """``shopping-db`` belongs to another application (``shopping``), not to ``shop``: a viewer of shop
+    must not see it on shop's tabs; another application's tabs are refused outright."""
+    ec2 = provider(server).ec2
+    vpc = ec2.describe_security_groups(GroupNames=["shop-web"])["SecurityGroups"][0]["VpcId"]
+    ec2.create_security_group(GroupName="shopping-db", Description="another application's", VpcId=vpc)
+    with server.api("vic") as c:
+        groups = c.get("/api/applications/shop/security_groups")
+        assert groups.status_code == 200
+        names = {g["name"] for g in groups.json()}
+        assert {"shop-lb", "shop-web"} <= names and "shopping-db" not in names
+        assert "shopping-db" not in c.get("/applications/shop/securitygroups").text
+        assert c.get("/api/applications/shopping/security_groups").status_code == 403
+    with server.api("alice") as c:
+        assert "shopping-db" in {g["name"] for g in c.get("/api/applications/shopping/security_groups").json()}
