@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -21,6 +22,10 @@ from gennaker.web import store
 from gennaker.web.tables import audit_log
 
 from .conftest import DEMO, auth_config, register
+from .test_login_burst import postgres_url as pg_database
+from .test_login_burst import replicas
+
+postgres_url = pg_database  # the fixture: a fresh PostgreSQL database
 
 
 @pytest.fixture
@@ -120,3 +125,23 @@ def test_the_retention_is_a_setting(tmp_path: Path) -> None:
         client.post("/api/executions/none/cancel", json={}, headers=alice)
         assert client.get("/api/audit", params={"actor": "old"}, headers=alice).json() == []
     rt.db.dispose()
+
+
+def test_replicas_on_postgresql_count_refusals_in_one_row(postgres_url: str) -> None:
+    with replicas(postgres_url) as (a, b):
+        start = time.monotonic()
+        for i in range(100):
+            for server in (a, b):
+                r = httpx.post(f"{server.url}/api/executions/{i}{'c' * 1000}/cancel", json={})
+                assert r.status_code == 401
+        minutes = int((time.monotonic() - start) // 60) + 2
+        end = time.monotonic() + 10  # a server writes the entry after it has answered
+        while True:
+            with a.web.db.read() as conn:
+                rows, hits = conn.execute(
+                    select(func.count(), func.sum(audit_log.c.hits)).where(audit_log.c.auth == "anonymous")
+                ).one()
+            if hits == 200 or time.monotonic() > end:
+                break
+            time.sleep(0.1)
+        assert rows <= minutes and hits == 200

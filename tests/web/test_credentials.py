@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -23,6 +24,10 @@ from gennaker.web import store
 from gennaker.web.tables import sessions
 
 from .conftest import DEMO, PASSWORD, USERS, auth_config, register
+from .test_login_burst import postgres_url as pg_database
+from .test_login_burst import replicas
+
+postgres_url = pg_database  # the fixture: a fresh PostgreSQL database
 
 BASE = "http://127.0.0.1"  # a Host the server knows as its own
 
@@ -199,3 +204,22 @@ def test_tokens_need_a_name_and_a_finite_positive_lifetime(servers: Servers) -> 
     for name, seconds in (("", None), (" ", None), ("x", float("nan")), ("x", float("inf")), ("x", -5.0)):
         with pytest.raises(InvalidInput):
             store.create_token(servers.db, name, "alice", [], "test", seconds)
+
+
+def test_sessions_hold_across_replicas_on_postgresql(postgres_url: str) -> None:
+    """Issue 13 runs several servers on one PostgreSQL database: a session started on one works on the
+    other, and logging out on either ends it on both."""
+    with replicas(postgres_url) as (a, b), httpx.Client(base_url=a.url) as browser:
+        browser.get("/login")
+        r = browser.post(
+            "/login", data={"username": "vic", "password": PASSWORD, "csrf_token": browser.cookies["gk_csrf"]}
+        )
+        assert r.status_code == 303 and browser.cookies.get("gk_session")
+        cookie = {"gk_session": browser.cookies["gk_session"]}
+        m = re.search(r'"X-CSRF-Token": "([^"]+)"', browser.get("/applications").text)
+        assert m
+        with httpx.Client(base_url=b.url, cookies=cookie) as other:
+            assert other.get("/api/whoami").json()["user"] == "vic"
+            assert other.post("/logout", headers={"X-CSRF-Token": m.group(1)}).status_code == 303
+        with httpx.Client(base_url=a.url, cookies=cookie) as replay:
+            assert replay.get("/api/whoami").status_code == 401

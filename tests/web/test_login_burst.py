@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +18,10 @@ import pytest
 import uvicorn
 
 from gennaker.api.app import create_app
-from gennaker.runtime import build_runtime
+from gennaker.runtime import Runtime, build_runtime
 from gennaker.web.state import WebState
+from tests.conftest import POSTGRES_URL
+from tests.core.test_postgres import _admin_conn
 
 from .conftest import PASSWORD, auth_config, free_port
 
@@ -30,9 +34,9 @@ class Live:
     web: WebState
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    rt = build_runtime(str(tmp_path / "g.db"), config=auth_config())
+@contextmanager
+def serving(rt: Runtime) -> Iterator[Live]:
+    """A live server (uvicorn on a thread) for ``rt``; several may share one database, as replicas do."""
     app = create_app(rt)
     port = free_port()
     server = uvicorn.Server(
@@ -51,7 +55,40 @@ def live(tmp_path: Path) -> Iterator[Live]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-        rt.db.dispose()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    rt = build_runtime(str(tmp_path / "g.db"), config=auth_config())
+    with serving(rt) as server:
+        yield server
+    rt.db.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (dropped afterwards)."""
+    admin = _admin_conn()
+    name = f"gennaker_web_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@contextmanager
+def replicas(url: str, count: int = 2) -> Iterator[list[Live]]:
+    """``count`` servers on one database with one configuration (the same users and key)."""
+    config = auth_config()
+    runtimes = [build_runtime(url, config=config) for _ in range(count)]
+    try:
+        with ExitStack() as stack:
+            yield [stack.enter_context(serving(rt)) for rt in runtimes]
+    finally:
+        for rt in runtimes:
+            rt.db.dispose()
 
 
 def rss_mb() -> float:
@@ -142,3 +179,15 @@ def test_the_throttle_is_shared_through_the_database(live: Live, tmp_path: Path)
     other = WebState.build(live.web.runtime)
     assert other.limiter.claim(other.db, "rita", "127.0.0.1") > 0
     assert other.limiter.claim(other.db, "olga", "127.0.0.1") == 0
+
+
+def test_replicas_on_postgresql_share_one_limit(postgres_url: str) -> None:
+    """Two servers on one PostgreSQL database: a burst split over both still gets at most the limit."""
+    with replicas(postgres_url) as (a, b):
+        cookies, csrf = login_form(a.url)
+        targets = [a.url, b.url] * 50
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            statuses = list(pool.map(lambda url: attempt(url, cookies, csrf, "rita", "wrong"), targets))
+        assert a.web.limiter.verifications + b.web.limiter.verifications <= LIMIT
+        assert statuses.count(401) <= LIMIT and set(statuses) <= {401, 429}
+        assert attempt(b.url, cookies, csrf, "olga", PASSWORD) == 303

@@ -220,36 +220,51 @@ class LoginLimiter:
         now = time.time() if now is None else now
         try:
             with db.begin() as conn:  # one key over its limit rolls back the counts of the others
-                for key, limit in self._keys(user, address):
-                    self._count(db, conn, key, limit, now)
+                started = [self._count(db, conn, key, limit, now) for key, limit in self._keys(user, address)]
         except _Locked as locked:
             return max(locked.wait, 0.001)
+        if started[-1]:  # a new window in all: once a window, forget the idle keys
+            self._forget_idle(db, now)
         return 0.0
 
-    def _count(self, db: Database, conn: Connection, key: str, limit: int, now: float) -> None:
+    def _count(self, db: Database, conn: Connection, key: str, limit: int, now: float) -> bool:
+        """Count one attempt on ``key`` (raise ``_Locked`` when it is at its limit); True when this
+        started a new window."""
         t = login_throttle
         fresh = now - self.per_seconds
-        counted = conn.execute(
-            update(t)
-            .where(t.c.key == key, t.c.window_start > fresh, t.c.attempts < limit)
-            .values(attempts=t.c.attempts + 1)
-        )
-        if counted.rowcount == 1:
-            return
-        # No row, or its window is over: start a new window (unless a concurrent request just did).
         dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
-        started = conn.execute(
-            dialect_insert(t)
-            .values(key=key, window_start=now, attempts=1)
-            .on_conflict_do_update(
-                index_elements=[t.c.key], set_={"window_start": now, "attempts": 1}, where=t.c.window_start <= fresh
-            )
-        )
-        if started.rowcount == 1:
-            conn.execute(delete(t).where(t.c.window_start <= fresh))  # idle keys cannot pile up
-            return
-        window_start = conn.execute(select(t.c.window_start).where(t.c.key == key)).scalar_one()
-        raise _Locked(window_start + self.per_seconds - now)
+        for _ in range(2):  # twice: a concurrent request may have started the window in between
+            counted = conn.execute(
+                update(t)
+                .where(t.c.key == key, t.c.window_start > fresh, t.c.attempts < limit)
+                .values(attempts=t.c.attempts + 1)
+                .returning(t.c.key)
+            ).first()
+            if counted is not None:
+                return False
+            # No row, or its window is over: start a new window (unless a concurrent request just did).
+            started = conn.execute(
+                dialect_insert(t)
+                .values(key=key, window_start=now, attempts=1)
+                .on_conflict_do_update(
+                    index_elements=[t.c.key], set_={"window_start": now, "attempts": 1}, where=t.c.window_start <= fresh
+                )
+                .returning(t.c.key)
+            ).first()
+            if started is not None:
+                return True
+            row = conn.execute(select(t.c.window_start, t.c.attempts).where(t.c.key == key)).one()
+            if row.attempts >= limit:
+                raise _Locked(row.window_start + self.per_seconds - now)
+        raise _Locked(1.0)  # still contended after a retry: refuse rather than wait
+
+    def _forget_idle(self, db: Database, now: float) -> None:
+        """Delete the counts of windows that are over, so idle keys cannot pile up. Rows another
+        request holds are skipped (PostgreSQL), so this never waits on, or deadlocks with, a sign-in."""
+        t = login_throttle
+        stale = select(t.c.key).where(t.c.window_start <= now - self.per_seconds).with_for_update(skip_locked=True)
+        with db.begin() as conn:
+            conn.execute(delete(t).where(t.c.key.in_(stale)))
 
     def give_back(self, db: Database, user: str, address: str, *, forget_pair: bool = False) -> None:
         """Return an attempt (the sign-in succeeded, or its password was never checked)."""
