@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -146,7 +148,25 @@ def path(value: Any) -> str:
         raise typer.BadParameter("must not be empty (a file name)")
     if "\x00" in raw:
         raise typer.BadParameter("contains a NUL character")
+    try:
+        os.stat(raw)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # missing: the command that reads it says so, in its own words
+    except OSError as exc:  # a name too long for the file system, a symlink loop, …
+        raise typer.BadParameter(f"{_shown(raw)}: {exc.strerror or exc}") from None
     return raw
+
+
+def directory(value: Any) -> Path:
+    """A directory to use or create: not a file, and a name the file system can hold."""
+    raw = path(value)
+    where = Path(raw).expanduser()
+    try:
+        if where.exists() and not where.is_dir():
+            raise typer.BadParameter(f"{_shown(raw)} exists and is not a directory")
+    except OSError as exc:  # e.g. a name too long
+        raise typer.BadParameter(f"{_shown(raw)}: {exc.strerror or exc}") from None
+    return where
 
 
 def token(value: Any) -> str:

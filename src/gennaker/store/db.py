@@ -79,18 +79,19 @@ def _check_sqlite_file(path: str) -> None:
     """Refuse, in one line, a SQLite path that cannot be a database: its directory is missing (a typo
     must not create directories), it is a directory, or it is a file of something else."""
     file = Path(path)
-    if not file.parent.is_dir():
-        raise ConfigError(f"cannot open database {path}: directory {file.parent} does not exist")
-    if file.is_dir():
-        raise ConfigError(f"cannot open database {path}: it is a directory")
-    if file.exists():
-        try:
+    try:
+        if not file.parent.is_dir():
+            raise ConfigError(f"cannot open database {path}: directory {file.parent} does not exist")
+        if file.is_dir():
+            raise ConfigError(f"cannot open database {path}: it is a directory")
+        header = b""
+        if file.exists():
             with file.open("rb") as fh:
                 header = fh.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            raise ConfigError(f"cannot open database {path}: {exc.strerror or exc}") from None
-        if header and header != SQLITE_HEADER:
-            raise ConfigError(f"cannot open database {path}: the file is not a SQLite database")
+    except OSError as exc:  # no permission, a name too long for the file system, …
+        raise ConfigError(f"cannot open database {path}: {exc.strerror or exc}") from None
+    if header and header != SQLITE_HEADER:
+        raise ConfigError(f"cannot open database {path}: the file is not a SQLite database")
 
 
 def _sqlite_engine(url: str) -> Engine:
