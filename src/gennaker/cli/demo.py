@@ -67,8 +67,12 @@ def register(app: typer.Typer) -> None:
             int, typer.Option(parser=options.port, help="Port for the API and console on 127.0.0.1.")
         ] = 8080,
         auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Judge 'approve' automatically.")] = False,
-        soak: Annotated[str, typer.Option(help="How long Wait waits (the document says 4h).")] = "4h",
-        workdir: Annotated[Path | None, typer.Option(help="Where to keep the demo's database and config.")] = None,
+        soak: Annotated[
+            str, typer.Option(parser=options.duration_text, help="How long Wait waits (the document says 4h).")
+        ] = "4h",
+        workdir: Annotated[
+            Path | None, typer.Option(parser=options.directory, help="Where to keep the demo's database and config.")
+        ] = None,
         pipeline_file: Annotated[Path, typer.Option("--pipeline", help="The pipeline to run.")] = DEMO_PIPELINE,
     ) -> None:
         """Start simulated AWS and the server, then run the demo pipeline on the sample application."""

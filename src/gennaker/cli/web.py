@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="What the token is for, e.g. jenkins.")],
         user: Annotated[str | None, typer.Option(help="Whose token (default: you).")] = None,
         role: RoleOpt = None,
-        days: Annotated[float | None, typer.Option(help="Expire after this many days.")] = None,
+        days: Annotated[float | None, typer.Option(parser=options.days, help="Expire after this many days.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Create a token and print its secret (once)."""
