@@ -165,6 +165,13 @@ def test_limits_section_in_the_configuration() -> None:
         ),
         ("x: &x 1\nl: [" + ", ".join(["*x"] * 1_001) + "]\n", "more than 1,000 aliases"),
         (HEAD + "".join(f"  - {{id: s{i}, type: wait, duration: 0s}}\n" for i in range(2_001)), "at most 2,000 stages"),
+        (
+            "name: p\napplication: a\nparameters:\n"
+            + "".join(f"  - {{name: p{i}}}\n" for i in range(20_000))
+            + "stages:\n  - {id: a, type: run, command: x}\n",
+            "at most 500 parameters",
+        ),
+        (HEAD + "  - {id: a, type: wait, duration: '" + "1" * 40_000 + "x'}\n", "is 40001 characters long"),
     ],
     ids=short,
 )

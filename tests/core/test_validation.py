@@ -136,3 +136,27 @@ def test_expression_problems_reported_alongside_structural_ones() -> None:
     messages = [m for _, _, m in found]
     assert any("unknown field 'bogus'" in m for m in messages)
     assert any("unknown stage 'nope'" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("duration", "fragment"),
+    [
+        ("nan", "not a duration"),
+        ("'nan'", "not a duration"),
+        (".inf", "not a duration"),
+        ("'1e400'", "not a duration"),
+        ("'-5'", "cannot be negative"),
+        ("-5", "cannot be negative"),
+        ("99999999999d", "longer than 10 years"),
+        ("'" + "1" * 10_000 + "x'", "characters long"),
+    ],
+)
+def test_durations_that_are_no_durations_are_refused(duration: str, fragment: str) -> None:
+    found = problems(f"  - id: a\n    type: wait\n    duration: {duration}\n")
+    assert any(ln == 7 and fragment in msg for ln, _, msg in found), found
+
+
+def test_ordinary_durations_still_read() -> None:
+    text = HEAD + "  - {id: a, type: wait, duration: 1h30m, timeout: 250ms, retries: {count: 1, backoff: 90}}\n"
+    stage = pipeline_from_text(text, SCHEMAS).stages[0]
+    assert (stage.duration, stage.timeout, stage.retries.backoff) == (5400.0, 0.25, 90.0)  # type: ignore[attr-defined]

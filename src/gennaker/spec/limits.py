@@ -21,6 +21,7 @@ class Limits(BaseModel):
     yaml_nodes: int = Field(default=100_000, ge=100, le=10_000_000, description="values, aliases expanded")
     yaml_aliases: int = Field(default=1_000, ge=0, le=1_000_000, description="alias uses (*name)")
     stages: int = Field(default=2_000, ge=1, le=100_000, description="stages in one pipeline")
+    parameters: int = Field(default=500, ge=1, le=100_000, description="parameters of one pipeline")
 
 
 DEFAULT_LIMITS = Limits()

@@ -44,10 +44,12 @@ def validate_pipeline(
 ) -> Pipeline:
     if not isinstance(doc.value, dict):
         raise ValidationFailed([doc.problem((), "a pipeline must be a mapping with name, application and stages")])
-    raw = doc.value.get("stages")
-    if isinstance(raw, list) and len(raw) > limits.stages:
-        msg = f"a pipeline may have at most {limits.stages:,} stages, this one has {len(raw):,} (limits.stages)"
-        raise ValidationFailed([doc.problem(("stages",), msg)])
+    for key, most in (("stages", limits.stages), ("parameters", limits.parameters)):
+        # counted before any model sees them (the header's duplicate check is quadratic in parameters)
+        raw = doc.value.get(key)
+        if isinstance(raw, list) and len(raw) > most:
+            msg = f"a pipeline may have at most {most:,} {key}, this one has {len(raw):,} (limits.{key})"
+            raise ValidationFailed([doc.problem((key,), msg)])
     problems: list[Problem] = []
     try:
         header = PipelineHeader.model_validate(doc.value)
