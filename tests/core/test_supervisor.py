@@ -279,3 +279,42 @@ def test_attempt_from_another_host_is_not_rerun(runtime: Runtime, tmp_path: Path
     assert stage["status"] == "FAILED" and stage["attempt"] == 1, stage
     assert stage["message"].startswith("an earlier attempt may still be running on build-7.example"), stage
     assert detail(runtime, eid)["status"] == "FAILED"
+
+
+def test_timed_out_attempt_is_dead_before_its_retry_starts(
+    runtime: Runtime, worker: object, tmp_path: Path, run_dir: Path
+) -> None:
+    log, beat = tmp_path / "log", tmp_path / "beat"
+    # the first attempt's tree (in its own session) takes a while to die after SIGTERM, writing as it
+    # goes (shell builtins only: a new child would be killed at once)
+    busy = "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); [ $((i % 2000)) = 0 ] && echo $i >> BEAT; done"
+    dying = f"trap '{busy}; exit' TERM; while :; do echo . >> BEAT; sleep 0.05; done".replace("BEAT", str(beat))
+    dying = dying.replace("$", "\\$")  # it stands in double quotes below: for the inner shell to expand
+    text = (
+        f"echo start $GENNAKER_ATTEMPT $(date +%s.%N) >> {log}; "
+        f'if [ "$GENNAKER_ATTEMPT" = 1 ]; then setsid sh -c "{dying}" & sleep 30; fi'
+    )
+    eid = start(runtime, tmp_path, pipeline(text, retries=1, extra="    timeout: 6s\n"))
+    d = finished(runtime, eid, timeout=60)
+    assert d["status"] == "SUCCEEDED", d
+    assert d["stages"][0]["attempt"] == 2
+    assert "150000" in beat.read_text()  # it did die slowly
+    start_2 = next(float(w[2]) for w in lines(log) if w[:2] == ["start", "2"])
+    assert beat.stat().st_mtime < start_2
+    wait_for(lambda: marked(str(tmp_path)) == [], timeout=10)
+
+
+def test_cancel_kills_the_whole_tree(runtime: Runtime, worker: object, tmp_path: Path, run_dir: Path) -> None:
+    from gennaker.engine import operations as ops
+
+    log = tmp_path / "log"
+    eid = start(runtime, tmp_path, pipeline(command(tmp_path, "daemon")))
+    wait_for(lambda: started(log) and Path(f"{tmp_path}/beat.1").exists(), timeout=30)
+    tree = marked(str(tmp_path))
+    supervisor = context(runtime, eid)["supervisor"]["pid"]
+    ops.cancel(runtime.db, eid, "tester")
+    assert finished(runtime, eid)["status"] == "CANCELED"
+    assert_tree_gone(tree, supervisor)
+    assert marked(str(tmp_path)) == []
+    time.sleep(2.5)
+    assert ["late", "1"] not in lines(log)

@@ -33,6 +33,7 @@ from gennaker.stages.supervisor import proc_start_time
 
 SUPERVISOR = str(Path(__file__).with_name("supervisor.py"))
 STOP_GRACE_SECONDS = 5.0  # SIGTERM to SIGKILL, for the command's tree
+KEEP_STATUS_SECONDS = 7 * 86400  # a take-over happens within minutes; a week leaves room for a long outage
 Key = tuple[str, str, int]
 
 
@@ -156,6 +157,21 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def prune(older_than: float = KEEP_STATUS_SECONDS) -> None:
+    """Remove status files nobody holds that have not changed for ``older_than`` seconds."""
+    cutoff = time.time() - older_than
+    with contextlib.suppress(FileNotFoundError):
+        for folder in os.scandir(run_dir()):
+            if not folder.is_dir():
+                continue
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(folder.path):
+                    path = Path(entry.path)
+                    if entry.stat().st_mtime < cutoff and not (path.suffix == ".jsonl" and locked(path)):
+                        path.unlink(missing_ok=True)
+                os.rmdir(folder.path)  # fails while anything is left in it
+
+
 @dataclass
 class Handle:
     key: Key
@@ -184,6 +200,7 @@ class ProcessRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._handles: dict[Key, Handle] = {}
+        self._pruned = 0.0
 
     def get(self, key: Key) -> Handle | None:
         with self._lock:
@@ -198,6 +215,9 @@ class ProcessRegistry:
         write: Callable[[str, list[str]], None],
     ) -> Handle:
         """Start the supervisor of a command; the command itself starts on ``go``."""
+        if time.monotonic() - self._pruned > 3600 or not self._pruned:
+            self._pruned = time.monotonic()
+            prune()
         path = status_path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         proc = subprocess.Popen(

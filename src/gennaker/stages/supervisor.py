@@ -78,6 +78,7 @@ class Status:
     """The status file: appended to, flushed and synced for the records that decide a takeover."""
 
     def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)  # a pruner may just have removed it
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
