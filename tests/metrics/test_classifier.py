@@ -167,6 +167,18 @@ def test_input_that_is_not_numbers_is_an_error() -> None:
     result = classify(["a", "b"], [1.0])  # type: ignore[list-item]
     assert result.label is Label.ERROR
     assert result.reason == "the baseline values are not numbers"
+    assert classify([1.0], [10**400]).reason == "the canary values are not numbers"  # beyond float range
+    assert classify(np.array([1 + 2j]), [1.0]).reason == "the baseline values are not real numbers"
+    assert classify(np.zeros((3, 3)), np.ones(4)).label is Label.HIGH  # any shape is flattened
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers() | st.floats(), max_size=30), st.lists(st.integers(-(10**6), 10**6), max_size=30))
+def test_never_raises_on_integers_of_any_size(base: list[float], can: list[int]) -> None:
+    result = classify(base, can)
+    assert isinstance(result.label, Label)
+    if all(abs(v) < 1e300 for v in base if isinstance(v, int)):
+        assert result.label is not Label.ERROR, result.reason
 
 
 any_float = st.floats(allow_nan=True, allow_infinity=True, width=64)

@@ -104,6 +104,8 @@ def classify(
 
 
 def _as_floats(values: Any, what: str) -> Floats | str:
+    if np.iscomplexobj(values):
+        return f"the {what} values are not real numbers"
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -119,11 +121,13 @@ def _clean(values: Floats, nan_strategy: NanStrategy, outliers: Outliers) -> Flo
     finite = np.isfinite(values)
     values = np.where(finite, values, 0.0) if nan_strategy is NanStrategy.REPLACE else values[finite]
     if outliers is Outliers.REMOVE and values.size >= 4:
-        q1, q3 = np.percentile(values, [25, 75])
-        iqr = q3 - q1
-        if np.isfinite(iqr) and iqr > 0:  # no spread: nothing stands out, keep everything
-            keep = (values >= q1 - IQR_FACTOR * iqr) & (values <= q3 + IQR_FACTOR * iqr)
-            values = values[keep]
+        # Near the float range the fences overflow to ±inf, which keeps everything on that side.
+        with np.errstate(over="ignore", invalid="ignore"):
+            q1, q3 = np.percentile(values, [25, 75])
+            iqr = q3 - q1
+            if np.isfinite(iqr) and iqr > 0:  # no spread: nothing stands out, keep everything
+                keep = (values >= q1 - IQR_FACTOR * iqr) & (values <= q3 + IQR_FACTOR * iqr)
+                values = values[keep]
     return values
 
 
