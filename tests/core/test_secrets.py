@@ -110,10 +110,12 @@ def test_secret_reaches_the_command_and_nothing_else(env: Any, tmp_path: Path) -
         stored_logs = [r.line for r in conn.execute(select(logs.c.line))]
         stored_outputs = json.dumps([r.outputs for r in conn.execute(select(stages.c.outputs))], ensure_ascii=False)
         stored_ops = json.dumps([r.details for r in conn.execute(select(operations.c.details))])
+        stored_contexts = json.dumps([r.context for r in conn.execute(select(stages.c.context))])
         trigger = conn.execute(select(executions.c.trigger).where(executions.c.id == eid)).scalar()
     assert stored_logs and not any(SECRET in line for line in stored_logs)
     assert SECRET not in stored_outputs and MASK in stored_outputs
     assert SECRET not in stored_ops
+    assert SECRET not in stored_contexts  # the resolved config (command, env) too
     assert trigger["params"]["token"] == SECRET and trigger["secrets"] == ["token"]
 
 

@@ -213,7 +213,11 @@ class Engine:
                 tasks=tasks,
                 # attempts count on across restarts (so a late message or process of an earlier run can
                 # never be mistaken for this one); retries count from the last restart
-                context={"resolved": config.model_dump(mode="json"), "base": (st.context or {}).get("base", 0)},
+                # stored with secret parameters masked (it is shown); _task_context resolves them again
+                context={
+                    "resolved": secrets.mask(config.model_dump(mode="json"), secrets.secret_values(ex.trigger)),
+                    "base": (st.context or {}).get("base", 0),
+                },
                 worker_id=None,
             )
             self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": 0, "attempt": attempt})
@@ -295,7 +299,10 @@ class Engine:
 
     def _task_context(self, ex: Any, st: Any, stype: StageType, worker_id: str) -> TaskContext:
         context = dict(st.context or {})
-        config = stype.Config.model_validate(context.get("resolved", st.config))
+        if secrets.secret_values(ex.trigger):
+            config = self._resolve_again(ex, st, stype)
+        else:
+            config = stype.Config.model_validate(context.get("resolved", st.config))
         attempt = st.attempt
 
         def write_log(line: str) -> None:
@@ -317,6 +324,14 @@ class Engine:
             worker_id=worker_id,
             now=self.clock,
         )
+
+    def _resolve_again(self, ex: Any, st: Any, stype: StageType) -> Any:
+        """The stage's config with the real values of secret parameters (the stored one has them masked),
+        resolved as ``_start_stage`` resolved it: what it reads cannot change while the stage runs."""
+        with self.db.read() as conn:
+            scope = self._scope(conn, ex, st.config)
+        resolved = stype.resolve_config({k: v for k, v in st.config.items() if k != "when"}, scope)
+        return stype.Config.model_validate({**resolved, "when": st.config.get("when")})
 
     def _call_task(self, stype: StageType, ctx: TaskContext, st: Any, worker_id: str) -> TaskResult:
         if st.worker_id and st.worker_id != worker_id:
