@@ -90,3 +90,38 @@ def test_hostile_yaml() -> None:
         "name: 2001-99-99\n",
     ]:
         _check(text)
+
+
+# --- expressions: the linear scanner agrees with the regex it replaced; conditions never crash ---
+
+_OLD_REF = __import__("re").compile(r"\$\{\s*([^}]*?)\s*\}")  # the backtracking original, as an oracle
+expression_text = st.text(alphabet="${} ab.\t'\"\\()=!<>[],-0123456789", max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(expression_text)
+def test_scanner_finds_what_the_old_regex_found(text: str) -> None:
+    from gennaker.spec import expressions
+
+    assert list(expressions.references(text)) == [m.group(1) for m in _OLD_REF.finditer(text)]
+    assert expressions.unterminated(text) == ("${" in _OLD_REF.sub("", text))
+
+
+condition_words = st.sampled_from(
+    ["${trigger.params.v}", "'${trigger.params.v}'", "'x'", '"y"', "1", "2.5", "-3", "true", "false", "null",
+     "==", "!=", "<", "<=", ">", ">=", "in", "not", "and", "or", "(", ")", "[", "]", ",", "'", "${", "}", "x"]
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(condition_words, max_size=12), st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)))
+def test_conditions_either_evaluate_to_a_bool_or_raise_expression_error(words: list[str], value: object) -> None:
+    from gennaker.spec import expressions
+
+    condition = " ".join(words)
+    problem = expressions.check_condition(condition)
+    try:
+        result = expressions.evaluate_condition(condition, {"trigger": {"params": {"v": value}}})
+    except expressions.ExpressionError:
+        return
+    assert problem is None and isinstance(result, bool)

@@ -339,3 +339,13 @@ def test_health_answers_while_a_hostile_document_is_parsed(runtime: Runtime) -> 
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def test_request_limit_comes_from_the_configuration(runtime: Runtime) -> None:
+    runtime.config.server = {"insecure_no_auth": True}
+    runtime.config.limits = Limits(request_bytes=5_000)
+    with TestClient(create_app(runtime), base_url="http://127.0.0.1") as c:
+        assert c.post("/api/pipelines", json={"yaml": "x" * 6_000}).status_code == 413
+        r = c.post("/api/pipelines", json={"yaml": HEAD + "  - {id: a, type: run, command: 'true'}\n"})
+        assert r.status_code == 201, r.text
+        assert c.get("/api/health").status_code == 200
