@@ -93,3 +93,25 @@ def test_fetch_interval_calls_each_source_once_for_both_groups() -> None:
     assert baseline["c"] == MetricError("unknown metric source 'elsewhere'")
     with pytest.raises(ValueError, match="same server group"):
         fetch_interval({"memory": memory}, config, BASE, BASE, START, END)
+
+
+def test_the_metrics_layer_imports_nothing_above_it() -> None:
+    """metrics/ sits beside cloud/: it may use spec/ and the AWS session, never stages, ops or above."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, gennaker.metrics, gennaker.metrics.cloudwatch, gennaker.metrics.prometheus;"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('gennaker'))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}  # this tree
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    loaded = run.stdout.split()
+    assert "gennaker.metrics.judge" in loaded
+    allowed = ("gennaker.metrics", "gennaker.spec", "gennaker.errors", "gennaker.cloud.aws.session")
+    outside = [
+        m for m in loaded if m not in ("gennaker", "gennaker.cloud", "gennaker.cloud.aws") and not m.startswith(allowed)
+    ]
+    assert outside == []
