@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from gennaker.api.app import create_app
 from gennaker.runtime import Runtime, build_runtime
+from gennaker.spec.config import Config
 from gennaker.web import store
 from gennaker.web.tables import audit_log
 
@@ -145,3 +146,20 @@ def test_replicas_on_postgresql_count_refusals_in_one_row(postgres_url: str) -> 
                 break
             time.sleep(0.1)
         assert rows <= minutes and hits == 200
+
+
+def test_without_access_control_refused_forms_are_counted_too(tmp_path: Path) -> None:
+    """``--insecure-no-auth``: callers only name themselves, so a flood of refused form posts (no CSRF
+    token) is counted like strangers' refusals; an allowed change keeps an entry of its own."""
+    rt = build_runtime(str(tmp_path / "g.db"), config=Config(server={"insecure_no_auth": True}))
+    register(rt, DEMO)
+    with TestClient(create_app(rt), base_url="http://127.0.0.1") as client:
+        rows_before, _ = size(rt)
+        for i in range(300):
+            r = client.post(f"/executions/{i}{'d' * 1000}/cancel", data={}, follow_redirects=False)
+            assert r.status_code == 403
+        rows, chars = size(rt)
+        assert rows - rows_before <= 2 and chars <= 2 * (512 + 256)
+        r = client.post("/api/executions/none/cancel", json={}, headers={"X-Gennaker-User": "carol"})
+        assert client.get("/api/audit").json()[0]["actor"] == "carol"
+    rt.db.dispose()

@@ -175,6 +175,14 @@ DETAILS_MAX = 2000  # characters of JSON
 REFUSED_STRANGERS = ("anonymous", "bad-token")  # refusals of these are counted, not listed one by one
 
 
+def _counted(entry: dict[str, Any]) -> bool:
+    """Whether an entry is a stranger's refusal: no valid credential and a 4xx/5xx answer. With access
+    control off (``--insecure-no-auth``) callers only name themselves, so their 401/403 (a bad CSRF
+    token, a foreign origin) count as strangers' too; their other answers stay entries of their own."""
+    status, auth = int(entry.get("status_code", 0)), entry.get("auth")
+    return (auth in REFUSED_STRANGERS and status >= 400) or (auth == "off" and status in (401, 403))
+
+
 def _cut(value: Any, limit: int) -> Any:
     if isinstance(value, str) and len(value) > limit:
         return value[: limit - 1] + "…"
@@ -209,7 +217,7 @@ def write_audit(db: Database, retention: float = AUDIT_RETENTION, **entry: Any) 
     entry.setdefault("details", {})
     entry = _bounded(entry)
     with db.begin() as conn:
-        if entry.get("auth") in REFUSED_STRANGERS and int(entry.get("status_code", 0)) >= 400:
+        if _counted(entry):
             key = (
                 f"{int(entry['at'] // 60)}|{entry['auth']}|{entry['status_code']}|{entry['method']}|"
                 f"{entry.get('client') or ''}"
