@@ -5,6 +5,7 @@ only from configured proxies, and the local admin credential is made, kept 0600 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -183,6 +184,8 @@ def test_the_login_link_works_once_and_is_no_api_token(local: Any) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith("/login?err=")
     assert "gk_session" not in client.cookies
     assert client.get("/api/whoami").json()["auth"] == "anonymous"
+    page = client.get(r.headers["location"])
+    assert "already used or has expired" in page.text and 'data-testid="login-link-hint"' in page.text
 
 
 def test_trusted_headers_only_from_configured_proxies(tmp_path: Path) -> None:
@@ -335,3 +338,21 @@ def test_insecure_no_auth_on_loopback_keeps_todays_behaviour(tmp_path: Path) -> 
         assert r.status_code == 403
     finally:
         server.stop()
+
+
+def test_a_local_token_without_an_auth_section_is_the_local_admins(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gennaker.cli import app as cli
+
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    (tmp_path / "gennaker.yml").write_text("accounts: {}\n")  # no auth: section
+    r = CliRunner().invoke(cli, ["--db", db, "--config", str(tmp_path / "gennaker.yml"), "tokens", "create", "ci",
+                                 "-r", "shop:operator", "--json"])
+    assert r.exit_code == 0, r.output
+    token = json.loads(r.stdout)
+    assert token["user"] == credentials.LOCAL_ADMIN
+    rt = build_runtime(db, config=Config())
+    with TestClient(create_app(rt), base_url=LOCAL) as client:
+        me = client.get("/api/whoami", headers={"Authorization": f"Bearer {token['token']}"}).json()
+        assert me["user"] == credentials.LOCAL_ADMIN and me["roles"] == ["shop:operator"]

@@ -238,11 +238,13 @@ def register(app: typer.Typer) -> None:
         else:
             from gennaker.cli.core import runtime_from
             from gennaker.web import store
+            from gennaker.web.credentials import LOCAL_ADMIN
 
             rt = runtime_from(ctx)
-            token = store.create_token(
-                rt.db, name, user or ctx.obj.user, role or [], ctx.obj.user, days * 86400 if days else None
-            )
+            # Without an auth: section the server knows one user, its local admin: a token for anyone
+            # else would be refused there.
+            owner = user or (ctx.obj.user if rt.config.auth else LOCAL_ADMIN)
+            token = store.create_token(rt.db, name, owner, role or [], ctx.obj.user, days * 86400 if days else None)
         if as_json:
             sys.stdout.write(json.dumps(token, indent=2) + "\n")
             return

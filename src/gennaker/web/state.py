@@ -91,6 +91,7 @@ class WebState:
 
         filters.install(templates.env)
         templates.env.globals["insecure_no_auth"] = mode == "off"  # the warning banner on every page
+        templates.env.globals["local_admin_login"] = mode == "local"  # the login page points to the link
         return cls(runtime=runtime, auth=auth, server=server, mode=mode, sessions=sessions, limiter=limiter,
                    templates=templates)
 
