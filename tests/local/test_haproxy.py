@@ -153,3 +153,17 @@ def test_listen_port_in_use_is_a_clear_error(haproxy_binary: str, tmp_path: Path
         with pytest.raises(Exception, match=f"cannot listen on 127.0.0.1:{port}"):
             proxy.start()
     assert not proxy.is_running()
+
+
+def test_a_reload_under_load_loses_no_request(
+    haproxy: HAProxy, instances: InstanceManager, lb_spec: LoadBalancerSpec
+) -> None:
+    group = start_group(instances, "shop-web-v001", "1.0.0")
+    put_in_rotation(haproxy, group)
+    with Traffic(lb_spec.host, lb_spec.port, max_seconds=30) as traffic:
+        traffic.wait_for(30)
+        for _ in range(3):
+            haproxy.reload()
+            traffic.wait_for(30)
+    assert len(traffic.answers) >= 120
+    assert failures(traffic.answers) == []

@@ -137,3 +137,20 @@ def test_missing_group_and_directory_are_clear_errors(instances: InstanceManager
         instances.reconcile("shop-web-v404")
     with pytest.raises(NotFound, match="does not exist"):
         instances.create("shop-web-v001", "true", tmp_path / "nope", {}, 1)
+
+
+def test_a_crash_loop_stops_being_replaced_and_says_why(tmp_path: Path) -> None:
+    manager = InstanceManager(tmp_path / "state", crash_window=30, max_crashes=3)
+    try:
+        manager.create("shop-web-v011", "echo 'bad config: no DATABASE_URL' >&2; exit 1", tmp_path, {}, 1)
+        launches = 1
+        for _ in range(10):
+            time.sleep(0.15)
+            _, changes = manager.reconcile("shop-web-v011")
+            launches += len(changes.started)
+        assert launches == 3  # the first and two replacements; the third crash stops replacing
+        assert changes.crash_looping
+        report = manager.last_crash("shop-web-v011")
+        assert "shop-web-v011-3 exited" in report and "bad config: no DATABASE_URL" in report
+    finally:
+        manager.destroy("shop-web-v011", timeout=1)

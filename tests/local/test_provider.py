@@ -194,3 +194,11 @@ def test_bad_input_is_a_clear_error(provider: LocalProvider) -> None:
         provider.create_server_group(dataclasses.replace(good, user_data=None))
     assert provider.instances.groups() == []
     assert [i.name for i in provider.find_images("samp*", {"version": "1.0.0"}, [])] == ["sample"]
+
+
+def test_health_report_names_the_check_and_the_log(provider: LocalProvider) -> None:
+    bad = spec(provider, "shop-web-v001", "1.0.0", desired=1, UNHEALTHY="1")
+    provider.create_server_group(bad)
+    report = provider.health_report("shop-web-v001")
+    assert "shop-web-v001-1 (port " in report and "check L7STS" in report
+    assert '"GET /up HTTP/1.0" 503' in report and "Traceback" not in report

@@ -126,6 +126,12 @@ def make_handler(config: Config, metrics: Metrics, stopping: threading.Event) ->
             else:
                 self._send(404, "not found\n")
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # Passing health checks every second would bury everything else in the log.
+            if self.path == "/up" and str(code).startswith("2"):
+                return
+            super().log_request(code, size)
+
         def log_message(self, format: str, *args: object) -> None:
             # One line per request on stdout: the instance log the console shows.
             sys.stdout.write(f"{self.address_string()} {format % args}\n")
@@ -140,6 +146,12 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client gone before the answer (HAProxy closes health checks early) is no error of ours.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def main(env: dict[str, str] | None = None) -> int:

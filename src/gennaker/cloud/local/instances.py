@@ -97,6 +97,8 @@ class Changes:
     started: list[InstanceRecord] = field(default_factory=list)
     stopped: list[InstanceRecord] = field(default_factory=list)
     crashed: list[InstanceRecord] = field(default_factory=list)
+    # Replacements held back: the group's instances keep dying right after they start.
+    crash_looping: bool = False
 
 
 def _now() -> str:
@@ -106,12 +108,23 @@ def _now() -> str:
 class InstanceManager:
     """The server groups (and their instances) kept in ``state_dir``."""
 
-    def __init__(self, state_dir: Path, stop_timeout: float = 10.0, keep_crashed: int = 10):
+    def __init__(
+        self,
+        state_dir: Path,
+        stop_timeout: float = 10.0,
+        keep_crashed: int = 10,
+        crash_window: float = 30.0,
+        max_crashes: int = 5,
+    ):
         self.state_dir = Path(state_dir)
         self.groups_dir = self.state_dir / "groups"
         self.logs_dir = self.state_dir / "logs"
         self.stop_timeout = stop_timeout
         self.keep_crashed = keep_crashed  # crashed instances kept in the record, to show their logs
+        # More than max_crashes crashes within crash_window seconds: stop replacing (a command that
+        # exits at once would otherwise be restarted on every read, forever).
+        self.crash_window = crash_window
+        self.max_crashes = max_crashes
 
     # --- records -------------------------------------------------------------------------------
     def _path(self, name: str) -> Path:
@@ -210,6 +223,12 @@ class InstanceManager:
             live = [i for i in live if process_start_time(i.pid) == i.start_time]
         for inst in live:
             _signal(inst, signal.SIGKILL)
+        # SIGKILL is not instant: wait (briefly) until init has reaped them, so callers may rely
+        # on the port and the pid being free when this returns.
+        deadline = time.monotonic() + 5
+        while live and time.monotonic() < deadline:
+            time.sleep(0.02)
+            live = [i for i in live if process_start_time(i.pid) == i.start_time]
 
     # --- groups --------------------------------------------------------------------------------
     def create(
@@ -246,7 +265,8 @@ class InstanceManager:
         started: list[InstanceRecord] = []
         stopped: list[InstanceRecord] = []
         running = group.running()
-        while len(running) < group.desired:
+        looping = self.crash_looping(group)
+        while len(running) < group.desired and not looping:
             inst = self._launch(group)
             group.instances.append(inst)
             running.append(inst)
@@ -265,7 +285,28 @@ class InstanceManager:
             drop = {i.id for i in dead[: len(dead) - self.keep_crashed]}
             group.instances = [i for i in group.instances if i.id not in drop]
         self._write(group)
-        return Changes(started, stopped, crashed)
+        return Changes(started, stopped, crashed, looping and len(running) < group.desired)
+
+    def crash_looping(self, group: GroupRecord) -> bool:
+        """Whether the group's instances died ``max_crashes`` times within ``crash_window``."""
+        now = datetime.now(UTC)
+        recent = [
+            i
+            for i in group.instances
+            if i.state == "crashed"
+            and i.exit_detected
+            and (now - datetime.fromisoformat(i.exit_detected)).total_seconds() < self.crash_window
+        ]
+        return len(recent) >= self.max_crashes
+
+    def last_crash(self, name: str, lines: int = 20) -> str:
+        """ "<instance> exited; its log ends with: ..." for the newest crashed instance, or ""."""
+        group = self.require(name)
+        crashed = [i for i in group.instances if i.state == "crashed"]
+        if not crashed:
+            return ""
+        inst = crashed[-1]
+        return f"{inst.id} exited (log {inst.log}); its log ends with:\n{self.tail(inst, lines)}"
 
     def resize(self, name: str, desired: int) -> tuple[GroupRecord, Changes]:
         if desired < 0:

@@ -228,6 +228,28 @@ class LocalProvider:
     def tail(self, instance_id: str, lines: int = 20) -> str:
         return self.instances.tail(instance_id, lines)
 
+    def health_report(self, name: str, lines: int = 10) -> str:
+        """Why a group is not healthy, for a failed stage: HAProxy's check results of the instances
+        that are not healthy, and the log tail of the last instance that died."""
+        group = self._require(name)
+        stats = self._stats()
+        parts = []
+        for inst in group.running():
+            for lb in self._lbs(group):
+                stat = stats.get((lb, inst.id))
+                if stat is None:
+                    parts.append(f"{inst.id}: not in load balancer {lb}")
+                elif not stat.healthy:
+                    parts.append(f"{inst.id} (port {inst.port}): {stat.status}, check {stat.check_status} in {lb}")
+            if any(p.startswith(inst.id) for p in parts):
+                parts.append(f"{inst.id} log ends with:\n{self.instances.tail(inst, lines)}")
+        crash = self.instances.last_crash(name, lines)
+        if crash:
+            parts.append(crash)
+        if self.instances.crash_looping(group):
+            parts.append(f"{name}: instances keep exiting right after they start; not replacing them for now")
+        return "\n".join(parts)
+
     def launch_template_names(self, cluster: str) -> list[str]:
         # No launch templates here; the names in use are the groups' own (kept for version choice).
         return [g.name for g in self.instances.groups() if naming.in_cluster(g.name, cluster)]
