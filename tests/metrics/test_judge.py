@@ -76,6 +76,15 @@ def test_bad_analysis_blocks_are_rejected(overrides: dict[str, Any], message: st
         config(**overrides)
 
 
+def test_a_group_of_muted_metrics_takes_no_share_of_the_weight() -> None:
+    metrics = [
+        {"name": "a", "source": "s", "query": "q"},
+        {"name": "b", "source": "s", "query": "q", "group": "quiet", "muted": True},
+    ]
+    assert config(metrics=metrics, groups={}).group_weights() == {"default": 100.0}
+    assert config(metrics=metrics, groups={"default": 100}).group_weights() == {"default": 100.0}
+
+
 def test_metric_fields_are_checked() -> None:
     metric = {"name": "m", "source": "prometheus", "query": "up", "effect_size": "cles", "allowed_increase": 1.2}
     with pytest.raises(ValidationError, match="probability"):

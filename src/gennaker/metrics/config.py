@@ -133,7 +133,7 @@ class AnalysisConfig(BaseModel):
         total = sum(self.groups.values())
         if total > 100:
             raise ValueError(f"group weights add up to {total:g}, more than 100")
-        unweighted = sorted(used - set(self.groups))
+        unweighted = sorted({m.group for m in self.metrics if not m.muted} - set(self.groups))
         if unweighted and total >= 100:
             raise ValueError(f"groups {unweighted} have no weight left (the weights already add up to 100)")
         if not unweighted and total != 100:
@@ -146,8 +146,9 @@ class AnalysisConfig(BaseModel):
         return self.interval if self.interval is not None else self.lifetime
 
     def group_weights(self) -> dict[str, float]:
-        """Every group's weight in percent: the given ones, the rest sharing the remainder equally."""
-        used = sorted({m.group for m in self.metrics})
+        """Every scored group's weight in percent: the given ones, the rest sharing the remainder
+        equally. A group of muted metrics only is not scored, so it takes no share (as in Kayenta)."""
+        used = sorted({m.group for m in self.metrics if not m.muted} | set(self.groups))
         unweighted = [g for g in used if g not in self.groups]
         share = (100 - sum(self.groups.values())) / len(unweighted) if unweighted else 0.0
         return {g: self.groups.get(g, share) for g in used}
