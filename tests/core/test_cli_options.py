@@ -66,7 +66,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     command = typer.main.get_command(app)  # built once: building it is most of a run's time
 
     def invoke(*args: str) -> Result:
-        with runner.isolation(env=env) as (out, err, _):
+        with runner.isolation(input="a long password\n", env=env) as (out, err, _):
             code = run(list(args), command)
             return Result(code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"))
 
@@ -102,6 +102,7 @@ def one_clear_line(r: Result) -> str:
         (["--db", "/", "executions", "list"], "/"),
         (["--server", "not a url", "executions", "list"], "--server"),
         (["--server", "http://127.0.0.1:99999", "executions", "list"], "--server"),
+        (["--server", "http://127.0.0.1:1", "--user", "zoë", "executions", "list"], "--user"),
         (["tokens", "create", ""], "name"),
         (["tokens", "create", "   "], "name"),
         (["tokens", "create", "ci", "--days", "nan"], "days"),
@@ -219,6 +220,7 @@ VALUES = st.one_of(
 )
 
 
+NOBODY = "http://127.0.0.1:1"  # a loopback address nothing listens on: refused at once
 BOUNDS = {"--port": (1, 65535), "--threads": (1, 1024), "--workers": (0, 1024)}
 
 
@@ -243,13 +245,17 @@ def test_every_option_is_found() -> None:
 
 
 @pytest.mark.parametrize(("command", "option"), OPTIONS, ids=[f"{c or 'gennaker'} {o}" for c, o in OPTIONS])
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=VALUES)
 def test_any_value_no_traceback(cli: Any, command: str, option: str, value: str) -> None:
     value = _relative(option, value)
     if command:
         args = [*command.split(), option, value, *ARGUMENTS.get(command, [])]
-    else:  # a global option: any command that opens the database or reaches the server
+    elif option == "--server":
+        args = [option, value, "executions", "list"]
+    else:  # a global option: with a command that opens the database, and one that calls a server
+        r = cli(option, value, "--server", NOBODY, "executions", "list")
+        assert "Traceback" not in r.stdout + r.stderr and r.code in {0, 1, 2, 3, 4, 5, 6}, (value, r.stderr)
         args = [option, value, "executions", "list"]
     try:
         r = cli(*args)
@@ -264,3 +270,35 @@ def test_any_value_no_traceback(cli: Any, command: str, option: str, value: str)
     assert r.code in {0, 1, 2, 3, 4, 5, 6}, (args, r.code, r.stderr)
     if r.code == 2:
         one_clear_line(r)
+
+
+def _arguments() -> list[tuple[str, int, int]]:
+    """(command, index, count) for each positional argument of each command."""
+    found: list[tuple[str, int, int]] = []
+
+    def walk(command: Any, path: str) -> None:
+        positional = [p for p in command.params if p.param_type_name == "argument"]
+        found.extend((path, i, len(positional)) for i in range(len(positional)))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+POSITIONAL = _arguments()
+
+
+@pytest.mark.parametrize(("command", "index", "count"), POSITIONAL, ids=[f"{c} #{i}" for c, i, _ in POSITIONAL])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=VALUES)
+def test_any_argument_no_traceback(cli: Any, command: str, index: int, count: int, value: str) -> None:
+    """The same for positional arguments (ids, stage names, files), the others kept sensible."""
+    defaults = [a for a in ARGUMENTS.get(command, []) if not a.startswith("-")][:count]
+    defaults += ["x"] * (count - len(defaults))
+    extra = [a for a in ARGUMENTS.get(command, []) if a not in defaults]
+    defaults[index] = _relative("--output", value)  # a file argument stays inside the test's directory
+    args = [*command.split(), *extra, "--", *defaults]
+    r = cli(*args)
+    assert "Traceback" not in r.stdout + r.stderr, (args, r.stderr)
+    assert r.code in {0, 1, 2, 3, 4, 5, 6}, (args, r.code, r.stderr)

@@ -72,7 +72,10 @@ def _global(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    ctx.obj = Options(db=db, config=config, server=server, user=user or _default_user(), token=token)
+    acting = user or _default_user()
+    if server and not acting.isascii():  # it travels in an HTTP header, which is ASCII
+        raise typer.BadParameter(f"with --server the user name must be ASCII, not {acting!r}", param_hint="'--user'")
+    ctx.obj = Options(db=db, config=config, server=server, user=acting, token=token)
 
 
 @app.command()
