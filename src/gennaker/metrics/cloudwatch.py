@@ -22,7 +22,7 @@ HIGH_RESOLUTION_PERIODS = (1, 5, 10, 30)  # below a minute only these; above, mu
 DIMENSION_SETS = ("asg", "target_group", "asg+target_group")
 
 ClientFor = Callable[[str | None, str], Any]
-"""(account, region) → a CloudWatch client (an AwsClient, or a plain boto3 client in tests)."""
+"""(account, region) → a CloudWatch client: an AwsClient from AwsSessions, or anything with get_metric_data."""
 
 
 @dataclass(frozen=True)
