@@ -30,15 +30,16 @@ application: shop
 parameters:
   - {name: token, secret: true, required: true}
   - {name: version, default: "1.0"}
+  - {name: out, default: token.sha256}
 stages:
   - id: use
     type: run
-    env: {TOKEN: "${trigger.params.token}"}
+    env: {TOKEN: "${trigger.params.token}", OUT: "${trigger.params.out}"}
     command: >-
       echo "token is $TOKEN";
       echo "::output copy=$TOKEN";
       echo "::output wrapped=before-$TOKEN-after";
-      printf %s "$TOKEN" | sha256sum | cut -d' ' -f1 > token.sha256;
+      printf %s "$TOKEN" | sha256sum | cut -d' ' -f1 > "$OUT";
       echo inline ${trigger.params.token}
   - {id: after, type: run, requires: [use], command: "echo got ${stages.use.outputs.copy}"}
 """
@@ -67,7 +68,8 @@ def test_secret_reaches_the_command_and_nothing_else(env: Any, tmp_path: Path) -
     client, rt, admin = env
     r = client.post("/api/pipelines", json={"yaml": PIPELINE}, headers=admin)
     assert r.status_code == 201, r.text
-    r = client.post("/api/pipelines/with-secret/executions", json={"params": {"token": SECRET}}, headers=admin)
+    r = client.post("/api/pipelines/with-secret/executions", json={"params": {"token": SECRET, "out": "/dev/null"}},
+                    headers=admin)  # a registered pipeline runs in the server's directory: write nothing there
     assert r.status_code == 201, r.text
     eid = r.json()["id"]
     # Run again as an unregistered document in a directory of ours, to read what the command wrote.
@@ -99,7 +101,7 @@ def test_secret_reaches_the_command_and_nothing_else(env: Any, tmp_path: Path) -
     # Masked, not dropped: what the secret was part of still shows, with the mask in its place.
     use = next(s for s in ex["stages"] if s["stage_id"] == "use")
     assert use["outputs"]["copy"] == MASK and use["outputs"]["wrapped"] == f"before-{MASK}-after"
-    assert ex["trigger"]["params"] == {"token": MASK, "version": "1.0"}
+    assert ex["trigger"]["params"] == {"token": MASK, "version": "1.0", "out": "/dev/null"}
     log_lines = [x["line"] for x in client.get(f"/api/executions/{eid}/stages/use/logs", headers=admin).json()]
     assert f"token is {MASK}" in log_lines and f"inline {MASK}" in log_lines
     page = dict(responses)[f"/executions/{eid}/stages/use"]
