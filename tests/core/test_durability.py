@@ -88,7 +88,8 @@ def test_worker_killed_in_run_stage_reruns_with_retries(runtime: Runtime, tmp_pa
     # settle: let the worker commit that the command started (its first poll is at 20 ms)
     d = kill_and_take_over(runtime, eid, started.exists, settle=0.5)
     assert d["status"] == "SUCCEEDED", d
-    # the killed attempt's command died with its worker: "three" is written once, by the second attempt
+    # the killed attempt's command was stopped by its supervisor when its worker died (before the retry
+    # started: see test_supervisor.py): "three" is written once, by the second attempt
     assert out.read_text().split() == ["one", "two", "three", "four"]
     assert started.read_text().split() == ["x", "x"]
     three = next(s for s in d["stages"] if s["stage_id"] == "three")
@@ -104,5 +105,6 @@ def test_worker_killed_in_run_stage_without_retries_fails_worker_lost(runtime: R
     assert d["status"] == "FAILED"
     three = next(s for s in d["stages"] if s["stage_id"] == "three")
     assert three["status"] == "FAILED" and "worker lost" in three["message"]
+    assert "stopped the command and every process it started" in three["message"]
     assert out.read_text().split() == ["one", "two"]
     assert detail(runtime, eid)["stages"][3]["status"] == "NOT_STARTED"
