@@ -68,13 +68,17 @@ def test_secret_reaches_the_command_and_nothing_else(env: Any, tmp_path: Path) -
     client, rt, admin = env
     r = client.post("/api/pipelines", json={"yaml": PIPELINE}, headers=admin)
     assert r.status_code == 201, r.text
-    r = client.post("/api/pipelines/with-secret/executions", json={"params": {"token": SECRET, "out": "/dev/null"}},
-                    headers=admin)  # a registered pipeline runs in the server's directory: write nothing there
+    r = client.post(
+        "/api/pipelines/with-secret/executions", json={"params": {"token": SECRET, "out": "/dev/null"}}, headers=admin
+    )  # a registered pipeline runs in the server's directory: write nothing there
     assert r.status_code == 201, r.text
     eid = r.json()["id"]
     # Run again as an unregistered document in a directory of ours, to read what the command wrote.
-    run = client.post("/api/executions", json={"yaml": PIPELINE, "base_dir": str(tmp_path),
-                                               "params": {"token": SECRET}}, headers=admin)
+    run = client.post(
+        "/api/executions",
+        json={"yaml": PIPELINE, "base_dir": str(tmp_path), "params": {"token": SECRET}},
+        headers=admin,
+    )
     assert run.status_code == 201, run.text
     ex = wait_done(client, admin, eid)
     wait_done(client, admin, run.json()["id"])
@@ -84,16 +88,25 @@ def test_secret_reaches_the_command_and_nothing_else(env: Any, tmp_path: Path) -
     assert (tmp_path / "token.sha256").read_text().strip() == hashlib.sha256(SECRET.encode()).hexdigest()
 
     responses = []
-    for path in ("/api/executions", f"/api/executions/{eid}", f"/api/executions/{eid}/stages/use",
-                 f"/api/executions/{eid}/stages/use/logs", f"/api/executions/{eid}/stages/after/logs",
-                 f"/api/executions/{eid}/operations", "/api/pipelines/with-secret",
-                 f"/executions/{eid}", f"/executions/{eid}/stages/use", f"/executions/{eid}/stages/after",
-                 "/applications/shop/pipelines", "/applications/shop/tasks", "/api/audit?application=shop"):
+    for path in (
+        "/api/executions",
+        f"/api/executions/{eid}",
+        f"/api/executions/{eid}/stages/use",
+        f"/api/executions/{eid}/stages/use/logs",
+        f"/api/executions/{eid}/stages/after/logs",
+        f"/api/executions/{eid}/operations",
+        "/api/pipelines/with-secret",
+        f"/executions/{eid}",
+        f"/executions/{eid}/stages/use",
+        f"/executions/{eid}/stages/after",
+        "/applications/shop/pipelines",
+        "/applications/shop/tasks",
+        "/api/audit?application=shop",
+    ):
         r = client.get(path, headers=admin)
         assert r.status_code == 200, (path, r.status_code)
         responses.append((path, r.text))
-    with client.stream("GET", f"/api/executions/{eid}/stages/use/logs", params={"follow": "true"},
-                       headers=admin) as r:
+    with client.stream("GET", f"/api/executions/{eid}/stages/use/logs", params={"follow": "true"}, headers=admin) as r:
         responses.append(("follow", "".join(r.iter_text())))
     for path, text in responses:
         assert SECRET not in text, path
@@ -123,8 +136,10 @@ def test_secret_reaches_the_command_and_nothing_else(env: Any, tmp_path: Path) -
 
 def test_a_secret_parameter_cannot_have_a_default(env: Any) -> None:
     client, rt, admin = env
-    text = "name: x\napplication: shop\nparameters:\n  - {name: pw, secret: true, default: hunter2}\n" \
-           "stages:\n  - {id: a, type: run, command: 'true'}\n"
+    text = (
+        "name: x\napplication: shop\nparameters:\n  - {name: pw, secret: true, default: hunter2}\n"
+        "stages:\n  - {id: a, type: run, command: 'true'}\n"
+    )
     r = client.post("/api/pipelines", json={"yaml": text}, headers=admin)
     assert r.status_code == 422
     assert "secret parameter 'pw' cannot have a default" in r.text and "hunter2" not in r.json()["message"]

@@ -51,8 +51,15 @@ stages:
   - {id: run, type: run, command: "echo other-log-m3z; echo '::output leak=other-output-p2w'"}
 """
 # Strings that exist only in the other application's data (its execution and task ids are added).
-OTHER_MARKERS = ["other-pipe-k9q", "other-log-m3z", "other-output-p2w", "other-param-v7x",
-                 "other-finding-f5c", "i-other-r8t", "other-web-v001"]
+OTHER_MARKERS = [
+    "other-pipe-k9q",
+    "other-log-m3z",
+    "other-output-p2w",
+    "other-param-v7x",
+    "other-finding-f5c",
+    "i-other-r8t",
+    "other-web-v001",
+]
 
 
 @dataclass
@@ -72,25 +79,49 @@ class World:
 
 
 def finding(check: str, ref: str, message: str) -> dict[str, Any]:
-    return {"check_id": check, "status": "FAIL", "severity": "high", "pillar": "ha", "account": "prod",
-            "region": "us-east-1", "resource_type": "ec2.instance", "resource_id": ref, "message": message,
-            "remediation": {"text": "fix it", "cli": ""}}
+    return {
+        "check_id": check,
+        "status": "FAIL",
+        "severity": "high",
+        "pillar": "ha",
+        "account": "prod",
+        "region": "us-east-1",
+        "resource_type": "ec2.instance",
+        "resource_id": ref,
+        "message": message,
+        "remediation": {"text": "fix it", "cli": ""},
+    }
 
 
 def store_audit(rt: Runtime) -> None:
     now = dt.datetime.now(dt.UTC)
     resources = [
         Resource("ec2.instance", "prod", "us-east-1", "i-shop-1", tags={"gennaker:application": "shop"}),
-        Resource("ec2.instance", "prod", "us-east-1", "i-other-r8t", name="other-web-v001",
-                 tags={"gennaker:application": "other"}),
+        Resource(
+            "ec2.instance",
+            "prod",
+            "us-east-1",
+            "i-other-r8t",
+            name="other-web-v001",
+            tags={"gennaker:application": "other"},
+        ),
     ]
     snap = Snapshot("snap-t1", now, {}, resources, [], ["ec2.instance"], {})
     ops_store.save_snapshot(rt.db, snap)
-    ops_store.save_audit(rt.db, {
-        "audit_id": "audit-t1", "generated_at": now.isoformat(), "snapshot_id": snap.id,
-        "scope": {"accounts": ["prod"]}, "summary": {"score": 0.0},
-        "findings": [finding("ha.one", "i-shop-1", "shop-finding"),
-                     finding("ha.one", "i-other-r8t", "other-finding-f5c on other-web-v001")]})
+    ops_store.save_audit(
+        rt.db,
+        {
+            "audit_id": "audit-t1",
+            "generated_at": now.isoformat(),
+            "snapshot_id": snap.id,
+            "scope": {"accounts": ["prod"]},
+            "summary": {"score": 0.0},
+            "findings": [
+                finding("ha.one", "i-shop-1", "shop-finding"),
+                finding("ha.one", "i-other-r8t", "other-finding-f5c on other-web-v001"),
+            ],
+        },
+    )
 
 
 def run(rt: Runtime, name: str) -> str:
@@ -161,9 +192,14 @@ def test_api_lists_hold_only_the_viewers_application(world: World) -> None:
 
 def test_other_applications_things_are_not_found(world: World) -> None:
     c, vic, oid = world.client, world.vic, world.other_id
-    for path in (f"/api/executions/{oid}", f"/api/executions/{oid}/stages/run",
-                 f"/api/executions/{oid}/stages/run/logs", f"/api/executions/{oid}/operations",
-                 f"/api/executions/{world.other_task}", "/api/pipelines/other-pipe-k9q"):
+    for path in (
+        f"/api/executions/{oid}",
+        f"/api/executions/{oid}/stages/run",
+        f"/api/executions/{oid}/stages/run/logs",
+        f"/api/executions/{oid}/operations",
+        f"/api/executions/{world.other_task}",
+        "/api/pipelines/other-pipe-k9q",
+    ):
         r = c.get(path, headers=vic)
         assert r.status_code == 404, (path, r.status_code, r.text)
         assert not world.leaks(r.text, path)
@@ -179,8 +215,14 @@ def test_other_applications_things_are_not_found(world: World) -> None:
 
 def test_account_wide_reads_need_a_global_role(world: World) -> None:
     c, vic = world.client, world.vic
-    for path in ("/api/audits", "/api/audits/latest", "/api/audits/audit-t1?format=html",
-                 "/api/inventory/snapshots", "/api/inventory/resources", "/api/inventory/diff"):
+    for path in (
+        "/api/audits",
+        "/api/audits/latest",
+        "/api/audits/audit-t1?format=html",
+        "/api/inventory/snapshots",
+        "/api/inventory/resources",
+        "/api/inventory/diff",
+    ):
         r = c.get(path, headers=vic)
         assert r.status_code == 403, (path, r.status_code)
         assert not world.leaks(r.text)
@@ -194,20 +236,34 @@ def test_console_pages_and_streams(world: World) -> None:
     c, vic = world.client, world.vic
     apps = c.get("/applications", headers=vic)
     assert apps.status_code == 200 and "shop" in apps.text and "/applications/other" not in apps.text
-    for path in ("/applications/shop/pipelines", "/applications/shop/pipelines?group=0",
-                 "/applications/shop/tasks", "/applications/shop/readiness", f"/executions/{world.shop_id}",
-                 f"/executions/{world.shop_id}/stages/run"):
+    for path in (
+        "/applications/shop/pipelines",
+        "/applications/shop/pipelines?group=0",
+        "/applications/shop/tasks",
+        "/applications/shop/readiness",
+        f"/executions/{world.shop_id}",
+        f"/executions/{world.shop_id}/stages/run",
+    ):
         r = c.get(path, headers=vic)
         assert r.status_code == 200, (path, r.status_code)
         assert not world.leaks(r.text), (path, world.leaks(r.text))
     assert "shop-log-line" in c.get(f"/executions/{world.shop_id}/stages/run", headers=vic).text
-    for path in (f"/executions/{world.other_id}", f"/executions/{world.other_id}/stages/run",
-                 f"/executions/{world.other_task}", f"/executions/{world.other_id}/events"):
+    for path in (
+        f"/executions/{world.other_id}",
+        f"/executions/{world.other_id}/stages/run",
+        f"/executions/{world.other_task}",
+        f"/executions/{world.other_id}/events",
+    ):
         r = c.get(path, headers=vic)
         assert r.status_code == 404, (path, r.status_code)
         assert not world.leaks(r.text, path)
-    for path in ("/applications/other/pipelines", "/applications/other/tasks", "/applications/other/readiness",
-                 "/applications/other/pipelines/events", "/audit"):
+    for path in (
+        "/applications/other/pipelines",
+        "/applications/other/tasks",
+        "/applications/other/readiness",
+        "/applications/other/pipelines/events",
+        "/audit",
+    ):
         r = c.get(path, headers=vic)
         assert r.status_code == 403, (path, r.status_code)
         assert not world.leaks(r.text)
@@ -231,8 +287,14 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 # Path parameters set to the other application's real ids and names (the fuzzer alone never guesses them).
-REAL = {"execution_id": ["{other_id}", "{other_task}"], "stage_id": ["run"], "name": ["other-pipe-k9q"],
-        "application": ["other"], "audit_id": ["audit-t1", "latest"], "cluster": ["other-web"]}
+REAL = {
+    "execution_id": ["{other_id}", "{other_task}"],
+    "stage_id": ["run"],
+    "name": ["other-pipe-k9q"],
+    "application": ["other"],
+    "audit_id": ["audit-t1", "latest"],
+    "cluster": ["other-web"],
+}
 # Phrases that name the other application in an answer to a request that did not name it.
 NAMES_OTHER = ["'other'", '"application":"other"', '"application": "other"', "on application other"]
 
@@ -253,13 +315,15 @@ def test_schemathesis_as_a_viewer_of_one_application(world: World) -> None:
         @given(case=operation.as_strategy(), use_real=st.booleans(), pick=st.integers(0, 1))
         def check(case: Any, use_real: bool, pick: int) -> None:
             if use_real and case.path_parameters:
-                case.path_parameters = {k: real[k][pick % len(real[k])] if k in real else v
-                                        for k, v in case.path_parameters.items()}
+                case.path_parameters = {
+                    k: real[k][pick % len(real[k])] if k in real else v for k, v in case.path_parameters.items()
+                }
             kwargs = case.as_transport_kwargs(base_url=BASE_URL)
             headers = {**(kwargs.get("headers") or {}), **world.vic}
             url = case.formatted_path
-            r = world.client.request(case.method, url, params=kwargs.get("params"), json=kwargs.get("json"),
-                                     headers=headers)
+            r = world.client.request(
+                case.method, url, params=kwargs.get("params"), json=kwargs.get("json"), headers=headers
+            )
             sent.append(r.status_code)
             asked = url + " " + json.dumps(kwargs.get("params") or {}) + " " + json.dumps(kwargs.get("json") or "")
             where = f"{case.method} {url} {kwargs.get('params') or ''} -> {r.status_code}"

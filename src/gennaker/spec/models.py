@@ -72,8 +72,10 @@ class Parameter(BaseModel):
             raise ValueError(f"default {self.default!r} of parameter '{self.name}' is not one of its options")
         # The document is shown to every viewer (and kept in the repository): a value in it is not secret.
         if self.secret and (self.default is not None or self.options is not None):
-            raise ValueError(f"secret parameter '{self.name}' cannot have a default or options (they are "
-                             "in the document for anyone to read); pass its value when starting")
+            raise ValueError(
+                f"secret parameter '{self.name}' cannot have a default or options (they are "
+                "in the document for anyone to read); pass its value when starting"
+            )
         return self
 
 
