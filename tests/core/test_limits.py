@@ -349,3 +349,23 @@ def test_request_limit_comes_from_the_configuration(runtime: Runtime) -> None:
         r = c.post("/api/pipelines", json={"yaml": HEAD + "  - {id: a, type: run, command: 'true'}\n"})
         assert r.status_code == 201, r.text
         assert c.get("/api/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "  - {id: a, type: " + "r" * 100_000 + "}\n",
+        "  - {id: a, type: run, command: x, " + "k" * 100_000 + ": 1}\n",
+        "  - {id: " + "i" * 100_000 + ", type: run, command: x}\n",
+        "  - {id: a, type: run, command: x, a: 1, a: 2, " + "d" * 100_000 + ": 1, " + "d" * 100_000 + ": 2}\n",
+        "  - {id: a, type: run, command: 'echo ${" + "z" * 100_000 + "}'}\n",
+        "  - {id: a, type: run, command: x, when: '" + "q" * 3_000 + "'}\n",
+    ],
+    ids=short,
+)
+def test_messages_quoting_huge_values_stay_one_short_line(body: str) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        pipeline_from_text(HEAD + body, SCHEMAS, "p.yml")
+    assert info.value.problems
+    for p in info.value.problems:
+        assert len(p.message) <= 300 and "\n" not in p.message, p.message[:400]

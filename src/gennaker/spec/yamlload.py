@@ -76,7 +76,18 @@ class Located:
 
     def problem(self, path: Path, message: str) -> Problem:
         line, col = self.where(path)
-        return Problem(self.file, line, col, message)
+        return Problem(self.file, line, col, one_line(message))
+
+
+MAX_MESSAGE = 300
+
+
+def one_line(message: str) -> str:
+    """A message fit for one line: messages quote what they refuse, which may be a megabyte long."""
+    message = message.replace("\n", " ")
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[: MAX_MESSAGE - 40]}... ({len(message):,} characters)"
 
 
 class _Builder:
@@ -157,7 +168,7 @@ class _Builder:
 
     def _problem(self, node: yaml.Node, message: str) -> None:
         mark = node.start_mark
-        self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, message))
+        self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, one_line(message)))
 
 
 class _TooBig(Exception):
@@ -260,7 +271,7 @@ def _marks(event: yaml.Event) -> tuple[Any, Any]:
 
 def _at(file: str, event: yaml.Event, message: str) -> Problem:
     m = event.start_mark
-    return Problem(file, m.line + 1, m.column + 1, message) if m else Problem(file, 1, 1, message)
+    return Problem(file, m.line + 1, m.column + 1, one_line(message)) if m else Problem(file, 1, 1, one_line(message))
 
 
 def load_yaml(text: str, file: str = "<string>", limits: Limits = DEFAULT_LIMITS) -> Located:
@@ -271,9 +282,9 @@ def load_yaml(text: str, file: str = "<string>", limits: Limits = DEFAULT_LIMITS
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(x for x in (exc.context, exc.problem) if x) or "invalid YAML"
-        raise ValidationFailed([Problem(file, line, col, f"YAML syntax: {what}")]) from None
+        raise ValidationFailed([Problem(file, line, col, one_line(f"YAML syntax: {what}"))]) from None
     except yaml.YAMLError as exc:  # reader errors (bad bytes) carry no mark
-        raise ValidationFailed([Problem(file, 1, 1, f"YAML syntax: {exc}")]) from None
+        raise ValidationFailed([Problem(file, 1, 1, one_line(f"YAML syntax: {exc}"))]) from None
     if root is None:
         return Located(file, None, {(): (1, 1)})
     builder = _Builder(file, limits.yaml_nodes)
@@ -286,11 +297,11 @@ def load_yaml(text: str, file: str = "<string>", limits: Limits = DEFAULT_LIMITS
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ValidationFailed([Problem(file, line, col, f"YAML: {exc.problem or exc}")]) from None
+        raise ValidationFailed([Problem(file, line, col, one_line(f"YAML: {exc.problem or exc}"))]) from None
     except RecursionError:
         raise ValidationFailed([Problem(file, 1, 1, "YAML nesting is too deep")]) from None
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. timestamps out of range
-        raise ValidationFailed([Problem(file, 1, 1, f"YAML value: {exc}")]) from None
+        raise ValidationFailed([Problem(file, 1, 1, one_line(f"YAML value: {exc}"))]) from None
     if builder.problems:
         raise ValidationFailed(builder.problems)
     return Located(file, value, builder.positions)
