@@ -29,21 +29,23 @@ from gennaker.web import credentials, store
 
 from .conftest import CHROMIUM, SLOW, Server, register, serve
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
 
 ATTACKER = "127.0.0.2"
 REBIND = "rebind.test"
-PNA_FEATURES = ("BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
-                "PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks")
+PNA_FEATURES = (
+    "BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
+    "PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks"
+)
 JSON = "{'Content-Type': 'application/json'}"
 
 
 def attack_page(victim: str, execution_id: str, marker: Path) -> str:
     """The attacker's page: every request it can make without the victim's help, then ``done``."""
-    run_doc = json.dumps({"yaml": "name: pwn\napplication: shop\nstages:\n"
-                                  f"  - {{id: x, type: run, command: 'touch {marker}'}}\n"})
+    run_doc = json.dumps(
+        {"yaml": f"name: pwn\napplication: shop\nstages:\n  - {{id: x, type: run, command: 'touch {marker}'}}\n"}
+    )
     frame_script = f"""
       const v = {json.dumps(victim)}, id = {json.dumps(execution_id)};
       Promise.allSettled([
@@ -85,8 +87,9 @@ def attack_page(victim: str, execution_id: str, marker: Path) -> str:
 
 def rebinding_page(execution_id: str, marker: Path) -> str:
     """Served (before the rebinding) from http://rebind.test:PORT: same-origin requests, JSON allowed."""
-    body = json.dumps({"yaml": "name: pwn\napplication: shop\nstages:\n"
-                               f"  - {{id: x, type: run, command: 'touch {marker}'}}\n"})
+    body = json.dumps(
+        {"yaml": f"name: pwn\napplication: shop\nstages:\n  - {{id: x, type: run, command: 'touch {marker}'}}\n"}
+    )
     return f"""<!doctype html><html><body><script>
   const id = {json.dumps(execution_id)};
   window.statuses = {{}};
@@ -128,12 +131,21 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ser
 @pytest.fixture
 def rebinding_browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", f"--host-resolver-rules=MAP {REBIND} 127.0.0.1",
-            # Chromium's Private Network Access would stop a public page's requests to loopback by
-            # itself; Firefox and Safari have no such guard: the server must not depend on it.
-            f"--disable-features={PNA_FEATURES}"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--host-resolver-rules=MAP {REBIND} 127.0.0.1",
+                # Chromium's Private Network Access would stop a public page's requests to loopback by
+                # itself; Firefox and Safari have no such guard: the server must not depend on it.
+                f"--disable-features={PNA_FEATURES}",
+            ],
+        )
         try:
             yield b
         finally:
@@ -150,8 +162,9 @@ def snapshot(server: Server, execution_id: str) -> tuple[Any, ...]:
     return ex["status"], stages, len(executions), tuple(p["name"] for p in pipelines)
 
 
-def test_pages_from_other_origins_change_nothing(target: tuple[Server, str], rebinding_browser: Any,
-                                                 tmp_path: Path) -> None:
+def test_pages_from_other_origins_change_nothing(
+    target: tuple[Server, str], rebinding_browser: Any, tmp_path: Path
+) -> None:
     server, mode = target
     rt = server.runtime
     from gennaker.engine import operations as ops
@@ -183,8 +196,12 @@ def test_pages_from_other_origins_change_nothing(target: tuple[Server, str], reb
 
         port = server.url.rsplit(":", 1)[1]
         rebind_origin = f"http://{REBIND}:{port}"
-        page.route(f"{rebind_origin}/attack", lambda route: route.fulfill(
-            status=200, content_type="text/html", body=rebinding_page(execution_id, marker)))
+        page.route(
+            f"{rebind_origin}/attack",
+            lambda route: route.fulfill(
+                status=200, content_type="text/html", body=rebinding_page(execution_id, marker)
+            ),
+        )
         page.goto(f"{rebind_origin}/attack")
         page.wait_for_function("window.done === true", timeout=20_000)
         statuses = page.evaluate("window.statuses")

@@ -146,13 +146,16 @@ def test_foreign_and_null_origins_are_refused_even_with_a_session(local: Any) ->
         for path in (f"/api/executions/{execution_id}/pause", f"/api/executions/{execution_id}/cancel"):
             r = client.post(path, json={}, headers={"X-CSRF-Token": csrf, "Origin": origin})
             assert r.status_code == 403 and "cross-origin" in r.json()["message"], (origin, r.text)
-        r = client.post(f"/executions/{execution_id}/cancel", data={"csrf_token": csrf}, headers={"Origin": origin},
-                        follow_redirects=False)
+        r = client.post(
+            f"/executions/{execution_id}/cancel",
+            data={"csrf_token": csrf},
+            headers={"Origin": origin},
+            follow_redirects=False,
+        )
         assert r.status_code == 403, origin
     assert status(rt, execution_id) == "NOT_STARTED"
     # The server's own origin is fine; so is no Origin at all (a non-browser client) with the CSRF token.
-    r = client.post(f"/api/executions/{execution_id}/cancel", json={},
-                    headers={"X-CSRF-Token": csrf, "Origin": LOCAL})
+    r = client.post(f"/api/executions/{execution_id}/cancel", json={}, headers={"X-CSRF-Token": csrf, "Origin": LOCAL})
     assert r.status_code == 200 and status(rt, execution_id) == "CANCELED"
     other = started(rt)
     assert client.post(f"/api/executions/{other}/cancel", json={}).status_code == 403  # a cookie needs CSRF
@@ -164,8 +167,9 @@ def test_allowed_origins_extend_the_set(tmp_path: Path) -> None:
     execution_id = started(rt)
     token = credentials.ensure_admin_token(rt.db, credentials.local_urls("127.0.0.1", 8080))
     with TestClient(app, base_url=LOCAL, headers={"Authorization": f"Bearer {token}"}) as client:
-        r = client.post(f"/api/executions/{execution_id}/cancel", json={},
-                        headers={"Origin": "https://console.example.com"})
+        r = client.post(
+            f"/api/executions/{execution_id}/cancel", json={}, headers={"Origin": "https://console.example.com"}
+        )
         assert r.status_code == 200
         other = started(rt)
         r = client.post(f"/api/executions/{other}/cancel", json={}, headers={"Origin": "https://example.com"})
@@ -195,8 +199,12 @@ def test_trusted_headers_only_from_configured_proxies(tmp_path: Path) -> None:
     execution_id = started(rt)
     who = {"X-Forwarded-User": "mallory", "X-Forwarded-Groups": "admin"}
     # A loopback client is not a proxy just by being local, and X-Forwarded-For does not make it one.
-    for peer, extra in ((("127.0.0.1", 5000), {}), (("127.0.0.1", 5000), {"X-Forwarded-For": "10.9.1.1"}),
-                        (("::1", 5000), {}), (("10.8.0.1", 5000), {})):
+    for peer, extra in (
+        (("127.0.0.1", 5000), {}),
+        (("127.0.0.1", 5000), {"X-Forwarded-For": "10.9.1.1"}),
+        (("::1", 5000), {}),
+        (("10.8.0.1", 5000), {}),
+    ):
         with TestClient(app, base_url=LOCAL, client=peer) as client:
             assert client.get("/api/whoami", headers={**who, **extra}).status_code == 401, (peer, extra)
             r = client.post(f"/api/executions/{execution_id}/cancel", json={}, headers={**who, **extra})
@@ -214,9 +222,24 @@ def test_trusted_headers_only_from_configured_proxies(tmp_path: Path) -> None:
 def test_insecure_no_auth_is_refused_on_a_non_loopback_bind(tmp_path: Path) -> None:
     env = {**os.environ, "GENNAKER_DB": f"sqlite:///{tmp_path / 'g.db'}"}
     for host in ("0.0.0.0", "::", "10.1.2.3"):
-        r = subprocess.run([sys.executable, "-m", "gennaker", "server", "--insecure-no-auth", "--host", host,
-                            "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=60,
-                           check=False)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gennaker",
+                "server",
+                "--insecure-no-auth",
+                "--host",
+                host,
+                "--port",
+                str(free_port()),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "loopback" in lines[0] and "Traceback" not in r.stderr, r.stderr
@@ -226,10 +249,15 @@ def test_insecure_no_auth_is_refused_on_a_non_loopback_bind(tmp_path: Path) -> N
 
 def test_bad_server_and_worker_options_are_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "GENNAKER_DB": f"sqlite:///{tmp_path / 'g.db'}"}
-    for args in (["server", "--port", "99999"], ["server", "--host", "no such host!"], ["worker", "--threads", "0"],
-                 ["server", "--workers", "-1"]):
-        r = subprocess.run([sys.executable, "-m", "gennaker", *args], env=env, capture_output=True, text=True,
-                           timeout=60, check=False)
+    for args in (
+        ["server", "--port", "99999"],
+        ["server", "--host", "no such host!"],
+        ["worker", "--threads", "0"],
+        ["server", "--workers", "-1"],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "gennaker", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
     # A port in use is one line too (exit 1), not uvicorn's traceback.
@@ -239,8 +267,14 @@ def test_bad_server_and_worker_options_are_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        r = subprocess.run([sys.executable, "-m", "gennaker", "server", "--port", str(port)], env=env,
-                           capture_output=True, text=True, timeout=60, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "gennaker", "server", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert r.returncode != 0 and "Traceback" not in r.stderr and "cannot listen" in r.stderr, r.stderr
 
 
@@ -254,8 +288,12 @@ class LiveServer:
         self.env = {**os.environ, "GENNAKER_DB": f"sqlite:///{tmp_path / 'g.db'}", "XDG_DATA_HOME": str(self.data)}
         self.env.pop("GENNAKER_TOKEN", None)
         self.log = tmp_path / f"server-{self.port}.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "gennaker", "server", "--port", str(self.port), *extra],
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gennaker", "server", "--port", str(self.port), *extra],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
+        )
         end = time.monotonic() + 60
         while time.monotonic() < end:
             try:
@@ -269,8 +307,14 @@ class LiveServer:
         raise AssertionError(f"the server did not start: {self.log.read_text()}")
 
     def cli(self, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "gennaker", "--server", url or self.url, *args], env=self.env,
-                              capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "gennaker", "--server", url or self.url, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -347,8 +391,21 @@ def test_a_local_token_without_an_auth_section_is_the_local_admins(tmp_path: Pat
 
     db = f"sqlite:///{tmp_path / 'g.db'}"
     (tmp_path / "gennaker.yml").write_text("accounts: {}\n")  # no auth: section
-    r = CliRunner().invoke(cli, ["--db", db, "--config", str(tmp_path / "gennaker.yml"), "tokens", "create", "ci",
-                                 "-r", "shop:operator", "--json"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            db,
+            "--config",
+            str(tmp_path / "gennaker.yml"),
+            "tokens",
+            "create",
+            "ci",
+            "-r",
+            "shop:operator",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     token = json.loads(r.stdout)
     assert token["user"] == credentials.LOCAL_ADMIN

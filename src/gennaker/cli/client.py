@@ -125,6 +125,7 @@ class HttpClient:
             token = local["token"] if local else None
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self.has_token = bool(token)
         self.base = base_url.rstrip("/")
         self.http = httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
 
@@ -141,6 +142,8 @@ class HttpClient:
             if resp.status_code == 422 and body.get("problems"):
                 raise ValidationFailed([Problem(**p) for p in body["problems"]])
             message = body.get("message") or body.get("detail") or resp.text
+            if resp.status_code == 401 and not self.has_token:
+                message += " (no --token, and no local credential for this URL: see docs/security.md)"
             raise _ERRORS.get(resp.status_code, GennakerError)(f"server said ({resp.status_code}): {message}")
         return resp.json() if resp.content else None
 

@@ -123,8 +123,9 @@ def ensure_admin_token(db: Database, urls: list[str]) -> str:
 
 def login_link(db: Database, base_url: str) -> str:
     """A fresh one-time link that signs a browser in as the local admin."""
-    token = store.create_token(db, LOGIN_LINK_NAME, LOCAL_ADMIN, ["admin"], "gennaker server",
-                               expires_in=LOGIN_LINK_SECONDS)
+    token = store.create_token(
+        db, LOGIN_LINK_NAME, LOCAL_ADMIN, ["admin"], "gennaker server", expires_in=LOGIN_LINK_SECONDS
+    )
     return f"{base_url.rstrip('/')}/login?token={token['token']}"
 
 
@@ -135,7 +136,9 @@ def spend_login_link(db: Database, secret: str) -> str | None:
     if token is None or token["name"] != LOGIN_LINK_NAME:
         return None
     with db.begin() as conn:
-        spent = conn.execute(update(api_tokens).where(api_tokens.c.id == token["id"],
-                                                      api_tokens.c.revoked_at.is_(None))
-                             .values(revoked_at=time.time()))
+        spent = conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == token["id"], api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
     return str(token["user"]) if spent.rowcount == 1 else None
