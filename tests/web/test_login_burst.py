@@ -191,3 +191,23 @@ def test_replicas_on_postgresql_share_one_limit(postgres_url: str) -> None:
         assert a.web.limiter.verifications + b.web.limiter.verifications <= LIMIT
         assert statuses.count(401) <= LIMIT and set(statuses) <= {401, 429}
         assert attempt(b.url, cookies, csrf, "olga", PASSWORD) == 303
+
+
+def test_an_ipv6_client_is_counted_by_its_64(tmp_path: Path) -> None:
+    """A host usually holds a whole IPv6 /64: the next address in it is the same client."""
+    config = auth_config()
+    config.server = {"forwarded_allow": ["127.0.0.1"]}  # the test plays a proxy naming the client
+    rt = build_runtime(str(tmp_path / "g.db"), config=config)
+    with serving(rt) as live:
+        cookies, csrf = login_form(live.url)
+
+        def from_(address: str, password: str = "wrong") -> int:
+            with httpx.Client(base_url=live.url, cookies=cookies, headers={"X-Forwarded-For": address}) as c:
+                data = {"username": "rita", "password": password, "csrf_token": csrf}
+                return c.post("/login", data=data, follow_redirects=False).status_code
+
+        for i in range(LIMIT):
+            assert from_(f"2001:db8:0:1::{i + 1}") == 401
+        assert from_("2001:db8:0:1::ffff") == 429  # same /64
+        assert from_("2001:db8:0:2::1", PASSWORD) == 303  # another network
+    rt.db.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -181,6 +182,20 @@ def token_hash(secret: str) -> str:
 # --- login throttling -----------------------------------------------------------------------------
 
 
+def _network_of(address: str) -> str:
+    """The unit a client controls: its IPv4 address, or its IPv6 /64 (one host often holds a whole
+    /64, so counting single IPv6 addresses would let it try again from the next one)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class _Locked(Exception):
     def __init__(self, wait: float):
         self.wait = wait
@@ -208,7 +223,7 @@ class LoginLimiter:
         self._admitted = 0
 
     def _keys(self, user: str, address: str) -> list[tuple[str, int]]:
-        user, address = user.lower()[:200], address[:100]
+        user, address = user.lower()[:200], _network_of(address)[:100]
         return [
             (f"pair:{user}|{address}", self.attempts),
             (f"addr:{address}", self.attempts * 10),
