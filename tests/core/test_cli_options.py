@@ -122,6 +122,9 @@ def one_clear_line(r: Result) -> str:
         (["inventory", "search", "--limit", "0"], "--limit"),
         (["inventory", "snapshots", "--db", "/etc/passwd"], "/etc/passwd"),
         (["judge", "e", "s", "--choice", ""], "--choice"),
+        (["users", "add", "", "--password-stdin"], "name"),
+        (["tokens", "create", "ci", "--user", ""], "--user"),
+        (["inventory", "export", "--format", "xml"], "xml"),
     ],
 )
 def test_bad_value_is_one_line_and_exit_2(cli: Any, args: list[str], says: str) -> None:

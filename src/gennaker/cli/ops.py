@@ -259,6 +259,8 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
     ) -> None:
         """Export a snapshot's resources (asset register) as CSV or JSON."""
+        if fmt not in ("csv", "json"):  # before the database: a typo should not need a snapshot
+            raise ConfigError(f"unknown export format '{fmt}' (csv or json)")
         if output is not None:
             writable(output)
         rows = store.search(_db(ctx, db), snapshot, _query(type_, account, region, tag, None))
@@ -281,8 +283,6 @@ def register(app: typer.Typer) -> None:
                     ]
                 )
             text = buf.getvalue()
-        else:
-            raise ConfigError(f"unknown export format '{fmt}' (csv or json)")
         if output:
             write_report(output, text)
         else:

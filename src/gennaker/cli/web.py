@@ -199,7 +199,7 @@ def register(app: typer.Typer) -> None:
 
     @users_app.command("add")
     def users_add(
-        name: Annotated[str, typer.Argument(help="User name (what people type to sign in).")],
+        name: Annotated[str, typer.Argument(parser=options.name, help="User name (what people type to sign in).")],
         role: RoleOpt = None,
         password_stdin: Annotated[
             bool, typer.Option("--password-stdin", help="Read the password from standard input.")
@@ -225,7 +225,7 @@ def register(app: typer.Typer) -> None:
     def tokens_create(
         ctx: typer.Context,
         name: Annotated[str, typer.Argument(help="What the token is for, e.g. jenkins.")],
-        user: Annotated[str | None, typer.Option(help="Whose token (default: you).")] = None,
+        user: Annotated[str | None, typer.Option(parser=options.name, help="Whose token (default: you).")] = None,
         role: RoleOpt = None,
         days: Annotated[float | None, typer.Option(parser=options.days, help="Expire after this many days.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
