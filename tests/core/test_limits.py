@@ -369,3 +369,26 @@ def test_messages_quoting_huge_values_stay_one_short_line(body: str) -> None:
     assert info.value.problems
     for p in info.value.problems:
         assert len(p.message) <= 300 and "\n" not in p.message, p.message[:400]
+
+
+def test_a_burst_of_large_documents_takes_bounded_memory() -> None:
+    """Six 1 MB-class documents parsed at once (as a burst of API submissions would be) cost about
+    what two do: parses beyond two wait their turn (they hold the GIL anyway)."""
+    script = """
+import resource, threading
+from gennaker.spec.pipeline import pipeline_from_text
+from gennaker.stages import default_registry, stage_schemas
+S = stage_schemas(default_registry())
+t = "name: p\\napplication: a\\nstages:\\n  - {id: a, type: run, command: x, env: {" + ", ".join(
+    f"k{i}: v" for i in range(60000)) + "}}\\n"
+pipeline_from_text("name: p\\napplication: a\\nstages:\\n  - {id: a, type: run, command: x}\\n", S)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+threads = [threading.Thread(target=pipeline_from_text, args=(t, S)) for _ in range(6)]
+for th in threads: th.start()
+for th in threads: th.join()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    grown_mb = int(r.stdout.strip())
+    assert grown_mb < 250, grown_mb  # unbounded: about 350 MB

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,8 +29,13 @@ def pipeline_from_text(
     return _load(text, file, schemas, limits)
 
 
+# A megabyte document costs about a hundred megabytes while it is parsed. Parsing holds the GIL, so
+# more at once is no faster; bounding them bounds the memory a burst of submissions can take.
+_PARSING = threading.BoundedSemaphore(2)
+
+
 def _load(text: str, file: str, schemas: StageSchemas, limits: Limits) -> Pipeline:
-    with gc_paused():
+    with _PARSING, gc_paused():
         try:
             return validate_pipeline(load_yaml(text, file, limits), schemas, text=text, limits=limits)
         except ValidationFailed as exc:
