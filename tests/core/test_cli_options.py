@@ -142,6 +142,21 @@ def test_db_in_a_missing_directory_is_refused_not_created(cli: Any, tmp_path: Pa
         assert not (tmp_path / "missing").exists()
 
 
+def test_db_of_another_schema_is_one_line(cli: Any, tmp_path: Path) -> None:
+    import sqlite3
+
+    newer = tmp_path / "newer.db"  # as a newer Gennaker would leave it
+    with sqlite3.connect(newer) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999_future')")
+    foreign = tmp_path / "foreign.db"  # another program's database
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE executions (x INTEGER)")
+    for db, says in ((newer, "9999_future"), (foreign, "already exists")):
+        r = cli("--db", str(db), "executions", "list")
+        assert r.code == 2 and says in one_clear_line(r), r.stderr
+
+
 def test_db_in_an_existing_directory_is_created(cli: Any, tmp_path: Path) -> None:
     r = cli("--db", str(tmp_path / "new.db"), "executions", "list")
     assert r.code == 0, r.stderr

@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -135,6 +136,11 @@ def open_database(url: str | None = None, migrate: bool = True) -> Database:
     if migrate:
         try:
             upgrade(db)
+        except CommandError as exc:  # its schema is of a revision we do not have: a newer Gennaker's
+            raise ConfigError(
+                f"cannot open database {engine.url.render_as_string(hide_password=True)}: {exc} "
+                "(was it made by a newer Gennaker?)"
+            ) from None
         except (DBAPIError, ValueError) as exc:  # cannot connect, not a database, a bad URL part
             reason = " ".join(str(exc.orig if isinstance(exc, DBAPIError) else exc).split())  # one line
             raise ConfigError(
