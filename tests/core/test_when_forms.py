@@ -212,3 +212,39 @@ stages:
     eid = start(runtime, tmp_path, text, {"choice": choice})
     assert finished(runtime, eid)["status"] == "SUCCEEDED"
     assert stage_status(runtime, eid) == {"deploy": expected}
+
+
+def test_quoted_output_of_a_skipped_stage_reads_as_empty_text_through_the_engine(
+    runtime: Runtime, worker: Worker, tmp_path: Path
+) -> None:
+    text = """name: p
+application: shop
+stages:
+  - {id: gate, type: run, when: "1 == 2", command: 'echo "::output ok=yes"'}
+  - {id: quoted-yes, type: run, requires: [gate], when: "'${stages.gate.outputs.ok}' == 'yes'", command: "true"}
+  - {id: quoted-empty, type: run, requires: [gate], when: "'${stages.gate.outputs.ok}' == ''", command: "true"}
+  - {id: bare-null, type: run, requires: [gate], when: "${stages.gate.outputs.ok} == null", command: "true"}
+"""
+    eid = start(runtime, tmp_path, text)
+    assert finished(runtime, eid)["status"] == "SUCCEEDED"
+    assert stage_status(runtime, eid) == {
+        "gate": "SKIPPED",
+        "quoted-yes": "SKIPPED",
+        "quoted-empty": "SUCCEEDED",
+        "bare-null": "SUCCEEDED",
+    }
+
+
+def test_a_condition_that_cannot_be_decided_fails_the_stage_with_a_message(
+    runtime: Runtime, worker: Worker, tmp_path: Path
+) -> None:
+    text = """name: p
+application: shop
+parameters: [{name: v, default: abc}]
+stages:
+  - {id: s, type: run, when: "${trigger.params.v} > 3", command: "true"}
+"""
+    eid = start(runtime, tmp_path, text)
+    d = finished(runtime, eid)
+    assert d["status"] == "FAILED"
+    assert "cannot compare 'abc' > 3" in d["stages"][0]["message"], d["stages"][0]["message"]
