@@ -392,3 +392,16 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
     assert r.returncode == 0, r.stderr[-2000:]
     grown_mb = int(r.stdout.strip())
     assert grown_mb < 250, grown_mb  # unbounded: about 350 MB
+
+
+def test_a_million_spaces_after_an_open_expression() -> None:
+    """Over the default 1 MB it is refused by size; with a larger limit the scan itself is linear."""
+    text = unterminated_command(1_000_000)
+    with pytest.raises(ValidationFailed, match="larger than 1,000,000 bytes"):
+        pipeline_from_text(text, SCHEMAS, "p.yml")
+    began = time.perf_counter()
+    with pytest.raises(ValidationFailed) as info:
+        pipeline_from_text(text, SCHEMAS, "p.yml", Limits(document_bytes=2_000_000))
+    assert time.perf_counter() - began < 1.0
+    [problem] = info.value.problems
+    assert problem.message.startswith("unterminated expression '${") and problem.line == 4, problem
