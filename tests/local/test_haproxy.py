@@ -209,3 +209,28 @@ def test_refused_runtime_commands_are_errors_not_silence(haproxy: HAProxy, lb_sp
         haproxy.add_server("other", "x", "127.0.0.1", 1)
     with pytest.raises(Conflict, match="both listen on"):
         haproxy.declare(LoadBalancerSpec("other", lb_spec.listen))
+
+
+def test_show_stat_rows_are_typed_and_a_check_in_progress_keeps_its_last_result() -> None:
+    from gennaker.cloud.local.haproxy import parse_show_stat
+
+    header = "# pxname,svname,scur,stot,status,weight,check_status,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,req_tot,rtime"
+    text = "\n".join(
+        [
+            header,
+            "fe:shop-web,FRONTEND,0,10,OPEN,,,10,0,0,0,10,",
+            "shop-web,shop-web-v001-1,1,7,UP,3,* L7OK,6,0,0,1,,12",
+            "shop-web,BACKEND,0,7,UP,3,,6,0,0,1,7,12",
+        ]
+    )
+    (row,) = parse_show_stat(text)
+    assert (row.server, row.scur, row.stot, row.status, row.weight, row.check_status) == (
+        "shop-web-v001-1",
+        1,
+        7,
+        "UP",
+        3,
+        "L7OK",
+    )
+    assert (row.hrsp_2xx, row.hrsp_5xx, row.rtime, row.req_tot) == (6, 1, 12, 0)
+    assert row.healthy and row.serving

@@ -85,6 +85,10 @@ def test_red_black_through_the_provider_loses_no_request(provider: LocalProvider
     assert failures(traffic.answers) == []
     assert {a.body for a in traffic.answers if a.sent > switch} == {"2.0.0"}
     assert provider.get_server_group("shop-web-v001") is None
+    counts = provider.traffic_by_server_group()
+    assert set(counts) == {"shop-web-v002"}  # the destroyed group's servers are gone
+    assert counts["shop-web-v002"]["2xx"] == sum(1 for a in traffic.answers if a.body == "2.0.0")
+    assert counts["shop-web-v002"]["5xx"] == 0
     assert {s.name for s in provider.haproxy.servers(LB)} == {"shop-web-v002-1", "shop-web-v002-2"}
 
 
@@ -136,6 +140,7 @@ def test_a_crashed_instance_is_replaced_and_re_admitted(provider: LocalProvider)
     os.kill(victim.pid, signal.SIGKILL)
     while process_start_time(victim.pid) is not None:
         time.sleep(0.02)
+    provider.reconcile_all()
     group = wait_healthy(provider, "shop-web-v001", 2)
     assert victim.id not in [i.id for i in group.instances] and len(group.healthy_instances()) == 2
     assert [r.state for r in provider.instance_records("shop-web-v001") if r.id == victim.id] == ["crashed"]

@@ -184,7 +184,8 @@ def parse_show_stat(text: str) -> list[ServerStat]:
                 server=values["svname"],
                 status=values.get("status", ""),
                 weight=_int(values.get("weight", "")),
-                check_status=values.get("check_status", ""),
+                # "* L7OK": the last result, with a check in progress right now.
+                check_status=values.get("check_status", "").removeprefix("* "),
                 stot=_int(values.get("stot", "")),
                 scur=_int(values.get("scur", "")),
                 hrsp_2xx=_int(values.get("hrsp_2xx", "")),

@@ -106,6 +106,31 @@ class LocalProvider:
         except HAProxyError:
             return {}
 
+    def reconcile_all(self) -> None:
+        """What an ASG does continuously: replace dead instances, admit healthy new ones. Reads do
+        this for the groups they read; call this periodically to cover groups nobody reads."""
+        for group in self.instances.groups():
+            self._sync(group.name)
+
+    def server_stats(self) -> list[ServerStat]:
+        """HAProxy's per-server counters (requests by status class, sessions, response time)."""
+        return sorted(self._stats().values(), key=lambda r: (r.backend, _index(r.server), r.server))
+
+    def traffic_by_server_group(self) -> dict[str, dict[str, int]]:
+        """Counters summed per server group (servers are ``<group>-<n>``): sample twice and take
+        the difference for requests per second and errors per group."""
+        totals: dict[str, dict[str, int]] = {}
+        for row in self._stats().values():
+            group = row.server.rpartition("-")[0]
+            t = totals.setdefault(group, dict.fromkeys(("stot", "scur", "2xx", "3xx", "4xx", "5xx"), 0))
+            t["stot"] += row.stot
+            t["scur"] += row.scur
+            t["2xx"] += row.hrsp_2xx
+            t["3xx"] += row.hrsp_3xx
+            t["4xx"] += row.hrsp_4xx
+            t["5xx"] += row.hrsp_5xx
+        return totals
+
     def _model_states(self) -> dict[tuple[str, str], str]:
         states: dict[tuple[str, str], str] = {}
         for lb in self.haproxy.load_balancers():
