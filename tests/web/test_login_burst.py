@@ -124,9 +124,18 @@ def burst(live: Live, users: list[str], password: str = "wrong guess") -> tuple[
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    # One client for all (thread-safe, one connection each): the memory measured is the server's,
+    # not a hundred clients' TLS contexts (the server runs in this process).
+    limits = httpx.Limits(max_connections=len(users), max_keepalive_connections=0)
     try:
-        with ThreadPoolExecutor(max_workers=len(users)) as pool:
-            statuses = list(pool.map(lambda u: attempt(live.url, cookies, csrf, u, password), users))
+        with httpx.Client(base_url=live.url, cookies=cookies, timeout=60, limits=limits) as client:
+
+            def one(user: str) -> int:
+                data = {"username": user, "password": password, "csrf_token": csrf}
+                return client.post("/login", data=data, follow_redirects=False).status_code
+
+            with ThreadPoolExecutor(max_workers=len(users)) as pool:
+                statuses = list(pool.map(one, users))
     finally:
         done.set()
         sampler.join()
