@@ -320,3 +320,23 @@ def test_any_argument_no_traceback(cli: Any, command: str, index: int, count: in
     r = cli(*args)
     assert "Traceback" not in r.stdout + r.stderr, (args, r.stderr)
     assert r.code in {0, 1, 2, 3, 4, 5, 6}, (args, r.code, r.stderr)
+
+
+def test_sandbox_on_a_busy_port_is_one_line() -> None:
+    """Before moto starts (its server thread would die quietly and seeding would hang or trace)."""
+    import socket
+
+    pytest.importorskip("moto", reason="moto (gennaker[sandbox]) is not installed")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "gennaker", "sandbox", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port}" in r.stderr, r.stderr
