@@ -253,9 +253,11 @@ def test_supervisor_that_does_not_finish_in_time_fails_without_retry(
     wait_for(lambda: marked(str(tmp_path)) == [], timeout=15)
 
 
-def test_attempt_from_another_host_is_not_rerun(runtime: Runtime, tmp_path: Path, run_dir: Path) -> None:
+@pytest.mark.parametrize("timeout", ["", "    timeout: 2s\n"], ids=["no-timeout", "timed-out-meanwhile"])
+def test_attempt_from_another_host_is_not_rerun(runtime: Runtime, tmp_path: Path, run_dir: Path, timeout: str) -> None:
     log = tmp_path / "log"
-    eid = start(runtime, tmp_path, pipeline(command(tmp_path, "background"), retries=2))
+    # with a timeout that passes before the take-over, the time-out must not retry it either
+    eid = start(runtime, tmp_path, pipeline(command(tmp_path, "background"), retries=2, extra=timeout))
     url = str(runtime.db.engine.url)
     first = spawn_worker(url)
     try:

@@ -337,6 +337,8 @@ class Engine:
         if st.worker_id and st.worker_id != worker_id:
             # The task was pinned to a worker (it holds a process) and that worker stopped beating.
             reason = stype.on_worker_lost(ctx)
+            if isinstance(reason, TaskResult):  # e.g. a failure that must not be retried
+                return reason
             if reason:
                 return TaskResult.failed(reason)
         timeout = getattr(ctx.config, "timeout", None)

@@ -120,7 +120,8 @@ class StageType:
         }
         return resolved
 
-    def on_worker_lost(self, ctx: TaskContext) -> str | None:
+    def on_worker_lost(self, ctx: TaskContext) -> str | TaskResult | None:
         """Called when the task's worker died mid-task. Return a failure reason to fail the
-        attempt (it is retried if the stage has retries left), or None to simply run the task again."""
+        attempt (it is retried if the stage has retries left), a result to end the task with (before
+        any timeout applies), or None to simply run the task again."""
         return None

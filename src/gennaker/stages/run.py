@@ -225,8 +225,14 @@ class RunStage(StageType):
         if sup and sup.get("host") == socket.gethostname():
             processes.stop_supervisor(sup.get("pid"), sup.get("start"))
 
-    def on_worker_lost(self, ctx: TaskContext) -> str | None:
-        return None  # run_command takes the attempt over (see _take_over)
+    def on_worker_lost(self, ctx: TaskContext) -> str | TaskResult | None:
+        # run_command takes the attempt over (see _take_over); an attempt on another host is decided
+        # here, before a timeout could fail it with a retry beside a copy that may still run there
+        sup = ctx.context.get("supervisor")
+        if sup and sup.get("host") != socket.gethostname():
+            lost = sup.get("worker", "?")
+            return _may_still_run(sup.get("host"), f"its worker {lost} was lost and only a worker there can stop it")
+        return None
 
 
 def _may_still_run(host: str | None, why: str) -> TaskResult:
