@@ -207,3 +207,13 @@ def test_health_report_names_the_check_and_the_log(provider: LocalProvider) -> N
     report = provider.health_report("shop-web-v001")
     assert "shop-web-v001-1 (port " in report and "check L7STS" in report
     assert '"GET /up HTTP/1.0" 503' in report and "Traceback" not in report
+
+
+def test_a_command_that_exits_at_once_is_reported_with_its_log(provider: LocalProvider) -> None:
+    broken = spec(provider, "shop-web-v001", "1.0.0", desired=1)
+    provider.create_local_server_group(broken, "echo 'cannot open config.toml' >&2; exit 3", {})
+    time.sleep(0.3)
+    group = provider.get_server_group("shop-web-v001")
+    assert group is not None and group.healthy_instances() == []
+    report = provider.health_report("shop-web-v001")
+    assert "exited" in report and "cannot open config.toml" in report
