@@ -163,3 +163,11 @@ def test_without_access_control_refused_forms_are_counted_too(tmp_path: Path) ->
         r = client.post("/api/executions/none/cancel", json={}, headers={"X-Gennaker-User": "carol"})
         assert client.get("/api/audit").json()[0]["actor"] == "carol"
     rt.db.dispose()
+
+
+def test_the_console_shows_how_many_refusals_an_entry_counts(env: Any) -> None:
+    client, _, alice = env
+    for _ in range(3):
+        assert client.post("/api/executions/none/cancel", json={}).status_code == 401
+    page = client.get("/audit", headers=alice).text
+    assert 'data-testid="audit-hits">&times;3<' in page
