@@ -256,19 +256,25 @@ class ProcessRegistry:
                 handle.proc.stdin.close()
 
     def terminate(self, key: Key) -> bool:
-        """Have the supervisor kill the command's tree; reap it in the background."""
+        """Have the supervisor kill the command's tree and wait until it has (bounded): a retry after
+        a time-out may start on another host, where the status file cannot be seen."""
         handle = self.get(key)
         if handle is None:
             return False
         with contextlib.suppress(ProcessLookupError):
             handle.proc.send_signal(signal.SIGTERM)
+        try:
+            handle.proc.wait(STOP_GRACE_SECONDS + 5)
+        except subprocess.TimeoutExpired:
 
-        def reap() -> None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                handle.proc.wait(STOP_GRACE_SECONDS + 30)
-            self.forget(key)
+            def reap() -> None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    handle.proc.wait(300)
+                self.forget(key)
 
-        threading.Thread(target=reap, daemon=True, name="gennaker-reap").start()
+            threading.Thread(target=reap, daemon=True, name="gennaker-reap").start()
+            return True
+        self.forget(key)
         return True
 
 
