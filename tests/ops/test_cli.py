@@ -151,6 +151,8 @@ def test_bad_input_raises_clear_errors(cli: Callable[..., Any], tmp_path: Path) 
         res = cli("audit", "--max-age", max_age)
         assert res.exit_code == 2 and "--max-age" in res.output, (max_age, res.output)
     cases = {
+        ("audit", "--regions", "nope-1"): "is not a region",  # used to audit nothing there, and pass
+        ("inventory", "collect", "--regions", "us east"): "is not a region",
         ("audit", "--suppressions", str(tmp_path)): "is not a file",
         ("audit", "--output", str(tmp_path / "missing" / "r.html"), "--format", "html"): "does not exist",
         ("audit", "--output", str(tmp_path)): "is a directory",

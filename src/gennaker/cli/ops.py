@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -72,11 +73,27 @@ def _db(ctx: typer.Context, db: str | None) -> Database:
     return open_database(_global(ctx, "db", db))
 
 
-def _setup(ctx: typer.Context, config: str | None) -> tuple[Config, OpsSettings, AwsSessions]:
+def _setup(
+    ctx: typer.Context, config: str | None, regions: list[str] | None = None
+) -> tuple[Config, OpsSettings, AwsSessions]:
     cfg = load_config(_global(ctx, "config", config))
     if not cfg.accounts:
         raise ConfigError("no accounts configured: add an 'accounts:' section to gennaker.yml")
+    _check_regions(cfg, regions)
     return cfg, ops_settings(cfg.ops), AwsSessions(cfg)
+
+
+AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")  # us-east-1, us-gov-west-1, ap-southeast-4
+
+
+def _check_regions(cfg: Config, regions: list[str] | None) -> None:
+    """A --regions value is a region AWS could have, or one the configuration names: a typo would
+    otherwise audit nothing there and pass."""
+    configured = {r for a in cfg.accounts.values() for r in [*a.regions, *([a.dr_region] if a.dr_region else [])]}
+    for region in regions or []:
+        if region not in configured and not AWS_REGION.fullmatch(region):
+            known = ", ".join(sorted(configured))
+            raise ConfigError(f"--regions: '{region}' is not a region (e.g. us-east-1; configured: {known})")
 
 
 @contextmanager
@@ -147,7 +164,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Collect every resource type (or --types) in the configured accounts and regions."""
-        _, settings, sessions = _setup(ctx, config)
+        _, settings, sessions = _setup(ctx, config, _split(regions))
         database = _db(ctx, db)
         with _progress(not as_json) as progress:
             snap = collect_and_store(
@@ -349,7 +366,7 @@ def register(app: typer.Typer) -> None:
         sups = load_suppressions(str(suppressions)) if suppressions else []
         if output is not None:
             writable(output)
-        _, settings, sessions = _setup(ctx, config)
+        _, settings, sessions = _setup(ctx, config, _split(regions))
         with _progress(fmt == "table" or output is not None) as progress:
             result = audit_and_store(
                 _db(ctx, db),
