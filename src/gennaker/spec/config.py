@@ -8,21 +8,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gennaker.errors import ConfigError, ValidationFailed
+from gennaker.spec.durations import Duration
 from gennaker.spec.limits import Limits
 from gennaker.spec.validation import pydantic_problems
 from gennaker.spec.yamlload import Located, load_yaml, load_yaml_file
 
 
-class Account(BaseModel):
-    """One AWS account Gennaker may act in. Credentials come from the standard AWS chain."""
+class LocalHealthCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = "/up"
+    interval: Duration = 1.0
+    timeout: Duration = 5.0
+
+
+class LocalLoadBalancer(BaseModel):
+    """A load balancer of a ``local`` account: where it listens, how it checks its servers."""
 
     model_config = ConfigDict(extra="forbid")
 
+    listen: str  # "127.0.0.1:8088"
+    health: LocalHealthCheck = Field(default_factory=LocalHealthCheck)
+
+
+class Account(BaseModel):
+    """One account Gennaker may act in: AWS (``kind: aws``, the default; credentials from the
+    standard AWS chain) or this machine (``kind: local``: processes behind HAProxy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["aws", "local"] = "aws"  # picks the provider (gennaker.cloud.registry)
     regions: list[str] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
     profile: str | None = None
     role_arn: str | None = None
@@ -35,6 +55,15 @@ class Account(BaseModel):
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=20)  # botocore retries (default 8, adaptive)
+    # kind: local only
+    load_balancers: dict[str, LocalLoadBalancer] = Field(default_factory=dict)
+    state_dir: str | None = None  # default: .gennaker/local/<account> beside the configuration file
+
+    @model_validator(mode="after")
+    def _local_region(self) -> Account:
+        if self.kind == "local" and "regions" not in self.model_fields_set:
+            self.regions = ["local"]  # one machine, one region
+        return self
 
 
 class Config(BaseModel):
