@@ -15,11 +15,11 @@ import datetime as dt
 import fnmatch
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gennaker.errors import ConfigError
+from gennaker.errors import ConfigError, ValidationFailed
 from gennaker.ops.findings import Finding
+from gennaker.spec.yamlload import load_yaml_file
 
 
 class Suppression(BaseModel):
@@ -50,16 +50,11 @@ def load_suppressions(path: str) -> list[Suppression]:
     if not p.is_file():
         raise ConfigError(f"suppressions file {path} is not a file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read suppressions file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text) or {}
+        # Bounded like a pipeline document: size read at most to the limit, aliases counted expanded.
+        data = load_yaml_file(path).value or {}
         return SuppressionFile.model_validate(data).suppressions
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationFailed as exc:
+        raise ConfigError(str(exc.problems[0])) from None
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None
