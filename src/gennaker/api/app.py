@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import math
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from gennaker import __version__
@@ -24,6 +29,17 @@ def error_status(exc: GennakerError) -> int:
         if isinstance(exc, kind):
             return code
     return 400
+
+
+def _json_safe(value: Any) -> Any:
+    """A validation error echoes the input, and JSON cannot carry NaN or Infinity back: name them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int = 4) -> FastAPI:
@@ -55,6 +71,10 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
         if isinstance(exc, ValidationFailed):
             body["problems"] = [p.__dict__ for p in exc.problems]
         return JSONResponse(body, status_code=error_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.get("/api/health", tags=["system"], summary="Liveness")
     def health() -> dict[str, str]:
