@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-import math
 from typing import Any
 
 from fastapi import FastAPI, Request
