@@ -106,7 +106,10 @@ class RunStage(StageType):
             # The intent is committed and no supervisor is: the command has not started anywhere.
             return self._start(ctx)
         if not handle.go_sent:
-            # The supervisor's pid is committed now (returned by _start): a worker taking over can find it.
+            if (ctx.context.get("supervisor") or {}).get("pid") != handle.proc.pid:
+                # what _start returned was not committed (the engine could not write it): again
+                return TaskResult.running(after=0, pin=True, context=self._supervisor_context(ctx, handle))
+            # The supervisor's pid is committed: a worker taking over can find it. Only now may it start.
             registry.go(key)
             return TaskResult.running(after=0.02, pin=True)
         code = handle.finished()
@@ -143,6 +146,11 @@ class RunStage(StageType):
         pid = handle.proc.pid
         shown = cfg.command if isinstance(cfg.command, str) else " ".join(argv)
         ctx.log(f"starting under supervisor pid {pid}: {shown}")
+        return TaskResult.running(after=0, pin=True, context=self._supervisor_context(ctx, handle))
+
+    @staticmethod
+    def _supervisor_context(ctx: TaskContext, handle: processes.Handle) -> dict[str, Any]:
+        pid = handle.proc.pid
         supervisor = {
             "pid": pid,
             "start": processes.process_start_time(pid),
@@ -150,11 +158,7 @@ class RunStage(StageType):
             "status": str(handle.status_path),
             "worker": ctx.worker_id,
         }
-        return TaskResult.running(
-            after=0,
-            pin=True,
-            context={"supervisor": supervisor, "worker": ctx.worker_id, "takeover_since": None},
-        )
+        return {"supervisor": supervisor, "worker": ctx.worker_id, "takeover_since": None}
 
     def _result(self, ctx: TaskContext, status: processes.RunStatus, supervisor_code: int) -> TaskResult:
         if status.error:
