@@ -344,3 +344,8 @@ def test_sandbox_on_a_busy_port_is_one_line() -> None:
         )
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port}" in r.stderr, r.stderr
+
+
+def test_a_group_without_its_command_shows_its_help(cli: Any) -> None:
+    r = cli("executions")
+    assert r.code == 2 and "list" in r.stdout + r.stderr and "error" not in r.stderr, r.stderr

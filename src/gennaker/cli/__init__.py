@@ -15,7 +15,7 @@ import typer.main
 from rich.console import Console
 from rich.text import Text
 from typer import _click as click  # Typer vendors Click
-from typer._click.exceptions import ClickException, UsageError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from gennaker import __version__
 from gennaker.cli import options
@@ -128,6 +128,9 @@ def run(args: list[str] | None = None, command: click.Command | None = None) -> 
         return exc.exit_code
     except typer.Abort:
         return 1
+    except NoArgsIsHelpError as exc:  # a group without its command: the help was printed, as asked
+        exc.show()
+        return exc.exit_code
     except UsageError as exc:  # a bad option or argument: one line, and where to read more
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         _error("error:", exc.format_message() + hint)
