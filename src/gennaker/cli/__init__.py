@@ -126,7 +126,8 @@ def run(args: list[str] | None = None, command: click.Command | None = None) -> 
         return 130
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
+    except typer.Abort:  # a prompt got end of input or Ctrl-C: say so, not a silent exit 1
+        _error("error:", "aborted")
         return 1
     except NoArgsIsHelpError as exc:  # a group without its command: the help was printed, as asked
         exc.show()
