@@ -221,7 +221,7 @@ class ProcessRegistry:
         path = status_path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         proc = subprocess.Popen(
-            [sys.executable, "-I", SUPERVISOR, str(path), str(STOP_GRACE_SECONDS)],
+            [sys.executable, "-I", "-S", SUPERVISOR, str(path), str(STOP_GRACE_SECONDS)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

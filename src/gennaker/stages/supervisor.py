@@ -1,6 +1,6 @@
 """The supervisor of one ``run`` command: the command's whole process tree lives and dies with it.
 
-A worker starts ``python -I supervisor.py STATUS_FILE`` for each command (run as a file, so it needs
+A worker starts ``python -I -S supervisor.py STATUS_FILE`` for each command (run as a file, so it needs
 nothing but the standard library). The supervisor
 
 - makes itself the child subreaper of its tree (Linux ``PR_SET_CHILD_SUBREAPER``), so every
