@@ -21,7 +21,7 @@ import re
 import shlex
 from typing import Any
 
-from gennaker.spec.expressions import ExpressionError, lookup, references, resolve
+from gennaker.spec.expressions import ExpressionError, Ref, lookup, resolve, scan
 
 _PLAIN, _SINGLE, _DOUBLE, _SUBST, _UNSURE = "plain", "single", "double", "subst", "unsure"
 _ARITH, _BACKQ = "arithmetic", "backquotes"  # never quoted into: arithmetic is no place for text, and
@@ -32,21 +32,23 @@ _HEREDOC = re.compile(r"<<-?[ \t]*(['\"]?)([A-Za-z0-9_.-]+)\1")
 
 def interpolate(command: str, scope: dict[str, Any]) -> str | list[Any]:
     """``command`` with every ``${...}`` resolved against ``scope`` and quoted for ``/bin/sh``."""
-    paths = list(references(command))
-    if not paths:
+    pieces, open_at = scan(command)
+    if open_at is not None:
+        raise ExpressionError(f"unterminated expression in {command[:80]!r} (missing '}}')")
+    refs = [p for p in pieces if isinstance(p, Ref)]
+    if not refs:
         return command
-    spans = _spans(command, paths)
-    if len(spans) == 1 and command[: spans[0][0]].strip() == "" and command[spans[0][1] :].strip() == "":
-        value = lookup(paths[0], scope)
+    if len(refs) == 1 and all(isinstance(p, Ref) or not p.strip() for p in pieces):
+        value = lookup(refs[0].path, scope)
         if isinstance(value, list):
             return value  # a list command is exec'd: nothing goes through a shell
-    contexts = _contexts(command, spans)
+    contexts = _contexts(command, [(r.start, r.end) for r in refs])
     out: list[str] = []
     pos = 0
-    for path, (start, end), context in zip(paths, spans, contexts, strict=True):
-        out.append(command[pos:start])
-        out.append(_quoted(_text(lookup(path, scope)), context, path))
-        pos = end
+    for ref, context in zip(refs, contexts, strict=True):
+        out.append(command[pos : ref.start])
+        out.append(_quoted(_text(lookup(ref.path, scope)), context, ref.path))
+        pos = ref.end
     out.append(command[pos:])
     return "".join(out)
 
@@ -81,30 +83,6 @@ def _quoted(value: str, context: str, path: str) -> str:
         "comment, inside backquotes, $((...)) or a here-document): pass it through env instead, e.g. "
         f'env: {{VALUE: "${{{path}}}"}} and "$VALUE" in the command'
     )
-
-
-def _spans(text: str, paths: list[str]) -> list[tuple[int, int]]:
-    """Where each reference (in order, as ``references`` found them) stands in ``text``."""
-    spans = []
-    pos = 0
-    for path in paths:
-        while True:
-            i = text.find("${", pos)
-            if i < 0:
-                raise ExpressionError(f"cannot find ${{{path}}} in the command")
-            j = i + 2
-            while j < len(text) and text[j].isspace():
-                j += 1
-            if text.startswith(path, j):
-                k = j + len(path)
-                while k < len(text) and text[k].isspace():
-                    k += 1
-                if k < len(text) and text[k] == "}":
-                    spans.append((i, k + 1))
-                    pos = k + 1
-                    break
-            pos = i + 2
-    return spans
 
 
 def _contexts(text: str, spans: list[tuple[int, int]]) -> list[str]:
