@@ -1,11 +1,19 @@
-"""``gennaker demo``: simulated AWS, the server, and the source document's pipeline, in one command."""
+"""``gennaker demo``: the source document's pipeline, the server and the console, in one command.
+
+Two worlds: simulated AWS (moto, the default), or ``--local``: this machine, where the packaged
+sample application runs as real processes behind Gennaker's HAProxy while a bounded load generator
+sends it requests the whole time, and the demo prints requests and errors per server group.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,14 +23,74 @@ from gennaker.cli import options
 from gennaker.cli.render import console, stage_table
 from gennaker.engine import operations as ops
 from gennaker.engine import views
-from gennaker.errors import GennakerError
+from gennaker.errors import ConfigError, GennakerError
 from gennaker.runtime import Runtime, build_runtime
-from gennaker.spec.config import config_from_text
+from gennaker.spec.config import config_from_text, load_config
 
 out = console()
+SANDBOX_DIR = Path(__file__).resolve().parent.parent / "sandbox"
 # Shipped in the package (examples/demo.yml in the repository links to it), so an installed
 # gennaker has its demo too.
-DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "sandbox" / "demo.yml"
+DEMO_PIPELINE = SANDBOX_DIR / "demo.yml"
+LOCAL_PIPELINE = SANDBOX_DIR / "demo-local.yml"
+DEFAULT_PORT = 8080
+LOCAL_ACCOUNT = "laptop"
+LOAD_BALANCER = "shop-web"
+RATES_EVERY = 2.0  # seconds between two "requests per server group" lines
+
+# What production runs before the demo pipeline deploys the next version (the sandbox seeds
+# shop-web-v001 in simulated AWS; here it is deployed the way any version is).
+LOCAL_SEED = f"""\
+name: demo-local-seed
+application: shop
+description: The version in production before the demo (shop-web-v001, 1.0.0).
+stages:
+  - {{id: bake, name: Bake 1.0.0, type: bake, account: {LOCAL_ACCOUNT}, source: ../sample_app, version: "1.0.0"}}
+  - id: deploy
+    name: Deploy 1.0.0
+    type: deploy
+    requires: [bake]
+    account: {LOCAL_ACCOUNT}
+    stack: web
+    image: "${{stages.bake.outputs.image_id}}"
+    command: "python3 app.py"
+    env: {{APP_VERSION: "1.0.0"}}
+    capacity: {{min: 2, max: 2, desired: 2}}
+    load_balancers: [{LOAD_BALANCER}]
+    strategy: red_black
+    health_timeout: 1m
+    poll_interval: 250ms
+"""
+
+
+def _can_listen(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pick_port(requested: int | None) -> tuple[int, str | None]:
+    """The port to serve on and, when it is not the one expected, why: a port asked for must be
+    free (one line otherwise); the default 8080 taken means any free port, said so."""
+    if requested is not None:
+        if not _can_listen(requested):
+            raise ConfigError(
+                f"cannot listen on 127.0.0.1:{requested}: the port is in use (leave --port out for a free one)"
+            )
+        return requested, None
+    if _can_listen(DEFAULT_PORT):
+        return DEFAULT_PORT, None
+    port = _free_port()
+    return port, f"port {DEFAULT_PORT} is in use: serving on {port} instead"
 
 
 def demo_params(world: Any, soak: str) -> dict[str, str]:
@@ -36,6 +104,19 @@ def demo_params(world: Any, soak: str) -> dict[str, str]:
         "target_group": world.target_group_arn,
         "soak": soak,
     }
+
+
+def local_config_text(lb_port: int) -> str:
+    """The demo's ``gennaker.yml``: one local account with the shop-web load balancer."""
+    return (
+        "# Gennaker configuration for the local demo: this machine, processes behind HAProxy.\n"
+        "accounts:\n"
+        f"  {LOCAL_ACCOUNT}:\n"
+        "    kind: local\n"
+        "    state_dir: local  # processes' records, artifacts and HAProxy's files, beside this file\n"
+        "    load_balancers:\n"
+        f'      {LOAD_BALANCER}: {{listen: "127.0.0.1:{lb_port}", health: {{path: /up, interval: 1s, timeout: 5s}}}}\n'
+    )
 
 
 def _serve(rt: Runtime, port: int) -> Any:
@@ -60,62 +141,214 @@ def _serve(rt: Runtime, port: int) -> Any:
     return server
 
 
+def _announce(base: str, execution_id: str, pipeline: str, port_note: str | None) -> None:
+    cli = f"gennaker --server {base}"
+    if port_note:
+        out.print(port_note, highlight=False)
+    out.print(f"Server: {base} (console at {base}/, API docs at {base}/docs)", highlight=False)
+    out.print(f"Execution {execution_id} of pipeline '{pipeline}' started.", highlight=False)
+    out.print(f"  watch:  {cli} executions show {execution_id}", highlight=False)
+    out.print(f"  judge:  {cli} judge {execution_id} go-no-go --choice approve", highlight=False)
+    out.print(f"  skip the wait: {cli} skip {execution_id} soak\n", highlight=False)
+
+
+def _finish(rt: Runtime, server: Any, base: str, final: dict[str, Any], execution_id: str, auto_approve: bool) -> int:
+    out.print(stage_table(final))
+    out.print(f"execution {execution_id}: {final['status']}", highlight=False, soft_wrap=True)
+    if not auto_approve:
+        out.print(f"The server keeps running at {base} for you to look around; Ctrl-C stops everything.")
+        with contextlib.suppress(KeyboardInterrupt):  # the user's way of saying "stop"
+            threading.Event().wait()
+    server.should_exit = True
+    time.sleep(0.5)
+    return 0 if final["status"] == "SUCCEEDED" else 1
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         port: Annotated[
-            int, typer.Option(parser=options.port, help="Port for the API and console on 127.0.0.1.")
-        ] = 8080,
+            int | None,
+            typer.Option(
+                parser=options.port, help="Port for the API and console on 127.0.0.1 (default 8080, else any free one)."
+            ),
+        ] = None,
         auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Judge 'approve' automatically.")] = False,
         soak: Annotated[
-            str, typer.Option(parser=options.duration_text, help="How long Wait waits (the document says 4h).")
-        ] = "4h",
+            str | None,
+            typer.Option(
+                parser=options.duration_text, help="How long Wait waits (the document says 4h; --local: 30s)."
+            ),
+        ] = None,
         workdir: Annotated[
             Path | None, typer.Option(parser=options.directory, help="Where to keep the demo's database and config.")
         ] = None,
-        pipeline_file: Annotated[Path, typer.Option("--pipeline", help="The pipeline to run.")] = DEMO_PIPELINE,
+        pipeline_file: Annotated[Path | None, typer.Option("--pipeline", help="The pipeline to run.")] = None,
+        local: Annotated[
+            bool,
+            typer.Option(
+                "--local", help="On this machine: the sample application as processes behind HAProxy, under load."
+            ),
+        ] = False,
+        traffic_for: Annotated[
+            str,
+            typer.Option(parser=options.duration_text, help="--local: the longest the load generator runs."),
+        ] = "30m",
     ) -> None:
-        """Start simulated AWS and the server, then run the demo pipeline on the sample application."""
-        from gennaker.sandbox import start_sandbox
-
+        """Start simulated AWS (or, with --local, this machine) and the server, then run the demo
+        pipeline on the sample application."""
+        serve_port, port_note = pick_port(port)
         work = workdir or Path(tempfile.mkdtemp(prefix="gennaker-demo-"))
         work.mkdir(parents=True, exist_ok=True)
-        out.print("Starting simulated AWS (moto, loopback only) and seeding the sample application 'shop'…")
-        box = start_sandbox()
-        try:
-            (work / "gennaker.yml").write_text(box.config_text)
-            rt = build_runtime(f"sqlite:///{work / 'gennaker.db'}", config=config_from_text(box.config_text))
-            server = _serve(rt, port)
-            base = f"http://127.0.0.1:{port}"
-            pipeline = rt.load_pipeline(str(pipeline_file))
-            with rt.db.begin() as conn:
-                ops.save_pipeline(conn, pipeline, "demo", registered=True)
-            execution_id = ops.start_execution(
-                rt.db, pipeline, demo_params(box.world, soak), "demo", base_dir=str(pipeline_file.parent)
+        if local:
+            from gennaker.spec.durations import parse_duration
+
+            code = _local_demo(
+                work,
+                serve_port,
+                port_note,
+                auto_approve,
+                soak or "30s",
+                parse_duration(traffic_for),
+                pipeline_file or LOCAL_PIPELINE,
             )
-            cli = f"gennaker --server {base}"
-            out.print(f"\nSimulated AWS: {box.endpoint}   config: {work / 'gennaker.yml'}")
-            out.print(f"Server: {base} (console at {base}/, API docs at {base}/docs)")
-            out.print(f"Execution {execution_id} of pipeline 'demo' started.")
-            out.print(f"  watch:  {cli} executions show {execution_id}")
-            out.print(f"  judge:  {cli} judge {execution_id} go-no-go --choice approve")
-            out.print(f"  skip the wait: {cli} skip {execution_id} soak\n")
-            final = _follow(rt, execution_id, auto_approve)
-            out.print(stage_table(final))
-            out.print(f"execution {execution_id}: {final['status']}", highlight=False, soft_wrap=True)
-            if not auto_approve:
-                out.print(f"The server keeps running at {base} for you to look around; Ctrl-C stops everything.")
-                with contextlib.suppress(KeyboardInterrupt):  # the user's way of saying "stop"
-                    threading.Event().wait()
+        else:
+            code = _aws_demo(work, serve_port, port_note, auto_approve, soak or "4h", pipeline_file or DEMO_PIPELINE)
+        raise typer.Exit(code)
+
+
+def _aws_demo(work: Path, port: int, port_note: str | None, auto_approve: bool, soak: str, pipeline_file: Path) -> int:
+    from gennaker.sandbox import start_sandbox
+
+    out.print("Starting simulated AWS (moto, loopback only) and seeding the sample application 'shop'…")
+    box = start_sandbox()
+    try:
+        (work / "gennaker.yml").write_text(box.config_text)
+        rt = build_runtime(f"sqlite:///{work / 'gennaker.db'}", config=config_from_text(box.config_text))
+        server = _serve(rt, port)
+        base = f"http://127.0.0.1:{port}"
+        pipeline = rt.load_pipeline(str(pipeline_file))
+        with rt.db.begin() as conn:
+            ops.save_pipeline(conn, pipeline, "demo", registered=True)
+        execution_id = ops.start_execution(
+            rt.db, pipeline, demo_params(box.world, soak), "demo", base_dir=str(pipeline_file.parent)
+        )
+        out.print(f"\nSimulated AWS: {box.endpoint}   config: {work / 'gennaker.yml'}", highlight=False)
+        _announce(base, execution_id, pipeline.name, port_note)
+        final = _follow(rt, execution_id, auto_approve)
+        return _finish(rt, server, base, final, execution_id, auto_approve)
+    finally:
+        box.stop()
+
+
+# --- the local demo --------------------------------------------------------------------------------
+def _local_demo(
+    work: Path,
+    port: int,
+    port_note: str | None,
+    auto_approve: bool,
+    soak: str,
+    traffic_seconds: float,
+    pipeline_file: Path,
+) -> int:
+    from gennaker.cloud.registry import provider_for
+    from gennaker.sandbox.traffic import GroupRates, LoadGenerator
+
+    if shutil.which("haproxy") is None:
+        raise ConfigError("gennaker demo --local needs HAProxy, its load balancer: apt-get install haproxy")
+    lb_port = _free_port()
+    config_path = work / "gennaker.yml"
+    config_path.write_text(local_config_text(lb_port))
+    rt = build_runtime(f"sqlite:///{work / 'gennaker.db'}", config=load_config(str(config_path)))
+    provider = provider_for(rt.services, LOCAL_ACCOUNT)
+    server = None
+    load: LoadGenerator | None = None
+    try:
+        server = _serve(rt, port)
+        base = f"http://127.0.0.1:{port}"
+        out.print(
+            f"Local account '{LOCAL_ACCOUNT}': load balancer {LOAD_BALANCER} on 127.0.0.1:{lb_port} (HAProxy), "
+            f"config {config_path}",
+            highlight=False,
+        )
+        out.print("Putting shop 1.0.0 in production (bake the sample application, deploy shop-web-v001)…")
+        seed = rt.pipeline_from_text(LOCAL_SEED, str(SANDBOX_DIR / "demo-local-seed.yml"))
+        seed_id = ops.start_execution(rt.db, seed, {}, "demo", base_dir=str(SANDBOX_DIR))
+        seeded = _follow(rt, seed_id, auto_approve=True)
+        if seeded["status"] != "SUCCEEDED":
+            out.print(stage_table(seeded))
+            raise GennakerError(f"putting 1.0.0 in production failed (execution {seed_id}): see the stages above")
+        # Low and steady: a shop's traffic, not a flood on a shared machine; bounded in time and count.
+        load = LoadGenerator(
+            "127.0.0.1", lb_port, threads=2, pause=0.05, max_seconds=traffic_seconds, max_requests=200_000
+        ).start()
+        out.print(
+            f"Traffic: 2 clients sending GET / to http://127.0.0.1:{lb_port}/ for up to "
+            f"{traffic_seconds:g}s; requests/s and errors per server group every {RATES_EVERY:g}s.",
+            highlight=False,
+        )
+        pipeline = rt.load_pipeline(str(pipeline_file))
+        with rt.db.begin() as conn:
+            ops.save_pipeline(conn, pipeline, "demo", registered=True)
+        execution_id = ops.start_execution(rt.db, pipeline, {"soak": soak}, "demo", base_dir=str(pipeline_file.parent))
+        _announce(base, execution_id, pipeline.name, port_note)
+        rates = GroupRates(provider.traffic_by_server_group)  # type: ignore[attr-defined]
+        final = _follow(rt, execution_id, auto_approve, every=(RATES_EVERY, lambda: _print_rates(rates, load)))
+        _print_rates(rates, load)
+        code = _finish(rt, server, base, final, execution_id, auto_approve)
+        load.stop()
+        _print_traffic_summary(load)
+        return code
+    finally:
+        if load is not None:
+            load.stop()
+        if server is not None:
             server.should_exit = True
-            time.sleep(0.5)
-            raise typer.Exit(0 if final["status"] == "SUCCEEDED" else 1)
-        finally:
-            box.stop()
+        _stop_local(provider)
 
 
-def _follow(rt: Runtime, execution_id: str, auto_approve: bool) -> dict[str, Any]:
+def _print_rates(rates: Any, load: Any) -> None:
+    from gennaker.sandbox.traffic import failures, rates_line
+
+    answers = load.snapshot()
+    out.print(
+        f"  traffic  {rates_line(rates.sample())}   (clients: {len(answers)} sent, {len(failures(answers))} failed)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _print_traffic_summary(load: Any) -> None:
+    from gennaker.sandbox.traffic import summarize, timeline
+
+    answers = load.snapshot()
+    by_version: dict[str, int] = {}
+    for bucket in timeline(answers, load.started, step=3600):
+        for version, counts in bucket.by_version.items():
+            by_version[version] = by_version.get(version, 0) + counts.requests
+    served = ", ".join(f"{v}: {n}" for v, n in sorted(by_version.items())) or "none"
+    out.print(f"Traffic during the demo: {summarize(answers).line()}; answered by version {served}", highlight=False)
+
+
+def _stop_local(provider: Any) -> None:
+    """The demo's processes and its HAProxy outlive Gennaker by design (as instances outlive an
+    ASG's controller): the demo started them, so it stops them."""
+    with contextlib.suppress(GennakerError):
+        for group in provider.list_server_groups(with_health=False):
+            provider.destroy_server_group(group.name)
+    haproxy = getattr(provider, "haproxy", None)
+    if haproxy is not None:
+        haproxy.stop(timeout=5)
+
+
+def _follow(
+    rt: Runtime,
+    execution_id: str,
+    auto_approve: bool,
+    every: tuple[float, Callable[[], None]] | None = None,
+) -> dict[str, Any]:
     seen: dict[str, str] = {}
+    last_tick = time.monotonic()
     while True:
         with rt.db.read() as conn:
             ex = views.execution_detail(conn, execution_id)
@@ -132,4 +365,7 @@ def _follow(rt: Runtime, execution_id: str, auto_approve: bool) -> dict[str, Any
                 ops.judge(rt.db, execution_id, s["stage_id"], "demo (auto-approve)", "approve", "--auto-approve")
         if views.is_done(ex["status"]):
             return ex
+        if every is not None and time.monotonic() - last_tick >= every[0]:
+            last_tick = time.monotonic()
+            every[1]()
         time.sleep(0.3)

@@ -130,7 +130,9 @@ def start_execution(
                     "status": Status.NOT_STARTED,
                     "requires": list(s.requires),
                     "dependents": dependents[s.id],
-                    "config": s.model_dump(mode="json", exclude_none=True),
+                    # A ${...} in a typed field is stored as written (resolved at run time): not a
+                    # serializer surprise worth a warning on the user's terminal.
+                    "config": s.model_dump(mode="json", exclude_none=True, warnings=False),
                     "context": {},
                     "outputs": {},
                     "tasks": [],

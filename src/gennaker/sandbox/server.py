@@ -66,6 +66,30 @@ def config_text(endpoint: str, world: ShopWorld | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _quiet_moto_server(port: int) -> Any:
+    """moto's threaded server, minus the line it prints to stdout for every call to a service it
+    does not simulate (the audit asks for some, e.g. ssm-incidents, and reports them UNKNOWN from
+    the 500 it gets): the dispatcher answers exactly as moto's does, silently."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    class QuietDispatcher(DomainDispatcherApplication):
+        def get_backend_for_host(self, host: str | None) -> Any:
+            unknown = host is not None and "amazonaws.com" in host
+            if unknown and not any(p.match(f"http://{host}") for _, p in self.backend_url_patterns):
+                return None  # moto's answer for an unknown service, without its print()
+            return super().get_backend_for_host(host)
+
+    class QuietServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # moto's, with the quiet dispatcher
+            self._server = make_server(self._ip_address, self._port, QuietDispatcher(create_backend_app), True)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return QuietServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+
 def _seed_audit_examples(sessions: AwsSessions, account: str, region: str) -> bool:
     """Seed the operations-readiness examples when that subsystem is installed."""
     if importlib.util.find_spec(AUDIT_SEED_MODULE) is None:
@@ -90,7 +114,7 @@ class Sandbox:
 def start_sandbox(port: int | None = None, audit_examples: bool = True) -> Sandbox:
     """Run simulated AWS on 127.0.0.1:``port`` (a free one when None) seeded with ``shop``."""
     try:
-        from moto.server import ThreadedMotoServer
+        import moto.server  # noqa: F401  (the sandbox's one optional dependency)
     except ImportError as exc:
         raise ConfigError("the sandbox needs moto: pip install 'gennaker[sandbox]'") from exc
     if port is None:
@@ -101,7 +125,7 @@ def start_sandbox(port: int | None = None, audit_examples: bool = True) -> Sandb
     # moto serves with werkzeug, which logs every request, and a traceback for each API it does not
     # simulate (those reach us as HTTP 500s and become UNKNOWN findings with the reason): keep quiet.
     logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = _quiet_moto_server(port)
     server.start()
     try:
         sessions = AwsSessions(config_from_text(config_text(endpoint)))
