@@ -48,8 +48,14 @@ def duration(start: float | None, end: float | None) -> str:
     return format_duration((end or time.time()) - start)
 
 
+def plain(value: Any) -> Text:
+    """A table cell as it is: names, users and messages come from documents, commands and people,
+    and a ``[/x]`` in them is text, not Rich markup (which would raise and break the listing)."""
+    return Text("" if value is None else str(value))
+
+
 def stage_table(ex: dict[str, Any]) -> Table:
-    title = f"{ex['pipeline']} · {ex['id']} · {ex['status']}"
+    title = plain(f"{ex['pipeline']} · {ex['id']} · {ex['status']}")
     table = Table(title=title, title_justify="left")
     for col in ("Step", "Type", "Started", "Duration", "Status", "Detail"):
         table.add_column(col)
@@ -61,12 +67,12 @@ def stage_table(ex: dict[str, Any]) -> Table:
         elif asking and s["status"] in ("RUNNING", "WAITING"):
             detail = "awaiting judgment: " + " / ".join(asking.get("options") or [])
         table.add_row(
-            s["name"],
-            s["type"],
+            plain(s["name"]),
+            plain(s["type"]),
             when(s.get("started_at")),
             duration(s.get("started_at"), s.get("ended_at")),
             status_text(s["status"]),
-            detail,
+            plain(detail),
         )
     return table
 
@@ -79,10 +85,10 @@ def execution_list(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         trig = r.get("trigger") or {}
         table.add_row(
-            r["id"],
-            r["pipeline"],
+            plain(r["id"]),
+            plain(r["pipeline"]),
             status_text(r["status"]),
-            f"{trig.get('user', '?')} ({trig.get('type', '?')})",
+            plain(f"{trig.get('user', '?')} ({trig.get('type', '?')})"),
             when(r["created_at"]),
             duration(r.get("started_at"), r.get("ended_at")),
         )
