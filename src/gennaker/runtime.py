@@ -7,11 +7,13 @@ reaches for globals.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
+from gennaker.cloud.tasks import bind_schemas
 from gennaker.engine.runner import Engine, EngineSettings
 from gennaker.engine.worker import Worker
 from gennaker.spec.config import Config, load_config
-from gennaker.spec.models import Pipeline
+from gennaker.spec.models import Pipeline, StageConfig
 from gennaker.spec.pipeline import load_pipeline, pipeline_from_text
 from gennaker.stages import default_registry, skippable_types, stage_schemas
 from gennaker.stages.base import StageType
@@ -27,11 +29,17 @@ class Runtime:
     services: Services
     engine: Engine
 
+    @cached_property
+    def schemas(self) -> dict[str, type[StageConfig]]:
+        """Stage schemas bound to the configured accounts: a cloud stage's provider-specific fields
+        are checked by its account kind's model when a document is loaded."""
+        return bind_schemas(stage_schemas(self.registry), self.config)
+
     def load_pipeline(self, path: str) -> Pipeline:
-        return load_pipeline(path, stage_schemas(self.registry), self.config.limits)
+        return load_pipeline(path, self.schemas, self.config.limits)
 
     def pipeline_from_text(self, text: str, file: str = "<pipeline>") -> Pipeline:
-        return pipeline_from_text(text, stage_schemas(self.registry), file, self.config.limits)
+        return pipeline_from_text(text, self.schemas, file, self.config.limits)
 
     @property
     def skippable(self) -> set[str]:

@@ -145,7 +145,7 @@ def cluster_state(provider: AwsProvider, cluster: str = "shop-web") -> dict[str,
         state[g.name] = {
             "capacity": (g.capacity.min, g.capacity.desired, g.capacity.max),
             "enabled": g.enabled,
-            "suspended": g.suspended,
+            "suspended": set(g.details["suspended"]),  # AWS: the suspended scaling processes
             "instances": len(g.instances),
             "serving": len(g.serving_instances()),
             "tags": g.tags,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gennaker.cloud.aws.provider import AwsProvider
-from gennaker.cloud.provider import DISABLE_PROCESSES, Capacity
+from gennaker.cloud.aws.provider import DISABLE_PROCESSES, AwsProvider
+from gennaker.cloud.provider import Capacity
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.stages.base import TaskContext
 from gennaker.stages.deploy import Deploy

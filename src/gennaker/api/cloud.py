@@ -11,49 +11,37 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from gennaker.api.deps import get_actor
-from gennaker.cloud import naming
-from gennaker.cloud.aws.provider import AwsProvider
-from gennaker.cloud.aws.session import AwsSessions
+from gennaker.cloud import naming, registry
 from gennaker.cloud.operations import check_server_group, clusters_view
 from gennaker.cloud.provider import CloudProvider
-from gennaker.cloud.tasks import CapacityModel, provider_for
+from gennaker.cloud.tasks import CapacityModel
 from gennaker.engine import views
 from gennaker.engine.operations import start_task
 from gennaker.errors import Conflict, InvalidInput, NotFound
 from gennaker.runtime import Runtime
-from gennaker.spec.config import Config
 
 router = APIRouter(prefix="/api", tags=["cloud"])
 
 
-def get_config(request: Request) -> Config:
-    config: Config = request.app.state.config
-    return config
+def get_services(request: Request) -> Any:
+    """What providers are built from: the configuration and the shared cloud clients."""
+    return SimpleNamespace(config=request.app.state.config, aws=request.app.state.aws)
 
 
-def get_aws(request: Request) -> AwsSessions:
-    aws: AwsSessions = request.app.state.aws
-    return aws
-
-
-def all_providers(config: Config = Depends(get_config), aws: AwsSessions = Depends(get_aws)) -> list[AwsProvider]:
+def all_providers(services: Any = Depends(get_services)) -> list[CloudProvider]:
     """Every configured account and region (the views span them all)."""
-    return [AwsProvider(aws, name, region) for name, acct in sorted(config.accounts.items()) for region in acct.regions]
+    return registry.all_providers(services)
 
 
 class Where(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     account: str
-    region: str
+    region: str | None = None  # default: the account's only region
 
 
 class ActionBody(Where):
     capacity: CapacityModel | None = None  # resize only
-
-
-def _provider(where: Where, config: Config, aws: AwsSessions) -> CloudProvider:
-    return provider_for(SimpleNamespace(config=config, aws=aws), where.account, where.region)
 
 
 def _named_for(name: str, application: str) -> bool:
@@ -63,17 +51,17 @@ def _named_for(name: str, application: str) -> bool:
 
 
 @router.get("/applications/{application}/clusters")
-def clusters(application: str, providers: list[AwsProvider] = Depends(all_providers)) -> list[dict[str, Any]]:
+def clusters(application: str, providers: list[CloudProvider] = Depends(all_providers)) -> list[dict[str, Any]]:
     return clusters_view(list(providers), application)
 
 
 @router.get("/applications/{application}/load_balancers")
-def load_balancers(application: str, providers: list[AwsProvider] = Depends(all_providers)) -> list[dict[str, Any]]:
+def load_balancers(application: str, providers: list[CloudProvider] = Depends(all_providers)) -> list[dict[str, Any]]:
     result = []
     for p in providers:
         groups = p.list_server_groups(application=application, with_health=False)
         for lb in p.list_load_balancers():
-            users = sorted(g.name for g in groups if set(g.target_groups) & set(lb.target_groups))
+            users = sorted(g.name for g in groups if set(g.load_balancers) & set(lb.targets))
             if not users and not _named_for(lb.name, application):
                 continue
             result.append(
@@ -81,12 +69,9 @@ def load_balancers(application: str, providers: list[AwsProvider] = Depends(all_
                     "account": p.account,
                     "region": p.region,
                     "name": lb.name,
-                    "arn": lb.arn,
-                    "dns_name": lb.dns_name,
-                    "scheme": lb.scheme,
                     "type": lb.type,
-                    "target_groups": lb.target_groups,
-                    "security_groups": lb.security_groups,
+                    "address": lb.address,
+                    **lb.details,
                     "server_groups": users,
                 }
             )
@@ -94,39 +79,21 @@ def load_balancers(application: str, providers: list[AwsProvider] = Depends(all_
 
 
 @router.get("/applications/{application}/security_groups")
-def security_groups(application: str, providers: list[AwsProvider] = Depends(all_providers)) -> list[dict[str, Any]]:
+def security_groups(application: str, providers: list[CloudProvider] = Depends(all_providers)) -> list[dict[str, Any]]:
     """Security groups used by the application's instances and load balancers, or named after it."""
-    result = []
-    for p in providers:
-        users: dict[str, set[str]] = {}
-        filters = [
-            {"Name": "tag:gennaker:application", "Values": [application]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-        for reservation in p.ec2.paginate("describe_instances", "Reservations", Filters=filters):
-            for inst in reservation["Instances"]:
-                tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-                owner = tags.get("aws:autoscaling:groupName") or tags.get("gennaker:server-group") or inst["InstanceId"]
-                for sg in inst.get("SecurityGroups", []):
-                    users.setdefault(sg["GroupId"], set()).add(owner)
-        for lb in p.list_load_balancers():
-            for sg in lb.security_groups:
-                if _named_for(lb.name, application):
-                    users.setdefault(sg, set()).add(f"load balancer {lb.name}")
-        for sg in p.list_security_groups():
-            if sg.id in users or _named_for(sg.name, application):
-                result.append(
-                    {
-                        "account": p.account,
-                        "region": p.region,
-                        "id": sg.id,
-                        "name": sg.name,
-                        "vpc_id": sg.vpc_id,
-                        "description": sg.description,
-                        "used_by": sorted(users.get(sg.id, set())),
-                    }
-                )
-    return result
+    return [
+        {
+            "account": p.account,
+            "region": p.region,
+            "id": sg.id,
+            "name": sg.name,
+            "vpc_id": sg.network,
+            "description": sg.description,
+            "used_by": sg.used_by,
+        }
+        for p in providers
+        for sg in p.security_groups(application)
+    ]
 
 
 SERVER_GROUP_TASKS = {
@@ -144,7 +111,7 @@ def start_server_group_task(
     name: str,
     operation: str,
     account: str,
-    region: str,
+    region: str | None,
     capacity: dict[str, int] | None,
     actor: str,
 ) -> str:
@@ -154,10 +121,11 @@ def start_server_group_task(
         raise NotFound(f"unknown operation {operation} ({', '.join(SERVER_GROUP_TASKS)})")
     if operation == "resize" and capacity is None:
         raise InvalidInput("resize needs capacity {min, max, desired}")
-    check_server_group(provider_for(runtime.services, account, region), application, name)
+    provider = registry.provider_for(runtime.services, account, region)
+    check_server_group(provider, application, name)
     config: dict[str, Any] = {
         "account": account,
-        "region": region,
+        "region": provider.region,
         "server_group": name,
         "poll_interval": TASK_POLL_INTERVAL,
     }
@@ -166,14 +134,17 @@ def start_server_group_task(
     return start_task(runtime.db, runtime.registry, application, SERVER_GROUP_TASKS[operation], config, actor)
 
 
-def start_rollback_task(runtime: Runtime, application: str, cluster: str, account: str, region: str, actor: str) -> str:
+def start_rollback_task(
+    runtime: Runtime, application: str, cluster: str, account: str, region: str | None, actor: str
+) -> str:
     parsed = naming.parse(cluster)
     if parsed.application != application:
         raise NotFound(f"cluster {cluster} does not belong to application {application}")
-    provider_for(runtime.services, account, region)  # the account and region are checked now, not in the task
+    # the account and region are checked now, not in the task
+    provider = registry.provider_for(runtime.services, account, region)
     config = {
         "account": account,
-        "region": region,
+        "region": provider.region,
         "stack": parsed.stack,
         "detail": parsed.detail,
         "poll_interval": TASK_POLL_INTERVAL,

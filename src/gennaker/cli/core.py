@@ -61,12 +61,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(pipelines_app, name="pipelines")
 
     @app.command()
-    def validate(files: Annotated[list[Path], typer.Argument(help="Pipeline files.")]) -> None:
+    def validate(ctx: typer.Context, files: Annotated[list[Path], typer.Argument(help="Pipeline files.")]) -> None:
         """Validate pipeline files; print every problem as file:line:column and exit 2 if any."""
+        from gennaker.cloud.tasks import bind_schemas
+        from gennaker.spec.config import load_config
         from gennaker.spec.pipeline import load_pipeline
         from gennaker.stages import default_registry, stage_schemas
 
-        schemas = stage_schemas(default_registry())
+        # Bound to the configured accounts: a deploy's provider fields are checked by its account's kind.
+        schemas = bind_schemas(stage_schemas(default_registry()), load_config(getattr(ctx.obj, "config", None)))
         problems = []
         for f in files:
             try:

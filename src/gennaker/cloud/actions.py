@@ -125,11 +125,7 @@ def run_action(
         if healthy >= wanted:
             return StepOutcome(True, message=f"{sg}: {healthy}/{wanted} healthy")
         if now >= deadline:
-            unhealthy = [
-                f"{i.id} ({i.lifecycle}, {i.health}, " + ", ".join(f"{s}" for s in i.target_health.values()) + ")"
-                for i in group.instances
-                if not i.healthy(group.target_groups)
-            ]
+            unhealthy = [i.describe() for i in group.instances if not i.healthy(group.load_balancers)]
             raise HealthTimeout(
                 f"{sg}: only {healthy} of {wanted} instances healthy after "
                 f"{action.seconds:g}s; not healthy: {'; '.join(unhealthy) or 'none launched'}"

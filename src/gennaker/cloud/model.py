@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from gennaker.cloud import naming
 from gennaker.cloud.actions import Action
 from gennaker.cloud.provider import (
-    DISABLE_PROCESSES,
     Capacity,
     CloudProvider,
     Image,
@@ -20,7 +19,6 @@ from gennaker.cloud.provider import (
     SecurityGroup,
     ServerGroup,
     ServerGroupSpec,
-    TargetGroup,
 )
 
 
@@ -67,12 +65,10 @@ class ModelProvider:
                     account=self.account,
                     region=self.region,
                     capacity=action.capacity or Capacity(0, 0, 0),
-                    image_id=None,
-                    instance_type=None,
-                    launch_template=None,
-                    target_groups=[],
-                    suspended=set(),
+                    image=None,
                     instances=[],
+                    load_balancers=[],
+                    enabled=True,
                     tags={},
                     created=self._clock,
                 )
@@ -86,13 +82,9 @@ class ModelProvider:
                 self._destroyed.add(name)
                 self._created.pop(name, None)
             elif action.kind == "enable":
-                self._put(dataclasses.replace(group, suspended=group.suspended - set(DISABLE_PROCESSES)))
+                self._put(dataclasses.replace(group, enabled=True))
             elif action.kind == "disable":
-                out = [
-                    dataclasses.replace(i, target_health=dict.fromkeys(i.target_health, "unused"))
-                    for i in group.instances
-                ]
-                self._put(dataclasses.replace(group, suspended=group.suspended | set(DISABLE_PROCESSES), instances=out))
+                self._put(group.disabled_copy())
             elif action.kind == "resize" and action.capacity is not None:
                 self._put(dataclasses.replace(group, capacity=action.capacity))
 
@@ -112,9 +104,9 @@ class ModelProvider:
     def get_server_group(self, name: str) -> ServerGroup | None:
         return self._find(name)
 
-    def launch_template_names(self, cluster: str) -> list[str]:
+    def names_in_use(self, cluster: str) -> list[str]:
         created = [n for n in self._created if naming.in_cluster(n, cluster)]
-        return self.real.launch_template_names(cluster) + created
+        return self.real.names_in_use(cluster) + created
 
     def find_created_by(self, cluster: str, execution_id: str, stage_id: str) -> str | None:
         return None  # a plan is no execution: nothing was created by it
@@ -123,23 +115,14 @@ class ModelProvider:
         return self.real.server_group_owner(name)
 
     # --- reads delegate ------------------------------------------------------------------------
-    def resolve_target_groups(self, refs: list[str | dict[str, str]]) -> list[str]:
-        return self.real.resolve_target_groups(refs)
-
-    def resolve_subnets(self, subnets: list[str], vpc: str | None, subnet_tag: str | None) -> list[str]:
-        return self.real.resolve_subnets(subnets, vpc, subnet_tag)
-
-    def resolve_security_groups(self, groups: list[str], vpc: str | None) -> list[str]:
-        return self.real.resolve_security_groups(groups, vpc)
+    def prepare_server_group(self, spec: ServerGroupSpec) -> ServerGroupSpec:
+        return self.real.prepare_server_group(spec)  # resolving names reads, it changes nothing
 
     def list_load_balancers(self) -> list[LoadBalancer]:
         return self.real.list_load_balancers()
 
-    def list_target_groups(self) -> list[TargetGroup]:
-        return self.real.list_target_groups()
-
-    def list_security_groups(self) -> list[SecurityGroup]:
-        return self.real.list_security_groups()
+    def security_groups(self, application: str) -> list[SecurityGroup]:
+        return self.real.security_groups(application)
 
     def resolve_image(self, image: str) -> str:
         return self.real.resolve_image(image)

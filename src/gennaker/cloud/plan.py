@@ -9,25 +9,49 @@ a stage that destroys the canary an earlier stage creates plans exactly that.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gennaker.cloud.actions import Action
 from gennaker.cloud.model import ModelProvider
 from gennaker.cloud.provider import CloudProvider
-from gennaker.cloud.strategies import initial_capacity, previous_server_group, strategy_actions
-from gennaker.cloud.tasks import provider_for
+from gennaker.cloud.registry import provider_for
 from gennaker.errors import GennakerError
 from gennaker.spec import expressions
 from gennaker.spec.models import Pipeline, StageConfig
-from gennaker.stages.base import StageType, TaskContext
-from gennaker.stages.deploy import Deploy, choose_name
-from gennaker.stages.server_group import ActionStage
 
-ProviderFactory = Callable[[str, str], CloudProvider]
+
+class PlannedStage(Protocol):
+    """A stage type that can say what it would do (deploy, cleanup, the server group stages): the
+    planner asks each stage type for its plan instead of knowing the types."""
+
+    Config: type[BaseModel]
+
+    def plan(self, ctx: Any, provider: CloudProvider) -> tuple[list[Action], dict[str, Any]]: ...
+
+
+@dataclass
+class PlanContext:
+    """What a stage's ``plan`` reads of its task context, for an execution that does not exist."""
+
+    stage_id: str
+    pipeline: str
+    application: str
+    config: Any
+    services: Any
+    execution_id: str = "plan"
+    trigger: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+    stage_started_at: float = 0.0
+    log: Callable[[str], None] = lambda _line: None
+    worker_id: str = ""
+    now: Callable[[], float] = time.time
 
 
 @dataclass
@@ -54,22 +78,6 @@ class StagePlan:
         }
 
 
-def plan_deploy(provider: CloudProvider, cfg: Any, application: str) -> tuple[str, list[Action]]:
-    """The cluster and the actions a deploy stage (``DeployConfig``) would take now."""
-    cluster = cfg.cluster(application)
-    groups = provider.list_server_groups(cluster=cluster)
-    name = choose_name(provider, cluster, groups)
-    previous = previous_server_group(groups)
-    opts = cfg.options()
-    full = cfg.capacity.to_capacity()
-    capacity = initial_capacity(opts, full, previous is not None)
-    actions = [Action("create", name, capacity, reason=f"image {cfg.image}")]
-    if capacity.desired:
-        actions.append(Action("wait_healthy", name, count=capacity.desired, seconds=cfg.health_timeout))
-    actions += strategy_actions(opts, groups, name, full)
-    return cluster, actions
-
-
 def _lenient(value: Any, scope: dict[str, Any]) -> Any:
     """Resolve what can be resolved now; keep ``${stages...}`` and other unknowns as written."""
     if isinstance(value, str):
@@ -82,23 +90,6 @@ def _lenient(value: Any, scope: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [_lenient(v, scope) for v in value]
     return value
-
-
-def _plan_context(stage: StageConfig, pipeline: Pipeline, services: Any) -> TaskContext:
-    return TaskContext(
-        execution_id="plan",
-        stage_id=stage.id,
-        pipeline=pipeline.name,
-        application=pipeline.application,
-        trigger={},
-        config=stage,
-        context={},
-        outputs={},
-        attempt=0,
-        stage_started_at=0.0,
-        services=services,
-        log=lambda _line: None,
-    )
 
 
 def dependency_order(stages: list[StageConfig]) -> list[StageConfig]:
@@ -116,9 +107,9 @@ def dependency_order(stages: list[StageConfig]) -> list[StageConfig]:
 
 
 def plan_pipeline(
-    pipeline: Pipeline, registry: Mapping[str, StageType], services: Any, params: dict[str, Any] | None = None
+    pipeline: Pipeline, registry: Mapping[str, Any], services: Any, params: dict[str, Any] | None = None
 ) -> list[StagePlan]:
-    """Plan every deploy, cleanup and server-group stage of ``pipeline``."""
+    """Plan every stage of ``pipeline`` whose type can plan (deploy, cleanup, server group stages)."""
     values = {p.name: p.default for p in pipeline.parameters} | (params or {})
     scope = {
         "parameters": values,
@@ -129,8 +120,8 @@ def plan_pipeline(
     plans = []
     models: dict[tuple[str, str], ModelProvider] = {}
     for stage in dependency_order(list(pipeline.stages)):
-        stype = registry.get(stage.type)
-        if not isinstance(stype, Deploy | ActionStage):
+        stype: PlannedStage | None = registry.get(stage.type)
+        if stype is None or not callable(getattr(stype, "plan", None)):
             continue
         plan = StagePlan(stage.id, stage.type)
         plans.append(plan)
@@ -138,20 +129,20 @@ def plan_pipeline(
             raw = _lenient(stage.model_dump(mode="json", exclude={"when"}), scope)
             cfg: Any = stype.Config.model_validate(raw)
             plan.account, plan.region = cfg.account, cfg.region
-            key = (cfg.account, cfg.region)
+            real = provider_for(services, cfg.account, cfg.region)
+            plan.account, plan.region = real.account, real.region
+            key = (real.account, real.region)
             if key not in models:
-                models[key] = ModelProvider(provider_for(services, cfg.account, cfg.region))
+                models[key] = ModelProvider(real)
             provider = models[key]
             if stage.when:
                 plan.notes.append(f"runs only when {stage.when}")
-            if isinstance(stype, Deploy):
-                plan.cluster, plan.actions = plan_deploy(provider, cfg, pipeline.application)
-                if "${" in str(cfg.image):
-                    plan.notes.append(f"image comes from {cfg.image} at run time")
-            else:
-                cluster = getattr(cfg, "cluster", None)
-                plan.cluster = cluster(pipeline.application) if callable(cluster) else None
-                plan.actions, _outputs = stype.plan(_plan_context(cfg, pipeline, services), provider)
+            cluster = getattr(cfg, "cluster", None)
+            plan.cluster = cluster(pipeline.application) if callable(cluster) else None
+            context = PlanContext(stage.id, pipeline.name, pipeline.application, cfg, services)
+            plan.actions, _outputs = stype.plan(context, provider)
+            notes = getattr(stype, "plan_notes", None)
+            plan.notes += notes(cfg) if callable(notes) else []
             created_here = {a.server_group for a in plan.actions if a.kind == "create"}
             for name in dict.fromkeys(a.server_group for a in plan.actions):
                 if name in provider.created_by and name not in created_here:

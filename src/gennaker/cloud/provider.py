@@ -1,15 +1,21 @@
 """The provider interface: what deploy strategies, stages, the planner and the API need from a cloud.
 
 Everything above this interface (strategies, plans, stages) is written once; a provider only
-translates these operations into API calls. Providers are bound to one account and one region.
-All operations are idempotent: enabling an enabled group or destroying a missing one is a no-op.
+translates these operations into its own calls. The vocabulary is the cloud-neutral one: server
+group, instance, load balancer, image, capacity, health. What only one cloud has (AWS launch
+templates, subnets, suspended processes, target group ARNs) stays inside that provider, in a
+``details`` dict on what it reads and in ``provider_options`` (its own validated model) on what it
+creates. Providers are bound to one account and one region, and are built only by
+``gennaker.cloud.registry``. All operations are idempotent: enabling an enabled group or destroying
+a missing one is a no-op.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from gennaker.cloud import naming
 
@@ -26,9 +32,10 @@ TAG_BASE_IMAGE = "gennaker:base-image"
 # that the deploy clears when it ends, and that expires by itself if the deploy is lost).
 TAG_DEPLOYING = "gennaker:deploying"
 
-# Processes suspended by "disable" (Spinnaker's choice): no new instances, no replacements, and
-# nothing joins the load balancers behind our back.
-DISABLE_PROCESSES = ("Launch", "Terminate", "AddToLoadBalancer")
+# An instance's life, in neutral words (an ASG's Pending/InService/Terminating, a process's start/exit).
+InstanceState = Literal["starting", "running", "stopping", "stopped"]
+# How one load balancer sees one instance. "out": not registered with it (never, or any more).
+BalancerHealth = Literal["healthy", "unhealthy", "starting", "draining", "out"]
 
 
 @dataclass(frozen=True)
@@ -56,20 +63,24 @@ class Capacity:
 class Instance:
     id: str
     zone: str
-    lifecycle: str  # the ASG's view: Pending, InService, Terminating, ...
-    health: str  # the ASG's health status: Healthy / Unhealthy
-    # target group ARN -> state (healthy, unhealthy, initial, draining, unused = not registered)
-    target_health: dict[str, str] = field(default_factory=dict)
+    state: str  # an InstanceState
+    health: str  # the provider's own check of the instance: "healthy" or "unhealthy"
+    # load balancer (as named in ServerGroup.load_balancers) -> a BalancerHealth
+    load_balancers: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # provider extras (AWS: lifecycle state)
 
-    def healthy(self, target_groups: list[str]) -> bool:
+    def healthy(self, load_balancers: list[str]) -> bool:
         return (
-            self.lifecycle == "InService"
-            and self.health == "Healthy"
-            and all(self.target_health.get(tg) == "healthy" for tg in target_groups)
+            self.state == "running"
+            and self.health == "healthy"
+            and all(self.load_balancers.get(lb) == "healthy" for lb in load_balancers)
         )
 
-    def registered(self, target_group: str) -> bool:
-        return self.target_health.get(target_group, "unused") not in ("unused", "draining")
+    def registered(self, load_balancer: str) -> bool:
+        return self.load_balancers.get(load_balancer, "out") not in ("out", "draining")
+
+    def describe(self) -> str:
+        return f"{self.id} ({', '.join([self.state, self.health, *self.load_balancers.values()])})"
 
 
 @dataclass
@@ -78,15 +89,13 @@ class ServerGroup:
     account: str
     region: str
     capacity: Capacity
-    image_id: str | None
-    instance_type: str | None
-    launch_template: str | None
-    target_groups: list[str]
-    suspended: set[str]
+    image: str | None
     instances: list[Instance]
+    load_balancers: list[str]  # what the group's instances join (AWS: target group ARNs)
+    enabled: bool
     tags: dict[str, str]
     created: datetime
-    subnets: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # provider extras, shown with the group
 
     @property
     def cluster(self) -> str:
@@ -98,42 +107,41 @@ class ServerGroup:
 
     @property
     def disabled(self) -> bool:
-        # Spinnaker's rule: a group whose AddToLoadBalancer is suspended is disabled.
-        return "AddToLoadBalancer" in self.suspended
-
-    @property
-    def enabled(self) -> bool:
-        return not self.disabled
+        return not self.enabled
 
     @property
     def in_rotation(self) -> bool:
-        """Enabled, or disabled only half-way (processes suspended, instances still registered)."""
-        return self.enabled or any(i.registered(tg) for i in self.instances for tg in self.target_groups)
+        """Enabled, or disabled only half-way (marked disabled, instances still registered)."""
+        return self.enabled or any(i.registered(lb) for i in self.instances for lb in self.load_balancers)
 
     def healthy_instances(self) -> list[Instance]:
-        return [i for i in self.instances if i.healthy(self.target_groups)]
+        return [i for i in self.instances if i.healthy(self.load_balancers)]
 
     def serving_instances(self) -> list[Instance]:
-        """Instances registered and healthy in every target group (none when it has no target groups)."""
-        if not self.target_groups:
+        """Instances registered and healthy in every load balancer (none when it has no load balancers)."""
+        if not self.load_balancers:
             return []
-        return [i for i in self.instances if i.healthy(self.target_groups)]
+        return [i for i in self.instances if i.healthy(self.load_balancers)]
+
+    def disabled_copy(self) -> ServerGroup:
+        """This group as a disable leaves it (the planner's model of one)."""
+        out = [dataclasses.replace(i, load_balancers=dict.fromkeys(i.load_balancers, "out")) for i in self.instances]
+        return dataclasses.replace(self, enabled=False, instances=out)
 
     def summary(self) -> dict[str, Any]:
         return {
+            **self.details,  # the provider's extras first: the neutral fields below always win
             "name": self.name,
             "cluster": self.cluster,
             "account": self.account,
             "region": self.region,
             "version": self.version,
-            "image_id": self.image_id,
-            "instance_type": self.instance_type,
+            "image_id": self.image,
             "capacity": self.capacity.as_dict(),
             "instances": len(self.instances),
             "healthy": len(self.healthy_instances()),
             "enabled": self.enabled,
-            "suspended": sorted(self.suspended),
-            "target_groups": list(self.target_groups),
+            "load_balancers": list(self.load_balancers),
             "created": self.created.isoformat(),
             "tags": dict(self.tags),
         }
@@ -146,21 +154,16 @@ def newest_first(groups: list[ServerGroup]) -> list[ServerGroup]:
 
 @dataclass(frozen=True)
 class ServerGroupSpec:
-    """Everything needed to create one server group (an ASG plus its own launch template)."""
+    """Everything needed to create one server group. ``provider_options`` is the provider's own
+    validated model (``AwsDeployOptions``, ``LocalDeployOptions``); ``load_balancers`` is filled by
+    ``CloudProvider.prepare_server_group`` from it."""
 
     name: str
     application: str
-    image_id: str
-    instance_type: str
-    subnets: list[str]
+    image: str
     capacity: Capacity
-    security_groups: list[str] = field(default_factory=list)
-    target_groups: list[str] = field(default_factory=list)
-    health_check_type: str = "EC2"
-    health_check_grace_period: int = 300
-    user_data: str | None = None
-    key_name: str | None = None
-    instance_profile: str | None = None
+    provider_options: Any = None
+    load_balancers: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     execution_id: str = ""
     stage_id: str = ""
@@ -181,33 +184,23 @@ class ServerGroupSpec:
 
 
 @dataclass
-class TargetGroup:
-    arn: str
-    name: str
-    port: int | None
-    protocol: str | None
-    vpc_id: str | None
-    load_balancers: list[str]  # load balancer ARNs
-
-
-@dataclass
 class LoadBalancer:
-    arn: str
     name: str
-    dns_name: str
-    scheme: str
+    address: str  # where clients reach it (AWS: the DNS name; local: host:port)
     type: str
-    vpc_id: str | None
-    security_groups: list[str]
-    target_groups: list[str]  # ARNs
+    targets: list[str]  # the ids a server group's ``load_balancers`` names it by
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class SecurityGroup:
+    """A firewall rule set and what uses it (the SECURITY GROUPS tab)."""
+
     id: str
     name: str
-    vpc_id: str | None
+    network: str | None
     description: str
+    used_by: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -233,11 +226,19 @@ class CloudProvider(Protocol):
 
     def get_server_group(self, name: str) -> ServerGroup | None: ...
 
-    def launch_template_names(self, cluster: str) -> list[str]: ...
+    def names_in_use(self, cluster: str) -> list[str]:
+        """Server group names the cluster has used, including any left by a create cut short (so a
+        crashed create's name is not reused by another execution)."""
+        ...
 
     def find_created_by(self, cluster: str, execution_id: str, stage_id: str) -> str | None: ...
 
     def server_group_owner(self, name: str) -> tuple[str, str] | None: ...
+
+    def prepare_server_group(self, spec: ServerGroupSpec) -> ServerGroupSpec:
+        """Resolve what the spec's provider options name (networks, firewalls, load balancers) into
+        what ``create_server_group`` needs; raises NotFound / ValueError for what does not exist."""
+        ...
 
     def create_server_group(self, spec: ServerGroupSpec) -> ServerGroup: ...
 
@@ -255,18 +256,12 @@ class CloudProvider(Protocol):
 
     def delete_server_group_tag(self, name: str, key: str) -> None: ...
 
-    # --- network and load balancing ------------------------------------------------------------
-    def resolve_target_groups(self, refs: list[str | dict[str, str]]) -> list[str]: ...
-
-    def resolve_subnets(self, subnets: list[str], vpc: str | None, subnet_tag: str | None) -> list[str]: ...
-
-    def resolve_security_groups(self, groups: list[str], vpc: str | None) -> list[str]: ...
-
+    # --- load balancing and firewalls ----------------------------------------------------------
     def list_load_balancers(self) -> list[LoadBalancer]: ...
 
-    def list_target_groups(self) -> list[TargetGroup]: ...
-
-    def list_security_groups(self) -> list[SecurityGroup]: ...
+    def security_groups(self, application: str) -> list[SecurityGroup]:
+        """Security groups the application's instances and load balancers use, or named after it."""
+        ...
 
     # --- images --------------------------------------------------------------------------------
     def resolve_image(self, image: str) -> str: ...

@@ -12,7 +12,9 @@ from pydantic import Field
 
 from gennaker.cloud.aws.images import BakeRequest, Bakery
 from gennaker.cloud.provider import TAG_BASE_IMAGE
-from gennaker.cloud.tasks import CloudStageConfig, provider_for
+from gennaker.cloud.registry import provider_for
+from gennaker.cloud.tasks import CloudStageConfig
+from gennaker.errors import InvalidInput
 from gennaker.spec.durations import Duration
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
 
@@ -53,9 +55,13 @@ class Bake(StageType):
     @staticmethod
     def _setup(ctx: TaskContext) -> tuple[BakeConfig, Bakery, BakeRequest]:
         cfg: BakeConfig = ctx.config
-        provider_for(ctx.services, cfg.account, cfg.region)  # checks the account and region
+        provider = provider_for(ctx.services, cfg.account, cfg.region)  # checks the account and region
         for region in cfg.copy_to_regions:
             provider_for(ctx.services, cfg.account, region)
+        # Baking is not in the neutral interface yet: an AMI bakery is what AWS providers offer.
+        make_bakery = getattr(provider, "bakery", None)
+        if make_bakery is None:
+            raise InvalidInput(f"bake: account {cfg.account} cannot bake images of this kind (an AWS account can)")
         req = BakeRequest(
             application=ctx.application,
             version=cfg.version,
@@ -72,7 +78,7 @@ class Bake(StageType):
             image_name=cfg.image_name,
             tags=cfg.tags,
         )
-        return cfg, Bakery(ctx.services.aws, cfg.account, cfg.region), req
+        return cfg.model_copy(update={"region": provider.region}), make_bakery(), req
 
     def launch_builder(self, ctx: TaskContext) -> TaskResult:
         _cfg, bakery, req = self._setup(ctx)
@@ -98,9 +104,7 @@ class Bake(StageType):
         if state in ("terminated", "shutting-down"):
             return TaskResult.failed(f"builder {ctx.context['builder']} is {state}: provisioning failed")
         if ctx.now() - float(ctx.context["started"]) > cfg.bake_timeout:
-            return TaskResult.failed(
-                f"builder did not reach {cfg.builder_ready} within {cfg.bake_timeout:g}s"
-            )
+            return TaskResult.failed(f"builder did not reach {cfg.builder_ready} within {cfg.bake_timeout:g}s")
         return TaskResult.running(after=cfg.poll_interval, message=f"builder is {state}")
 
     def create_image(self, ctx: TaskContext) -> TaskResult:

@@ -3,7 +3,10 @@ strategy, and roll back when it fails.
 
 Tasks: create_server_group → wait_for_healthy → apply_strategy. Each keeps its progress in the
 stage context and finds what an earlier attempt created (by name and by the execution/stage tags),
-so a worker killed at any point and restarted never makes a second ASG or launch template.
+so a worker killed at any point and restarted never makes a second server group.
+The fields here are the cloud-neutral ones; what only one provider understands (AWS: instance_type,
+subnets, target_groups, ...; local: command, env, load_balancers) is checked by that provider's
+model, chosen by the account's kind (``gennaker.cloud.registry``).
 A failure after the new group exists (unhealthy, timed out, an AWS error) switches the running
 task into rollback mode: the previous group is re-enabled and healthy before the new one is taken
 out, then the task fails with both stories in its message.
@@ -11,11 +14,11 @@ out, then the task fails with both stories in its message.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gennaker.cloud import naming
+from gennaker.cloud import naming, registry
 from gennaker.cloud.actions import JUDGMENT_OPTIONS, Action, HealthTimeout, run_action
 from gennaker.cloud.lease import held_by_other, lease_value
 from gennaker.cloud.provider import (
@@ -36,7 +39,7 @@ from gennaker.cloud.strategies import (
     rollback_actions,
     strategy_actions,
 )
-from gennaker.cloud.tasks import ActionFailed, CapacityModel, CloudStageConfig, advance, provider_for
+from gennaker.cloud.tasks import ActionFailed, CapacityModel, CloudStageConfig, advance
 from gennaker.errors import GennakerError
 from gennaker.spec.durations import Duration
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
@@ -46,13 +49,6 @@ DEPLOY_FAILURES = (GennakerError, HealthTimeout, ValueError)
 MAX_ROLLBACK_ATTEMPTS = 5
 # Added to a deploy's worst-case duration for its cluster lease: polls, API latency, a worker restart.
 LEASE_MARGIN = 900.0
-
-
-class TargetGroupRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    load_balancer: str | None = None
-    target_group: str
 
 
 class Judgment(BaseModel):
@@ -71,21 +67,14 @@ class PauseForJudgment(BaseModel):
 
 
 class DeployConfig(CloudStageConfig):
+    # Extras are the provider's fields, checked by its model (see CloudStageConfig).
+    model_config = ConfigDict(extra="allow")
+    provider_stage: ClassVar[str | None] = "deploy"
+
     stack: str = ""
     detail: str = ""
     image: str
-    instance_type: str
-    subnets: list[str] = Field(default_factory=list)
-    vpc: str | None = None
-    subnet_tag: str | None = None  # "key" or "key=value", with vpc
-    security_groups: list[str] = Field(default_factory=list)
-    target_groups: list[str | TargetGroupRef] = Field(default_factory=list)
     capacity: CapacityModel
-    health_check_type: Literal["EC2", "ELB"] | None = None  # default: ELB behind target groups
-    health_check_grace_period: Duration = 300.0
-    user_data: str | None = None
-    key_name: str | None = None
-    instance_profile: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     strategy: StrategyName = "red_black"
     max_remaining_server_groups: int = Field(default=0, ge=0)
@@ -137,15 +126,27 @@ class DeployConfig(CloudStageConfig):
         """The timed pause (0 for a judgment, which has no bound: its lease is renewed while waiting)."""
         return 0.0 if isinstance(self.pause_between_steps, PauseForJudgment) else float(self.pause_between_steps)
 
-    def target_group_refs(self) -> list[str | dict[str, str]]:
-        return [r if isinstance(r, str) else r.model_dump(exclude_none=True) for r in self.target_groups]
-
 
 def choose_name(provider: CloudProvider, cluster: str, groups: list[ServerGroup]) -> str:
-    """The next free name, counting orphan launch templates so a crashed create's name is not reused
-    by another execution."""
-    used = [g.name for g in groups] + provider.launch_template_names(cluster)
+    """The next free name, counting what a crashed create left (an AWS launch template) so that its
+    name is not reused by another execution."""
+    used = [g.name for g in groups] + provider.names_in_use(cluster)
     return naming.next_server_group(used, cluster)
+
+
+def plan_deploy(provider: CloudProvider, cfg: DeployConfig, application: str) -> list[Action]:
+    """The actions a deploy would take now: create, wait until healthy, then the strategy's."""
+    cluster = cfg.cluster(application)
+    groups = provider.list_server_groups(cluster=cluster)
+    name = choose_name(provider, cluster, groups)
+    previous = previous_server_group(groups)
+    opts = cfg.options()
+    full = cfg.capacity.to_capacity()
+    capacity = initial_capacity(opts, full, previous is not None)
+    actions = [Action("create", name, capacity, reason=f"image {cfg.image}")]
+    if capacity.desired:
+        actions.append(Action("wait_healthy", name, count=capacity.desired, seconds=cfg.health_timeout))
+    return actions + strategy_actions(opts, groups, name, full)
 
 
 def _current(saved: dict[str, Any]) -> Action | None:
@@ -171,11 +172,19 @@ class Deploy(StageType):
             Task("apply_strategy", self._guarded(self.apply_strategy)),
         ]
 
+    def plan(self, ctx: TaskContext, provider: CloudProvider) -> tuple[list[Action], dict[str, Any]]:
+        """What ``gennaker plan`` shows: the very actions the tasks below would take on this state."""
+        cfg: DeployConfig = ctx.config
+        return plan_deploy(provider, cfg, ctx.application), {}
+
+    def plan_notes(self, config: Any) -> list[str]:
+        return [f"image comes from {config.image} at run time"] if "${" in str(config.image) else []
+
     # --- helpers -------------------------------------------------------------------------------
     @staticmethod
     def _provider(ctx: TaskContext) -> CloudProvider:
         cfg: DeployConfig = ctx.config
-        return provider_for(ctx.services, cfg.account, cfg.region)
+        return registry.provider_for(ctx.services, cfg.account, cfg.region)
 
     @staticmethod
     def _outputs(ctx: TaskContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -393,24 +402,18 @@ class Deploy(StageType):
         previous = previous_server_group([g for g in groups if g.name != name])
         image_id = provider.resolve_image(cfg.image)
         capacity = initial_capacity(cfg.options(), cfg.capacity.to_capacity(), previous is not None)
-        target_groups = provider.resolve_target_groups(cfg.target_group_refs())
-        spec = ServerGroupSpec(
-            name=name,
-            application=ctx.application,
-            image_id=image_id,
-            instance_type=cfg.instance_type,
-            subnets=provider.resolve_subnets(cfg.subnets, cfg.vpc, cfg.subnet_tag),
-            capacity=capacity,
-            security_groups=provider.resolve_security_groups(cfg.security_groups, cfg.vpc),
-            target_groups=target_groups,
-            health_check_type=cfg.health_check_type or ("ELB" if target_groups else "EC2"),
-            health_check_grace_period=int(cfg.health_check_grace_period),
-            user_data=cfg.user_data,
-            key_name=cfg.key_name,
-            instance_profile=cfg.instance_profile,
-            tags={**cfg.tags, TAG_DEPLOYING: lease_value(ctx.execution_id, ctx.now() + cfg.lease_seconds())},
-            execution_id=ctx.execution_id,
-            stage_id=ctx.stage_id,
+        kind = registry.kind_of(ctx.services.config, cfg.account).name
+        spec = provider.prepare_server_group(
+            ServerGroupSpec(
+                name=name,
+                application=ctx.application,
+                image=image_id,
+                capacity=capacity,
+                provider_options=cfg.provider_options(kind),
+                tags={**cfg.tags, TAG_DEPLOYING: lease_value(ctx.execution_id, ctx.now() + cfg.lease_seconds())},
+                execution_id=ctx.execution_id,
+                stage_id=ctx.stage_id,
+            )
         )
         context = {
             "server_group": name,

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from gennaker.cloud.tasks import CloudStageConfig, provider_for
+from gennaker.cloud.registry import provider_for
+from gennaker.cloud.tasks import CloudStageConfig
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
 
 
@@ -36,7 +37,7 @@ class FindImage(StageType):
         images = provider.find_images(cfg.image_name, cfg.tags, cfg.owners)
         if not images:
             return TaskResult.failed(
-                f"no image in {cfg.account}/{cfg.region} matches "
+                f"no image in {provider.account}/{provider.region} matches "
                 f"name {cfg.image_name or '*'} and tags {cfg.tags}"
             )
         best = images[0]

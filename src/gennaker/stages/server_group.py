@@ -13,8 +13,9 @@ from pydantic import model_validator
 from gennaker.cloud import naming
 from gennaker.cloud.actions import Action, HealthTimeout
 from gennaker.cloud.provider import CloudProvider, ServerGroup, newest_first
+from gennaker.cloud.registry import provider_for
 from gennaker.cloud.strategies import rollback_cluster_actions
-from gennaker.cloud.tasks import CapacityModel, CloudStageConfig, advance, provider_for
+from gennaker.cloud.tasks import CapacityModel, CloudStageConfig, advance
 from gennaker.errors import NotFound
 from gennaker.spec.durations import Duration
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
@@ -41,9 +42,7 @@ class ServerGroupConfig(ClusterConfig):
     @model_validator(mode="after")
     def _one_way(self) -> ServerGroupConfig:
         if (self.server_group is None) == (self.target is None):
-            raise ValueError(
-                "give either server_group (a name) or target (current, previous, oldest, newest)"
-            )
+            raise ValueError("give either server_group (a name) or target (current, previous, oldest, newest)")
         return self
 
 
@@ -66,13 +65,13 @@ def resolve_group(provider: CloudProvider, cfg: ServerGroupConfig, application: 
     if cfg.server_group:
         group = provider.get_server_group(cfg.server_group)
         if group is None:
-            raise NotFound(f"server group {cfg.server_group} not found in {cfg.account}/{cfg.region}")
+            raise NotFound(f"server group {cfg.server_group} not found in {provider.account}/{provider.region}")
         return group
     cluster = cfg.cluster(application)
     assert cfg.target is not None
     found = select(provider.list_server_groups(cluster=cluster), cfg.target)
     if found is None:
-        raise NotFound(f"cluster {cluster} has no {cfg.target} server group in {cfg.account}/{cfg.region}")
+        raise NotFound(f"cluster {cluster} has no {cfg.target} server group in {provider.account}/{provider.region}")
     return found
 
 
@@ -100,9 +99,7 @@ class ActionStage(StageType):
             return actions
 
         try:
-            progress = advance(
-                provider, ctx.context.get("actions"), make, ctx.now, cfg.poll_interval, ctx.log
-            )
+            progress = advance(provider, ctx.context.get("actions"), make, ctx.now, cfg.poll_interval, ctx.log)
         except HealthTimeout as exc:
             return TaskResult.failed(str(exc), outputs=outputs)
         context = {"actions": progress.context, "planned_outputs": outputs}
@@ -137,9 +134,7 @@ class EnableServerGroup(ActionStage):
 class DisableServerGroup(ActionStage):
     type = "disable_server_group"
     Config = ServerGroupConfig
-    description = (
-        "Take a server group out of rotation (deregister, suspend Launch/Terminate/AddToLoadBalancer)"
-    )
+    description = "Take a server group out of rotation (deregister, suspend Launch/Terminate/AddToLoadBalancer)"
 
     def plan(self, ctx: TaskContext, provider: CloudProvider) -> tuple[list[Action], dict[str, Any]]:
         group = resolve_group(provider, ctx.config, ctx.application)
@@ -162,9 +157,7 @@ class ResizeServerGroup(ActionStage):
         capacity = cfg.capacity.to_capacity()
         actions = [Action("resize", group.name, capacity)]
         if group.enabled and cfg.wait_for_healthy and capacity.desired:
-            actions.append(
-                Action("wait_healthy", group.name, count=capacity.desired, seconds=cfg.health_timeout)
-            )
+            actions.append(Action("wait_healthy", group.name, count=capacity.desired, seconds=cfg.health_timeout))
         return actions, {"server_group": group.name, "capacity": capacity.as_dict()}
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from gennaker.api import cloud as cloud_api
+from gennaker.cloud import registry
 from gennaker.errors import GennakerError
 from gennaker.ops import views as ops_views
 from gennaker.runtime import Runtime
@@ -24,12 +23,13 @@ CLOUD_READERS: dict[str, Callable[[str, Any], list[dict[str, Any]]]] = {
 def cloud(runtime: Runtime, application: str, tab: str) -> dict[str, Any]:
     if not runtime.config.accounts:
         return {"available": False, "items": [], "error": "",
-                "why": "No AWS accounts are configured (accounts: in gennaker.yml), so there is nothing to show."}
-    providers = cloud_api.all_providers(runtime.config, runtime.services.aws)
+                "why": "No accounts are configured (accounts: in gennaker.yml), so there is nothing to show."}
     try:
+        providers = registry.all_providers(runtime.services)
         items = CLOUD_READERS[tab](application, providers)
-    except (GennakerError, BotoCoreError, ClientError) as exc:
-        # Shown on the tab (with its cause) rather than as a 500: AWS being unreachable is an answer too.
+    except GennakerError as exc:
+        # Shown on the tab (with its cause) rather than as a 500: a cloud being unreachable is an
+        # answer too. Providers raise their SDK's errors as CloudError (a GennakerError).
         return {"available": True, "items": [], "error": f"{type(exc).__name__}: {exc}", "why": ""}
     return {"available": True, "items": items, "error": "", "why": ""}
 

@@ -85,9 +85,7 @@ class Bakery:
         return str(max(images, key=lambda i: (i.get("CreationDate", ""), i["ImageId"]))["ImageId"])
 
     def find_image(self, req: BakeRequest, region: str | None = None) -> dict[str, Any] | None:
-        images = self.ec2(region).describe_images(Owners=["self"], Filters=_filters(req.ownership()))[
-            "Images"
-        ]
+        images = self.ec2(region).describe_images(Owners=["self"], Filters=_filters(req.ownership()))["Images"]
         return images[0] if images else None
 
     def find_builder(self, req: BakeRequest) -> str | None:

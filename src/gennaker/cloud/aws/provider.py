@@ -9,14 +9,18 @@ target group, whatever the number of instances.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fnmatch
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from gennaker.cloud import naming
+from gennaker.cloud.aws.images import Bakery
+from gennaker.cloud.aws.options import AwsDeployOptions
 from gennaker.cloud.aws.session import AwsClient, AwsSessions
 from gennaker.cloud.provider import (
-    DISABLE_PROCESSES,
+    TAG_APPLICATION,
     TAG_CLUSTER,
     TAG_EXECUTION,
     TAG_SERVER_GROUP,
@@ -28,11 +32,52 @@ from gennaker.cloud.provider import (
     SecurityGroup,
     ServerGroup,
     ServerGroupSpec,
-    TargetGroup,
 )
 from gennaker.errors import Conflict, NotFound
 
 TAG_IMAGE = "gennaker:image"
+# Processes suspended by "disable" (Spinnaker's choice): no new instances, no replacements, and
+# nothing joins the load balancers behind our back. A group with AddToLoadBalancer suspended is disabled.
+DISABLE_PROCESSES = ("Launch", "Terminate", "AddToLoadBalancer")
+# The ASG's lifecycle states in the interface's words (anything else is still starting).
+LIFECYCLE = {
+    "InService": "running",
+    "Terminating": "stopping",
+    "Terminating:Wait": "stopping",
+    "Terminating:Proceed": "stopping",
+    "Terminated": "stopped",
+    "Detaching": "stopping",
+    "Detached": "stopped",
+    "Standby": "stopped",
+}
+# Target health in the interface's words ("unused": not registered).
+TARGET_HEALTH = {"initial": "starting", "unused": "out", "unavailable": "unhealthy"}
+
+
+@dataclass
+class TargetGroup:
+    arn: str
+    name: str
+    port: int | None
+    protocol: str | None
+    vpc_id: str | None
+    load_balancers: list[str]  # load balancer ARNs
+
+
+def _suspended(group: ServerGroup) -> set[str]:
+    return set(group.details.get("suspended", []))
+
+
+def _options(spec: ServerGroupSpec) -> AwsDeployOptions:
+    if not isinstance(spec.provider_options, AwsDeployOptions):
+        raise ValueError(f"server group {spec.name}: an AWS deploy needs AWS options (instance_type, subnets, ...)")
+    return spec.provider_options
+
+
+def _named_for(name: str, application: str) -> bool:
+    """``shop``, ``shop-web``, ``shop-web-lb`` are named for ``shop``; ``shopping-lb`` is not (another
+    application's, which a viewer of ``shop`` must not see)."""
+    return naming.parse(name).application == application
 
 
 def _tags(items: list[dict[str, Any]] | None) -> dict[str, str]:
@@ -52,6 +97,10 @@ class AwsProvider:
         self.sessions = sessions
         self.account = account
         self.region = region
+
+    def bakery(self) -> Bakery:
+        """What the bake stage builds AMIs with, in this account and region."""
+        return Bakery(self.sessions, self.account, self.region)
 
     # --- clients -------------------------------------------------------------------------------
     @property
@@ -81,31 +130,38 @@ class AwsProvider:
         instances = []
         for i in raw.get("Instances", []):
             states = {tg: health.get(tg, {}).get(i["InstanceId"], "unused") for tg in tgs}
+            lifecycle = i.get("LifecycleState", "")
             instances.append(
                 Instance(
                     i["InstanceId"],
                     i.get("AvailabilityZone", ""),
-                    i.get("LifecycleState", ""),
-                    i.get("HealthStatus", ""),
-                    states,
+                    LIFECYCLE.get(lifecycle, "starting"),
+                    "healthy" if i.get("HealthStatus") == "Healthy" else "unhealthy",
+                    {tg: TARGET_HEALTH.get(s, s) for tg, s in states.items()},
+                    {"lifecycle": lifecycle, "target_health": states},
                 )
             )
         lt = raw.get("LaunchTemplate") or {}
         instance_type = next((i.get("InstanceType") for i in raw.get("Instances", []) if i.get("InstanceType")), None)
+        suspended = {p["ProcessName"] for p in raw.get("SuspendedProcesses", [])}
         return ServerGroup(
             name=raw["AutoScalingGroupName"],
             account=self.account,
             region=self.region,
             capacity=Capacity(raw["MinSize"], raw["MaxSize"], raw["DesiredCapacity"]),
-            image_id=tags.get(TAG_IMAGE),
-            instance_type=instance_type,
-            launch_template=lt.get("LaunchTemplateName"),
-            target_groups=tgs,
-            suspended={p["ProcessName"] for p in raw.get("SuspendedProcesses", [])},
+            image=tags.get(TAG_IMAGE),
             instances=sorted(instances, key=lambda x: x.id),
+            load_balancers=tgs,
+            enabled="AddToLoadBalancer" not in suspended,  # Spinnaker's rule
             tags=tags,
             created=_created(raw.get("CreatedTime")),
-            subnets=[s for s in raw.get("VPCZoneIdentifier", "").split(",") if s],
+            details={
+                "instance_type": instance_type,
+                "launch_template": lt.get("LaunchTemplateName"),
+                "suspended": sorted(suspended),
+                "target_groups": tgs,
+                "subnets": [s for s in raw.get("VPCZoneIdentifier", "").split(",") if s],
+            },
         )
 
     def _convert(self, raws: list[dict[str, Any]], with_health: bool) -> list[ServerGroup]:
@@ -143,8 +199,9 @@ class AwsProvider:
     def _launch_templates(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(self.ec2.paginate("describe_launch_templates", "LaunchTemplates", Filters=filters))
 
-    def launch_template_names(self, cluster: str) -> list[str]:
-        """Launch templates of the cluster, including ones left by a create that crashed half-way."""
+    def names_in_use(self, cluster: str) -> list[str]:
+        """The cluster's launch templates: every group has its own, and one left by a create that
+        crashed half-way (a launch template without its ASG) holds its name too."""
         found = self._launch_templates([{"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}])
         return [t["LaunchTemplateName"] for t in found]
 
@@ -192,24 +249,41 @@ class AwsProvider:
                 f"{owner[0] or '?'} stage {owner[1] or '?'}; refusing to reuse it"
             )
 
+    def prepare_server_group(self, spec: ServerGroupSpec) -> ServerGroupSpec:
+        """Subnets (or a VPC and a subnet tag), security groups and target groups by name become ids;
+        the health check type defaults to ELB behind target groups."""
+        opts = _options(spec)
+        target_groups = self.resolve_target_groups(opts.target_group_refs())
+        resolved = opts.model_copy(
+            update={
+                "subnets": self.resolve_subnets(opts.subnets, opts.vpc, opts.subnet_tag),
+                "security_groups": self.resolve_security_groups(opts.security_groups, opts.vpc),
+                "target_groups": target_groups,
+                "health_check_type": opts.health_check_type or ("ELB" if target_groups else "EC2"),
+            }
+        )
+        return dataclasses.replace(spec, provider_options=resolved, load_balancers=target_groups)
+
     def create_server_group(self, spec: ServerGroupSpec) -> ServerGroup:
-        """Create the launch template and ASG, or adopt the ones an earlier attempt of this stage made."""
-        if not spec.subnets:
+        """Create the launch template and ASG, or adopt the ones an earlier attempt of this stage made.
+        ``spec`` comes from ``prepare_server_group``: its subnets and target groups are ids."""
+        opts = _options(spec)
+        if not opts.subnets:
             raise ValueError(f"server group {spec.name} needs at least one subnet")
-        tags = {**spec.gennaker_tags(), TAG_IMAGE: spec.image_id}
+        tags = {**spec.gennaker_tags(), TAG_IMAGE: spec.image}
         existing_lt = self._launch_templates([{"Name": "launch-template-name", "Values": [spec.name]}])
         if existing_lt:
             self._check_owner("launch template", _tags(existing_lt[0].get("Tags")), spec)
         else:
-            data: dict[str, Any] = {"ImageId": spec.image_id, "InstanceType": spec.instance_type}
-            if spec.security_groups:
-                data["SecurityGroupIds"] = list(spec.security_groups)
-            if spec.user_data:
-                data["UserData"] = base64.b64encode(spec.user_data.encode()).decode()
-            if spec.key_name:
-                data["KeyName"] = spec.key_name
-            if spec.instance_profile:
-                data["IamInstanceProfile"] = {"Name": spec.instance_profile}
+            data: dict[str, Any] = {"ImageId": spec.image, "InstanceType": opts.instance_type}
+            if opts.security_groups:
+                data["SecurityGroupIds"] = list(opts.security_groups)
+            if opts.user_data:
+                data["UserData"] = base64.b64encode(opts.user_data.encode()).decode()
+            if opts.key_name:
+                data["KeyName"] = opts.key_name
+            if opts.instance_profile:
+                data["IamInstanceProfile"] = {"Name": opts.instance_profile}
             self.ec2.create_launch_template(
                 LaunchTemplateName=spec.name,
                 LaunchTemplateData=data,
@@ -232,9 +306,9 @@ class AwsProvider:
                 "MinSize": spec.capacity.min,
                 "MaxSize": spec.capacity.max,
                 "DesiredCapacity": spec.capacity.desired,
-                "VPCZoneIdentifier": ",".join(spec.subnets),
-                "HealthCheckType": spec.health_check_type,
-                "HealthCheckGracePeriod": spec.health_check_grace_period,
+                "VPCZoneIdentifier": ",".join(opts.subnets),
+                "HealthCheckType": opts.health_check_type or ("ELB" if spec.load_balancers else "EC2"),
+                "HealthCheckGracePeriod": int(opts.health_check_grace_period),
                 "Tags": [
                     {
                         "Key": k,
@@ -246,24 +320,24 @@ class AwsProvider:
                     for k, v in tags.items()
                 ],
             }
-            if spec.target_groups:
-                kwargs["TargetGroupARNs"] = list(spec.target_groups)
+            if spec.load_balancers:
+                kwargs["TargetGroupARNs"] = list(spec.load_balancers)
             self.asg.create_auto_scaling_group(**kwargs)
         return self._require(spec.name)
 
     def _deregister(self, group: ServerGroup, instance_ids: list[str]) -> None:
         wanted = set(instance_ids)
-        for tg in group.target_groups:
+        for tg in group.load_balancers:
             targets = [{"Id": i.id} for i in group.instances if i.id in wanted and i.registered(tg)]
             if targets:
                 self.elb.deregister_targets(TargetGroupArn=tg, Targets=targets)
 
     def enable_server_group(self, name: str) -> None:
         group = self._require(name)
-        if group.suspended & set(DISABLE_PROCESSES):
+        if _suspended(group) & set(DISABLE_PROCESSES):
             self.asg.resume_processes(AutoScalingGroupName=name, ScalingProcesses=list(DISABLE_PROCESSES))
-        live = [i for i in group.instances if i.lifecycle == "InService"]
-        for tg in group.target_groups:
+        live = [i for i in group.instances if i.state == "running"]
+        for tg in group.load_balancers:
             targets = [{"Id": i.id} for i in live if not i.registered(tg)]
             if targets:
                 self.elb.register_targets(TargetGroupArn=tg, Targets=targets)
@@ -274,7 +348,7 @@ class AwsProvider:
         if group is None:
             return
         # Suspend first so that nothing re-registers the instances we are about to remove.
-        if not set(DISABLE_PROCESSES) <= group.suspended:
+        if not set(DISABLE_PROCESSES) <= _suspended(group):
             self.asg.suspend_processes(AutoScalingGroupName=name, ScalingProcesses=list(DISABLE_PROCESSES))
         self._deregister(group, [i.id for i in group.instances])
 
@@ -286,7 +360,7 @@ class AwsProvider:
         group = self._require(name)
         if group.capacity == capacity:
             return
-        if group.disabled and capacity.desired < len(group.instances) and "Terminate" in group.suspended:
+        if group.disabled and capacity.desired < len(group.instances) and "Terminate" in _suspended(group):
             # A suspended Terminate stops scale-in; the group stays disabled through Launch and
             # AddToLoadBalancer, which remain suspended.
             self.asg.resume_processes(AutoScalingGroupName=name, ScalingProcesses=["Terminate"])
@@ -399,29 +473,46 @@ class AwsProvider:
         ]
 
     def list_load_balancers(self) -> list[LoadBalancer]:
+        """Load balancers; their targets are the ARNs of their target groups (what server groups join)."""
         tgs = self.list_target_groups()
         result = []
         for lb in self.elb.paginate("describe_load_balancers", "LoadBalancers"):
             arn = lb["LoadBalancerArn"]
+            targets = [t.arn for t in tgs if arn in t.load_balancers]
+            details = {
+                "arn": arn,
+                "scheme": lb.get("Scheme", ""),
+                "target_groups": targets,
+                "security_groups": list(lb.get("SecurityGroups", [])),
+            }
             result.append(
-                LoadBalancer(
-                    arn,
-                    lb["LoadBalancerName"],
-                    lb.get("DNSName", ""),
-                    lb.get("Scheme", ""),
-                    lb.get("Type", ""),
-                    lb.get("VpcId"),
-                    list(lb.get("SecurityGroups", [])),
-                    [t.arn for t in tgs if arn in t.load_balancers],
-                )
+                LoadBalancer(lb["LoadBalancerName"], lb.get("DNSName", ""), lb.get("Type", ""), targets, details)
             )
         return result
 
-    def list_security_groups(self) -> list[SecurityGroup]:
-        return [
-            SecurityGroup(g["GroupId"], g["GroupName"], g.get("VpcId"), g.get("Description", ""))
-            for g in self.ec2.paginate("describe_security_groups", "SecurityGroups")
+    def security_groups(self, application: str) -> list[SecurityGroup]:
+        """Security groups used by the application's instances and load balancers, or named after it."""
+        users: dict[str, set[str]] = {}
+        filters = [
+            {"Name": f"tag:{TAG_APPLICATION}", "Values": [application]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
         ]
+        for reservation in self.ec2.paginate("describe_instances", "Reservations", Filters=filters):
+            for inst in reservation["Instances"]:
+                tags = _tags(inst.get("Tags"))
+                owner = tags.get("aws:autoscaling:groupName") or tags.get(TAG_SERVER_GROUP) or inst["InstanceId"]
+                for sg in inst.get("SecurityGroups", []):
+                    users.setdefault(sg["GroupId"], set()).add(owner)
+        for lb in self.list_load_balancers():
+            for sg in lb.details["security_groups"]:
+                if _named_for(lb.name, application):
+                    users.setdefault(sg, set()).add(f"load balancer {lb.name}")
+        return [
+            SecurityGroup(g["GroupId"], g["GroupName"], g.get("VpcId"), g.get("Description", ""),
+                          sorted(users.get(g["GroupId"], set())))
+            for g in self.ec2.paginate("describe_security_groups", "SecurityGroups")
+            if g["GroupId"] in users or _named_for(g["GroupName"], application)
+        ]  # fmt: skip
 
     # --- images --------------------------------------------------------------------------------
     def find_images(self, name_pattern: str | None, tags: dict[str, str], owners: list[str]) -> list[Image]:

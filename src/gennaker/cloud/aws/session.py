@@ -160,7 +160,10 @@ class AwsSessions:
         with self._create_lock:
             with self._lock:
                 cached = self._clients.get(key)
-            return cached or self._create_client(key)
+            try:
+                return cached or self._create_client(key)
+            except (BotoCoreError, ResponseParserError) as exc:  # e.g. a profile that does not exist
+                raise CloudError("CreateClient", account_name, region, type(exc).__name__, str(exc)) from exc
 
     def _create_client(self, key: tuple[str, str, str]) -> AwsClient:
         account_name, region, service = key

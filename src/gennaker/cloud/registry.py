@@ -1,0 +1,99 @@
+"""The providers Gennaker knows, by account ``kind``: the one place that builds a provider.
+
+Declared as data (an explicit mapping, no registration by decorator or import side effect): each
+kind names the factory of its provider and the models of the stage fields only it understands
+(``deploy``: instance_type, subnets, ... for AWS; command, env, load_balancers for local). Stages,
+the planner, the API and the console reach a cloud only through ``provider_for`` and
+``all_providers`` and the interface in ``cloud/provider.py``; nothing outside ``cloud/<kind>/``
+builds a provider class or calls a cloud SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from gennaker.cloud.aws.options import AwsDeployOptions
+from gennaker.cloud.provider import CloudProvider
+from gennaker.errors import ConfigError
+from gennaker.spec.config import Account, Config
+
+# (services, account name, account, region) -> provider. ``services`` is what the host wired in:
+# anything with ``config`` and, for AWS, ``aws`` (the shared AwsSessions).
+ProviderFactory = Callable[[Any, str, Account, str], CloudProvider]
+
+
+@dataclass(frozen=True)
+class ProviderKind:
+    name: str
+    build: ProviderFactory
+    # stage type -> the model of the fields of that stage only this provider understands
+    stage_options: dict[str, type[BaseModel]] = field(default_factory=dict)
+
+
+def _aws(services: Any, name: str, account: Account, region: str) -> CloudProvider:
+    # Imported here: boto3 costs a second to import, and most commands never talk to AWS.
+    from gennaker.cloud.aws.provider import AwsProvider
+
+    return AwsProvider(services.aws, name, region)
+
+
+def state_dir(config: Config, name: str, account: Account) -> Path:
+    """Where a local account keeps its processes' records, artifacts and HAProxy: as configured
+    (relative to the configuration file), else ``.gennaker/local/<account>`` beside that file."""
+    base = Path(config.source).parent if config.source else Path.cwd()
+    return base / (account.state_dir or f".gennaker/local/{name}")
+
+
+PROVIDERS: dict[str, ProviderKind] = {
+    "aws": ProviderKind("aws", _aws, {"deploy": AwsDeployOptions}),
+}
+
+
+def kind_of(config: Config, account: str) -> ProviderKind:
+    acct = config.account(account)
+    try:
+        return PROVIDERS[acct.kind]
+    except KeyError:
+        raise ConfigError(f"account {account} is of kind {acct.kind}, which no provider serves") from None
+
+
+def region_for(config: Config, account: str, region: str | None) -> str:
+    """The region named (checked against the account), or the account's only region."""
+    acct = config.account(account)
+    if region is None:
+        if len(acct.regions) == 1:
+            return acct.regions[0]
+        raise ConfigError(f"account {account} has several regions ({', '.join(acct.regions)}): name one with region:")
+    if region not in acct.regions:
+        raise ConfigError(
+            f"region {region} is not configured for account {account} (configured: {', '.join(acct.regions)})"
+        )
+    return region
+
+
+def provider_for(services: Any, account: str, region: str | None = None) -> CloudProvider:
+    """The provider for an account and region named in the config (region checked against it)."""
+    where = region_for(services.config, account, region)
+    return kind_of(services.config, account).build(services, account, services.config.account(account), where)
+
+
+def all_providers(services: Any) -> list[CloudProvider]:
+    """Every configured account and region (the cloud views span them all)."""
+    accounts = sorted(services.config.accounts.items())
+    return [provider_for(services, name, region) for name, acct in accounts for region in acct.regions]
+
+
+def options_model(kind: str, stage_type: str) -> type[BaseModel] | None:
+    """The model of a stage type's provider-specific fields for accounts of ``kind``."""
+    return PROVIDERS[kind].stage_options.get(stage_type) if kind in PROVIDERS else None
+
+
+def option_fields(stage_type: str) -> set[str]:
+    """Every provider-specific field any provider accepts on ``stage_type``."""
+    models = [p.stage_options[stage_type] for p in PROVIDERS.values() if stage_type in p.stage_options]
+    return {name for m in models for name in m.model_fields}
