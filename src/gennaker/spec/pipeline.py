@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gennaker.errors import Problem, ValidationFailed
-from gennaker.spec import expressions
+from gennaker.spec import expressions, shell
 from gennaker.spec.limits import DEFAULT_LIMITS, Limits
 from gennaker.spec.models import Pipeline, PipelineHeader, StageConfig
 from gennaker.spec.validation import pydantic_problems
@@ -68,6 +68,7 @@ def validate_pipeline(
     graph = _raw_graph(raw_stages if isinstance(raw_stages, list) else [])
     problems.extend(_graph_problems(doc, graph))
     problems.extend(_expression_problems(doc, graph, params))
+    problems.extend(_shell_problems(doc, raw_stages if isinstance(raw_stages, list) else [], schemas))
     if problems or header is None:
         problems.sort(key=lambda p: (p.line, p.column))
         raise ValidationFailed(problems)
@@ -223,6 +224,17 @@ def _expression_problems(doc: Located, graph: list[tuple[int, str, list[str]]], 
             if msg:
                 problems.append(doc.problem(("stages", i, "when"), msg))
     return problems
+
+
+def _shell_problems(doc: Located, raw_stages: list[Any], schemas: StageSchemas) -> list[Problem]:
+    """A value that could not be quoted where it stands in a shell command (``gennaker.spec.shell``)."""
+    found: list[Problem] = []
+    for i, raw in enumerate(raw_stages):
+        schema = schemas.get(str(raw.get("type"))) if isinstance(raw, dict) else None
+        for field in getattr(schema, "shell_fields", ()):
+            if isinstance(raw.get(field), str):
+                found.extend(doc.problem(("stages", i, field), msg) for msg in shell.problems(raw[field]))
+    return found
 
 
 def _strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -53,6 +53,21 @@ def interpolate(command: str, scope: dict[str, Any]) -> str | list[Any]:
     return "".join(out)
 
 
+def problems(command: str) -> list[str]:
+    """Why some values could not be put into ``command`` (one message per such reference)."""
+    pieces, open_at = scan(command)
+    refs = [p for p in pieces if isinstance(p, Ref)]
+    if open_at is not None or not refs:
+        return []  # an unterminated expression is reported by the expression checks
+    found = []
+    for ref, context in zip(refs, _contexts(command, [(r.start, r.end) for r in refs]), strict=True):
+        try:
+            _quoted("", context, ref.path)
+        except ExpressionError as exc:
+            found.append(str(exc))
+    return found
+
+
 def is_shell_script(text: str) -> bool:
     """True for text that starts with a ``#!`` line naming sh, bash, dash or ash (e.g. user data)."""
     if not text.startswith("#!"):

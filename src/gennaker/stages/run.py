@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -40,6 +40,7 @@ def takeover_wait() -> float:
 
 
 class RunConfig(StageConfig):
+    shell_fields: ClassVar[tuple[str, ...]] = ("command",)  # text run by /bin/sh (checked by validation)
     command: str | list[str]
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
