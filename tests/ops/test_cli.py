@@ -177,3 +177,17 @@ def test_table_output_file_and_expired_suppression_once(cli: Callable[..., Any],
     res = cli("audit", "--checks", "ha.eip.*", "--format", "table", "--output", str(report))
     assert res.exit_code == 0, res.output
     assert report.read_text().startswith("Operations readiness  score")  # the table, as text, not JSON
+
+
+def test_markup_in_aws_names_is_printed_as_text(cli: Callable[..., Any], aws: Aws) -> None:
+    """Anyone who may tag a resource chooses these strings: '[/red]' is text, not Rich markup."""
+    aws("ec2").create_volume(
+        AvailabilityZone="us-east-1a",
+        Size=8,
+        TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "[/red]"}]}],
+    )
+    assert cli("inventory", "collect", "--types", "ec2.volume").exit_code == 0
+    for args in (("inventory", "search"), ("inventory", "show"), ("inventory", "snapshots")):
+        res = cli(*args)
+        assert res.exit_code == 0 and res.exception is None, (args, res.output, res.exception)
+    assert "[/red]" in cli("inventory", "search").output

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from gennaker.cli import options
 from gennaker.cloud.aws.session import AwsSessions
@@ -123,12 +124,17 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _cells(*values: Any) -> list[Text]:
+    """Table cells as text: names, tags and ids come from AWS, where a '[/x]' is not Rich markup."""
+    return [Text("" if v is None else str(v)) for v in values]
+
+
 def _resources_table(rows: list[Any]) -> Table:
     t = Table(show_edge=False)
     for col in ("Type", "Account", "Region", "Id", "Name", "Tags"):
         t.add_column(col, overflow="fold")
     for r in rows:
-        t.add_row(r.type, r.account, r.region, r.id, r.name or "", ", ".join(f"{k}={v}" for k, v in r.tags.items()))
+        t.add_row(*_cells(r.type, r.account, r.region, r.id, r.name, ", ".join(f"{k}={v}" for k, v in r.tags.items())))
     return t
 
 
@@ -191,7 +197,7 @@ def register(app: typer.Typer) -> None:
             f"{snap.stats['duration_s']:.1f} s, {sum(snap.stats['calls'].values())} API calls"
         )
         for f in snap.failures:
-            err().print(f"[yellow]not collected[/yellow] {f.reason()}")
+            err().print(Text.assemble(("not collected", "yellow"), " ", f.reason()))
 
     @inv.command("snapshots")
     def snapshots(ctx: typer.Context, limit: LimitOpt = 20, as_json: JsonOpt = False, db: DbOpt = None) -> None:
@@ -204,7 +210,7 @@ def register(app: typer.Typer) -> None:
         for col in ("Id", "Created", "Accounts", "Resources", "Failures"):
             t.add_column(col)
         for r in rows:
-            t.add_row(r["id"], r["created_at"], ", ".join(r["accounts"]), str(r["resource_count"]), str(r["failures"]))
+            t.add_row(*_cells(r["id"], r["created_at"], ", ".join(r["accounts"]), r["resource_count"], r["failures"]))
         out().print(t)
 
     @inv.command()
@@ -233,10 +239,10 @@ def register(app: typer.Typer) -> None:
         for col in ("Type", "Account", "Region", "Count"):
             t.add_column(col)
         for c in data["counts"]:
-            t.add_row(c["type"], c["account"], c["region"], str(c["count"]))
+            t.add_row(*_cells(c["type"], c["account"], c["region"], c["count"]))
         out().print(t)
         for f in snap.failures:
-            err().print(f"[yellow]not collected[/yellow] {f.reason()}")
+            err().print(Text.assemble(("not collected", "yellow"), " ", f.reason()))
 
     def _query(
         type_: str | None, account: str | None, region: str | None, tag: list[str] | None, text: str | None
@@ -323,13 +329,15 @@ def register(app: typer.Typer) -> None:
             f"{len(d['changed'])} changed"
         )
         if d["not_compared"]:  # collected by only one snapshot, or failed in one: unknown, not changed
-            out().print(f"[dim]not compared: {', '.join(d['not_compared'])}[/dim]")
+            out().print(Text(f"not compared: {', '.join(d['not_compared'])}", style="dim"))
         for sign, key, style in (("+", "added", "green"), ("-", "removed", "red")):
             for r in d[key]:
-                out().print(f"[{style}]{sign} {r['type']} {r['account']}/{r['region']} {r['id']}[/{style}]")
+                out().print(Text(f"{sign} {r['type']} {r['account']}/{r['region']} {r['id']}", style=style))
         for r in d["changed"]:
             out().print(
-                f"[yellow]~ {r['type']} {r['account']}/{r['region']} {r['id']}[/yellow]: {', '.join(r['changed'])}"
+                Text.assemble(
+                    (f"~ {r['type']} {r['account']}/{r['region']} {r['id']}", "yellow"), f": {', '.join(r['changed'])}"
+                )
             )
 
     @app.command()
@@ -385,12 +393,14 @@ def register(app: typer.Typer) -> None:
             print_table(report, out())
         elif output is not None:
             write_report(output, table_text(report) if fmt == "table" else render(report, fmt))
-            err().print(f"report written to {output} (score {score_text(report['summary']['score'])})")
+            err().print(Text(f"report written to {output} (score {score_text(report['summary']['score'])})"))
         else:
             sys.stdout.write(render(report, fmt))
         # the table on the terminal lists expired suppressions itself; elsewhere they go to stderr
         for s in result.expired_suppressions if fmt != "table" or output is not None else []:
-            err().print(f"[yellow]suppression expired {s.expires}[/yellow]: {s.check} {s.resource} ({s.reason})")
+            err().print(
+                Text.assemble((f"suppression expired {s.expires}", "yellow"), f": {s.check} {s.resource} ({s.reason})")
+            )
         blocking = result.blocking(fail_on, strict) if fail_on else []
         if blocking:
             err().print(f"[red]{len(blocking)} finding(s) at or above {fail_on} fail[/red]")
