@@ -1,9 +1,8 @@
-"""The local provider through today's CloudProvider interface: real processes behind real HAProxy."""
+"""The local provider through the CloudProvider interface: real processes behind real HAProxy."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 
 from gennaker.cloud.local.haproxy import LoadBalancerSpec
 from gennaker.cloud.local.instances import process_start_time
+from gennaker.cloud.local.options import LocalDeployOptions
 from gennaker.cloud.local.provider import LocalProvider
 from gennaker.cloud.provider import Capacity, CloudProvider, ServerGroup, ServerGroupSpec
 from gennaker.errors import InvalidInput, NotFound
@@ -37,17 +37,17 @@ def provider(haproxy_binary: str, tmp_path: Path, lb_spec: LoadBalancerSpec) -> 
 
 def spec(provider: LocalProvider, name: str, version: str, desired: int = 2, **env: str) -> ServerGroupSpec:
     image = provider.bake(SOURCE_DIR, "sample", version).id
-    return ServerGroupSpec(
-        name=name,
-        application="shop",
-        image_id=image,
-        instance_type="",
-        subnets=[],
-        capacity=Capacity(desired, desired, desired),
-        target_groups=[LB],
-        user_data=json.dumps({"command": "python3 app.py", "env": {"APP_VERSION": version, **env}}),
-        execution_id="e1",
-        stage_id=f"deploy-{name}",
+    options = LocalDeployOptions(command="python3 app.py", env={"APP_VERSION": version, **env}, load_balancers=[LB])
+    return provider.prepare_server_group(
+        ServerGroupSpec(
+            name=name,
+            application="shop",
+            image=image,
+            capacity=Capacity(desired, desired, desired),
+            provider_options=options,
+            execution_id="e1",
+            stage_id=f"deploy-{name}",
+        )
     )
 
 
@@ -112,7 +112,7 @@ def test_disable_then_enable_puts_the_group_back(provider: LocalProvider) -> Non
     provider.disable_server_group("shop-web-v001")
     group = provider.get_server_group("shop-web-v001")
     assert group is not None and group.disabled and group.healthy_instances() == []
-    assert {i.target_health[LB] for i in group.instances} == {"unused"}
+    assert {i.load_balancers[LB] for i in group.instances} == {"out"}
     provider.enable_server_group("shop-web-v001")
     group = wait_healthy(provider, "shop-web-v001", 2)
     assert group.enabled and len(group.healthy_instances()) == 2
@@ -152,14 +152,15 @@ import json, sys, time
 from pathlib import Path
 from gennaker.cloud.local.haproxy import LoadBalancerSpec, HealthCheck
 from gennaker.cloud.local.provider import LocalProvider
+from gennaker.cloud.local.options import LocalDeployOptions
 from gennaker.cloud.provider import Capacity, ServerGroupSpec
 from gennaker.sample_app import SOURCE_DIR
 lb = LoadBalancerSpec("shop-web", sys.argv[2], HealthCheck(interval=0.2, timeout=1.0))
 p = LocalProvider(Path(sys.argv[1]), "laptop", [lb])
 image = p.bake(SOURCE_DIR, "sample", "3.0.0").id
-p.create_server_group(ServerGroupSpec(name="shop-web-v001", application="shop", image_id=image, instance_type="",
-    subnets=[], capacity=Capacity(2, 2, 2), target_groups=["shop-web"],
-    user_data=json.dumps({"command": "python3 app.py", "env": {"APP_VERSION": "3.0.0"}})))
+p.create_server_group(ServerGroupSpec(name="shop-web-v001", application="shop", image=image,
+    capacity=Capacity(2, 2, 2), load_balancers=["shop-web"],
+    provider_options=LocalDeployOptions(command="python3 app.py", env={"APP_VERSION": "3.0.0"})))
 print("created", flush=True)
 time.sleep(60)
 """
@@ -192,11 +193,13 @@ def test_kill_9_of_gennaker_leaves_the_app_serving_and_a_new_process_re_adopts_i
 def test_bad_input_is_a_clear_error(provider: LocalProvider) -> None:
     good = spec(provider, "shop-web-v001", "1.0.0")
     with pytest.raises(NotFound, match="load balancer nope is not declared in account laptop"):
-        provider.resolve_target_groups(["nope"])
+        provider.prepare_server_group(
+            dataclasses.replace(good, provider_options=LocalDeployOptions(command="x", load_balancers=["nope"]))
+        )
     with pytest.raises(NotFound, match=r"artifact sha256-0+ not found"):
-        provider.create_server_group(dataclasses.replace(good, image_id="sha256-" + "0" * 64))
+        provider.create_server_group(dataclasses.replace(good, image="sha256-" + "0" * 64))
     with pytest.raises(InvalidInput, match="needs a command"):
-        provider.create_server_group(dataclasses.replace(good, user_data=None))
+        provider.create_server_group(dataclasses.replace(good, provider_options=None))
     assert provider.instances.groups() == []
     assert [i.name for i in provider.find_images("samp*", {"version": "1.0.0"}, [])] == ["sample"]
 

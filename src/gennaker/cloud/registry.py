@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gennaker.cloud.aws.options import AwsDeployOptions
+from gennaker.cloud.local.options import LocalDeployOptions
 from gennaker.cloud.provider import CloudProvider
 from gennaker.errors import ConfigError
 from gennaker.spec.config import Account, Config
@@ -42,6 +43,20 @@ def _aws(services: Any, name: str, account: Account, region: str) -> CloudProvid
     return AwsProvider(services.aws, name, region)
 
 
+def _local(services: Any, name: str, account: Account, region: str) -> CloudProvider:
+    from gennaker.cloud.local.haproxy import HealthCheck, LoadBalancerSpec
+    from gennaker.cloud.local.provider import LocalProvider
+
+    try:
+        lbs = [
+            LoadBalancerSpec(lb_name, lb.listen, HealthCheck(lb.health.path, lb.health.interval, lb.health.timeout))
+            for lb_name, lb in sorted(account.load_balancers.items())
+        ]
+    except ValueError as exc:  # a listen address or name HAProxy cannot take
+        raise ConfigError(f"account {name}: {exc}") from None
+    return LocalProvider(state_dir(services.config, name, account), name, lbs, region=region)
+
+
 def state_dir(config: Config, name: str, account: Account) -> Path:
     """Where a local account keeps its processes' records, artifacts and HAProxy: as configured
     (relative to the configuration file), else ``.gennaker/local/<account>`` beside that file."""
@@ -51,6 +66,7 @@ def state_dir(config: Config, name: str, account: Account) -> Path:
 
 PROVIDERS: dict[str, ProviderKind] = {
     "aws": ProviderKind("aws", _aws, {"deploy": AwsDeployOptions}),
+    "local": ProviderKind("local", _local, {"deploy": LocalDeployOptions}),
 }
 
 

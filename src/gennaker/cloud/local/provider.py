@@ -1,13 +1,14 @@
-"""The local provider: today's CloudProvider interface on this machine.
+"""The local provider: the CloudProvider interface on this machine.
 
 A server group is N processes (``instances.InstanceManager``), its load balancers are backends of
 the Gennaker-owned HAProxy (``haproxy.HAProxy``), images are content-addressed artifacts
 (``artifacts.ArtifactStore``). Everything is kept in one state directory, so any Gennaker process
 (a worker, the API, one started after a kill -9) sees and re-adopts the same groups.
 
-Mapping onto the AWS-shaped interface:
-- a load balancer's "target group" is the load balancer itself (one backend each), by name;
-- "disabled" is recorded with the group and shown as the suspended processes Spinnaker uses;
+Mapping onto the interface:
+- a server group's load balancers are named as the account declares them (one backend each);
+- "disabled" is recorded with the group;
+- the command and environment come from the deploy's ``LocalDeployOptions``;
 - new instances join their backends in ``drain`` (health-checked, no requests) and are promoted to
   ``ready`` once HAProxy sees them healthy, by whichever call reads the group next: HAProxy alone
   would send requests to a server leaving maintenance before its first check;
@@ -17,8 +18,8 @@ Mapping onto the AWS-shaped interface:
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-import json
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -29,8 +30,8 @@ from gennaker.cloud import naming
 from gennaker.cloud.local.artifacts import ArtifactStore
 from gennaker.cloud.local.haproxy import HAProxy, HAProxyError, LoadBalancerSpec, ServerStat
 from gennaker.cloud.local.instances import GroupRecord, InstanceManager, InstanceRecord
+from gennaker.cloud.local.options import LocalDeployOptions
 from gennaker.cloud.provider import (
-    DISABLE_PROCESSES,
     TAG_EXECUTION,
     TAG_STAGE,
     Capacity,
@@ -40,24 +41,29 @@ from gennaker.cloud.provider import (
     SecurityGroup,
     ServerGroup,
     ServerGroupSpec,
-    TargetGroup,
 )
 from gennaker.errors import Conflict, InvalidInput, NotFound
 
 ZONE = "local"
 
 
+def _options(spec: ServerGroupSpec) -> LocalDeployOptions:
+    if not isinstance(spec.provider_options, LocalDeployOptions):
+        raise InvalidInput(f"server group {spec.name}: a local deploy needs a command (run in the artifact)")
+    return spec.provider_options
+
+
 def target_health(stat: ServerStat | None, model_state: str | None) -> str:
-    """HAProxy's view of one server in the interface's target-health words."""
+    """HAProxy's view of one server in the interface's load-balancer health words."""
     if stat is None or model_state is None or model_state == "maint" or stat.status.startswith("MAINT"):
-        return "unused"
+        return "out"
     if model_state == "drain":
         # Either leaving (disable in progress) or joining (waiting for its first good check).
-        return "draining" if not stat.healthy else "initial"
+        return "draining" if not stat.healthy else "starting"
     if stat.healthy:
         return "healthy"
     if stat.check_status in ("", "INI") or "/" in stat.status:
-        return "initial"
+        return "starting"
     return "unhealthy"
 
 
@@ -193,9 +199,10 @@ class LocalProvider:
             Instance(
                 inst.id,
                 ZONE,
-                "InService",
-                "Healthy",
+                "running",
+                "healthy",  # a process that runs; whether it answers is its load balancers' view
                 {lb: target_health(stats.get((lb, inst.id)), models.get((lb, inst.id))) for lb in lbs},
+                {"port": inst.port},
             )
             for inst in sorted(group.running(), key=lambda i: _index(i.id))
         ]
@@ -210,14 +217,13 @@ class LocalProvider:
             account=self.account,
             region=self.region,
             capacity=capacity,
-            image_id=group.meta.get("image_id"),
-            instance_type=None,
-            launch_template=None,
-            target_groups=lbs,
-            suspended=set() if self._enabled(group) else set(DISABLE_PROCESSES),
+            image=group.meta.get("image_id"),
             instances=instances,
+            load_balancers=lbs,
+            enabled=self._enabled(group),
             tags=dict(group.meta.get("tags", {})),
             created=datetime.fromisoformat(group.created),
+            details={"command": group.meta.get("command")} if group.meta.get("command") else {},
         )
 
     def list_server_groups(
@@ -275,8 +281,8 @@ class LocalProvider:
             parts.append(f"{name}: instances keep exiting right after they start; not replacing them for now")
         return "\n".join(parts)
 
-    def launch_template_names(self, cluster: str) -> list[str]:
-        # No launch templates here; the names in use are the groups' own (kept for version choice).
+    def names_in_use(self, cluster: str) -> list[str]:
+        # A group's record is written before its processes start: the groups' names are all there is.
         return [g.name for g in self.instances.groups() if naming.in_cluster(g.name, cluster)]
 
     def find_created_by(self, cluster: str, execution_id: str, stage_id: str) -> str | None:
@@ -295,9 +301,22 @@ class LocalProvider:
         return tags.get(TAG_EXECUTION, ""), tags.get(TAG_STAGE, "")
 
     # --- changing server groups ----------------------------------------------------------------
+    def prepare_server_group(self, spec: ServerGroupSpec) -> ServerGroupSpec:
+        """The load balancers the options name must be declared in the account."""
+        opts = _options(spec)
+        return dataclasses.replace(spec, load_balancers=self.resolve_load_balancers(opts.load_balancers))
+
+    def create_server_group(self, spec: ServerGroupSpec) -> ServerGroup:
+        """Start the group's processes (the options' command, in the unpacked artifact) and put them
+        behind its load balancers."""
+        opts = _options(spec)
+        return self.create_local_server_group(spec, opts.command, dict(opts.env))
+
     def create_local_server_group(self, spec: ServerGroupSpec, command: str, env: dict[str, str]) -> ServerGroup:
         """Start the group's processes from its artifact and put them behind its load balancers."""
-        for lb in spec.target_groups:
+        if not command.strip():
+            raise InvalidInput(f"server group {spec.name}: a local deploy needs a command (run in the artifact)")
+        for lb in spec.load_balancers:
             if lb not in self.load_balancers:
                 raise NotFound(f"load balancer {lb} is not declared in account {self.account}")
         existing = self.instances.get(spec.name)
@@ -308,12 +327,13 @@ class LocalProvider:
                     f"server group {spec.name} already exists and was created by execution "
                     f"{(owner or ('?', '?'))[0] or '?'} stage {(owner or ('?', '?'))[1] or '?'}; refusing to reuse it"
                 )
-        if spec.target_groups:
+        if spec.load_balancers:
             self.ensure_load_balancers()
-        directory = self.artifacts.unpack(self.artifacts.resolve(spec.image_id))
+        directory = self.artifacts.unpack(self.artifacts.resolve(spec.image))
         meta: dict[str, Any] = {
-            "image_id": spec.image_id,
-            "load_balancers": list(spec.target_groups),
+            "image_id": spec.image,
+            "command": command,
+            "load_balancers": list(spec.load_balancers),
             "capacity": spec.capacity.as_dict(),
             "tags": spec.gennaker_tags(),
             "disabled": False,
@@ -334,18 +354,6 @@ class LocalProvider:
         names = [i.id for i in group.running()]
         for lb in lbs:
             self.haproxy.wait_healthy(lb.name, names, wait)
-
-    def create_server_group(self, spec: ServerGroupSpec) -> ServerGroup:
-        """The interface has no command or environment: they travel as JSON in ``user_data``
-        (``{"command": "python3 app.py", "env": {...}}``) until the provider seam carries them."""
-        try:
-            data = json.loads(spec.user_data or "")
-        except json.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict) or not isinstance(data.get("command"), str) or not data["command"].strip():
-            raise InvalidInput(f"server group {spec.name}: a local deploy needs a command (run in the artifact)")
-        env = {str(k): str(v) for k, v in (data.get("env") or {}).items()}
-        return self.create_local_server_group(spec, data["command"], env)
 
     def enable_server_group(self, name: str) -> None:
         group = self._require(name)
@@ -427,33 +435,21 @@ class LocalProvider:
             self.instances.set_meta(name, tags=tags)
 
     # --- network and load balancing ------------------------------------------------------------
-    def resolve_target_groups(self, refs: list[str | dict[str, str]]) -> list[str]:
-        names = []
-        for ref in refs:
-            name = ref if isinstance(ref, str) else ref.get("load_balancer") or ref.get("target_group", "")
+    def resolve_load_balancers(self, names: list[str]) -> list[str]:
+        for name in names:
             if name not in self.load_balancers:
                 declared = ", ".join(sorted(self.load_balancers)) or "none"
                 raise NotFound(f"load balancer {name} is not declared in account {self.account} (declared: {declared})")
-            names.append(name)
-        return names
-
-    def resolve_subnets(self, subnets: list[str], vpc: str | None, subnet_tag: str | None) -> list[str]:
-        return []  # one machine: no networks to choose
-
-    def resolve_security_groups(self, groups: list[str], vpc: str | None) -> list[str]:
-        return []
+        return list(names)
 
     def list_load_balancers(self) -> list[LoadBalancer]:
         return [
-            LoadBalancer(lb.name, lb.name, lb.listen, "internal", "haproxy", None, [], [lb.name])
+            LoadBalancer(lb.name, lb.listen, "haproxy", [lb.name], {"health_check": lb.health.path})
             for lb in self.load_balancers.values()
         ]
 
-    def list_target_groups(self) -> list[TargetGroup]:
-        return [TargetGroup(lb.name, lb.name, lb.port, "HTTP", None, [lb.name]) for lb in self.load_balancers.values()]
-
-    def list_security_groups(self) -> list[SecurityGroup]:
-        return []
+    def security_groups(self, application: str) -> list[SecurityGroup]:
+        return []  # one machine, no firewall rules of its own
 
     # --- images --------------------------------------------------------------------------------
     def bake(self, source_dir: Path, name: str, version: str, tags: dict[str, str] | None = None) -> Image:
