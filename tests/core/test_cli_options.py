@@ -47,19 +47,26 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def would_start(*_a: Any, **_k: Any) -> Any:
         raise WouldStart
 
+    import uvicorn
+
     import gennaker.runtime
     import gennaker.sandbox
 
     monkeypatch.setattr("gennaker.cli.core.serve", would_start, raising=False)
     monkeypatch.setattr("gennaker.cli.web.serve", would_start, raising=False)
     monkeypatch.setattr(gennaker.sandbox, "start_sandbox", would_start)
+    monkeypatch.setattr("gennaker.cli.demo.start_sandbox", would_start, raising=False)
     monkeypatch.setattr(gennaker.runtime.Runtime, "worker", would_start)
+    # and whatever path a command takes to serve: never block the test on a real server
+    monkeypatch.setattr(uvicorn, "run", would_start)
+    monkeypatch.setattr(uvicorn.Server, "run", would_start)
     env = {
         "GENNAKER_DB": f"sqlite:///{tmp_path / 'cli.db'}",
         "GENNAKER_USER": "tester",
         "GENNAKER_CONFIG": None,
         "GENNAKER_SERVER": None,
         "GENNAKER_TOKEN": None,
+        "XDG_DATA_HOME": str(tmp_path / "data"),  # local credentials and the default database stay here
         "COLUMNS": "200",
     }
     runner = CliRunner()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from gennaker.cli import options
@@ -249,8 +250,8 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(json.dumps(token, indent=2) + "\n")
             return
         err.print(
-            f"Token [bold]{token['name']}[/bold] for {token['user']} (roles: "
-            f"{', '.join(token['roles']) or 'none'}). Copy it now, it is not shown again:",
+            f"Token [bold]{escape(token['name'])}[/bold] for {escape(token['user'])} (roles: "
+            f"{escape(', '.join(token['roles']) or 'none')}). Copy it now, it is not shown again:",
             highlight=False,
         )
         sys.stdout.write(token["token"] + "\n")
