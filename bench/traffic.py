@@ -9,7 +9,7 @@ the cutover, the time from the new group healthy in HAProxy's view (``show stat`
 50 ms) to the first request it serves, and the drain time (each disable: drain, wait for the
 group's sessions to end, then maintenance).
 
-    python bench/traffic.py [--out docs/benchmarks-traffic.md] [--keep-alive]
+    python bench/traffic.py [--out docs/benchmarks-traffic.md] [--connections close keep-alive] [--only CASE ...]
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ CAPACITY = Capacity(2, 2, 2)
 HEALTH = HealthCheck(path="/up", interval=1.0, timeout=5.0)  # the contract's defaults (Kamal's too)
 POLL = 0.1  # how often the actions re-read the group while waiting (the deploy stage's poll_interval)
 STEADY = 3.0  # seconds of load before the operation: the steady-state window
-AFTER = 2.0  # seconds of load after it
+AFTER = 1.5  # seconds of load after it
+SLOW_MS = 200  # the "slow requests" case: every answer takes this long, so drains have work to wait for
 
 
 def free_port() -> int:
@@ -118,6 +119,7 @@ class HealthWatch:
 @dataclass
 class Result:
     name: str
+    connections: str = "close"
     sent: int = 0
     failures: int = 0
     steady: dict[str, float] = field(default_factory=dict)
@@ -129,8 +131,9 @@ class Result:
     errors: list[str] = field(default_factory=list)
 
 
-def spec(provider: LocalProvider, name: str, version: str, capacity: Capacity) -> ServerGroupSpec:
+def spec(provider: LocalProvider, name: str, version: str, capacity: Capacity, slow: bool = False) -> ServerGroupSpec:
     image = provider.bake(SOURCE_DIR, "sample", version).id
+    env = {"APP_VERSION": version, **({"LATENCY_MS": str(SLOW_MS)} if slow else {})}
     return ServerGroupSpec(
         name=name,
         application="shop",
@@ -139,7 +142,7 @@ def spec(provider: LocalProvider, name: str, version: str, capacity: Capacity) -
         subnets=[],
         capacity=capacity,
         target_groups=[LB],
-        user_data=json.dumps({"command": "python3 app.py", "env": {"APP_VERSION": version}}),
+        user_data=json.dumps({"command": "python3 app.py", "env": env}),
         execution_id="bench",
         stage_id=f"deploy-{name}",
     )
@@ -159,11 +162,11 @@ def run_all(provider: Any, actions: list[Action]) -> None:
             time.sleep(min(outcome.poll_after, POLL))
 
 
-def deploy(provider: Any, opts: StrategyOptions, new: str, version: str) -> None:
+def deploy(provider: Any, opts: StrategyOptions, new: str, version: str, slow: bool = False) -> None:
     """What the deploy stage does: create (rolling: empty), wait healthy, then the strategy."""
     others = [g for g in provider.list_server_groups(cluster=CLUSTER) if g.name != new]
     capacity = initial_capacity(opts, CAPACITY, has_previous=bool(others))
-    provider.create_server_group(spec(provider.inner, new, version, capacity))
+    provider.create_server_group(spec(provider.inner, new, version, capacity, slow))
     if capacity.desired:
         run_all(provider, [Action("wait_healthy", new, count=capacity.desired, seconds=30)])
     run_all(provider, strategy_actions(opts, others, new, CAPACITY))
@@ -179,19 +182,22 @@ def wait_healthy(provider: LocalProvider, name: str, count: int, timeout: float 
     raise RuntimeError(f"{name} not healthy in {timeout}s")
 
 
-def scenario(name: str, keep_alive: bool) -> Result:
+def scenario(case: str, keep_alive: bool) -> Result:
+    """One case: a strategy's name, ``rollback`` (after a red/black), or ``<strategy>-slow``."""
+    slow = case.endswith("-slow")
+    name = case.removesuffix("-slow")
     state = Path(tempfile.mkdtemp(prefix="gennaker-bench-traffic-"))
     lb = LoadBalancerSpec(LB, f"127.0.0.1:{free_port()}", HEALTH)
     inner = LocalProvider(state / "local", "laptop", [lb], drain_timeout=10, stop_timeout=5)
     provider = Timed(inner)
-    result = Result(name)
+    result = Result(case + (f" ({SLOW_MS} ms requests)" if slow else ""), "keep-alive" if keep_alive else "close")
     try:
-        inner.create_server_group(spec(inner, "shop-web-v001", "1.0.0", CAPACITY))
+        inner.create_server_group(spec(inner, "shop-web-v001", "1.0.0", CAPACITY, slow))
         wait_healthy(inner, "shop-web-v001", 2)
         strategy = "red_black" if name == "rollback" else name
         opts = StrategyOptions(strategy=strategy, target_percentages=[50, 100], health_timeout=30)  # type: ignore[arg-type]
         if name == "rollback":
-            deploy(provider, opts, "shop-web-v002", "2.0.0")  # not measured: what is rolled back
+            deploy(provider, opts, "shop-web-v002", "2.0.0", slow)  # not measured: what is rolled back
             wait_healthy(inner, "shop-web-v002", 2)
             provider.calls.clear()
         target_group, target_version = ("shop-web-v001", "1.0.0") if name == "rollback" else ("shop-web-v002", "2.0.0")
@@ -202,7 +208,7 @@ def scenario(name: str, keep_alive: bool) -> Result:
             if name == "rollback":
                 run_all(provider, rollback_actions(opts, "shop-web-v001", CAPACITY, "shop-web-v002"))
             else:
-                deploy(provider, opts, "shop-web-v002", "2.0.0")
+                deploy(provider, opts, "shop-web-v002", "2.0.0", slow)
             op_end = time.monotonic()
             time.sleep(AFTER)
         answers = load.snapshot()
@@ -255,18 +261,18 @@ def ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.1f} ms" if abs(seconds) < 0.1 else f"{seconds * 1000:.0f} ms"
 
 
-def report(results: list[Result], keep_alive: bool) -> str:
+def report(results: list[Result]) -> str:
     lines = [
         "# Benchmark: deploys under load on the local provider",
         "",
-        "Written by `python bench/traffic.py`" + (" --keep-alive" if keep_alive else "") + ". " + machine_line(),
+        "Written by `python bench/traffic.py`. " + machine_line(),
         "The machine is shared with other work (2 cores): latency figures are an upper bound.",
         "",
         "Two instances of the sample application (`gennaker.sample_app`) behind Gennaker's HAProxy 2.6 "
         f"(health `GET /up` every {HEALTH.interval:g} s, timeout {HEALTH.timeout:g} s), serving 1.0.0; a "
-        "bounded loopback load generator (4 threads, "
-        + ("one kept-alive connection each" if keep_alive else "one connection per request")
-        + ", 5 ms pause between requests) sends `GET /` through the load balancer the whole time: "
+        "bounded loopback load generator (4 threads, 5 ms pause between requests; **connections** "
+        "`close`: one per request, `keep-alive`: one kept open per thread) sends `GET /` through the "
+        "load balancer the whole time: "
         f"{STEADY:g} s of steady state, the operation, {AFTER:g} s after. The strategy's actions run "
         f"through `cloud/actions.run_action` (the deploy stage's code) with a {POLL:g} s poll.",
         "",
@@ -278,34 +284,42 @@ def report(results: list[Result], keep_alive: bool) -> str:
         "- **drain**: the longest disable (drain, wait until the group's sessions end, maintenance).",
         "- **wrong version after**: responses sent after the operation finished not from the expected version.",
         "",
-        "| operation | requests | failed | p50 steady | p99 steady | p50 cutover | p99 cutover | "
+        "| operation | connections | requests | failed | p50 steady | p99 steady | p50 cutover | p99 cutover | "
         "p99 ratio | healthy → served | drain | operation | wrong version after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if r.errors:
-            lines.append(f"| {r.name} | error: {'; '.join(r.errors)} |" + " |" * 10)
+            lines.append(f"| {r.name} | {r.connections} | error: {'; '.join(r.errors)} |" + " |" * 10)
             continue
         ratio = r.cutover["p99"] / r.steady["p99"] if r.steady.get("p99") else 0.0
         lines.append(
-            f"| {r.name} | {r.sent} | {r.failures} | {ms(r.steady['p50'])} | {ms(r.steady['p99'])} | "
+            f"| {r.name} | {r.connections} | {r.sent} | {r.failures} | {ms(r.steady['p50'])} | {ms(r.steady['p99'])} | "
             f"{ms(r.cutover['p50'])} | {ms(r.cutover['p99'])} | {ratio:.2f}x | {ms(r.healthy_to_served)} | "
             f"{ms(r.drain)} | {r.seconds:.1f} s | {r.wrong_version_after} |"
         )
     ok = [r for r in results if not r.errors]
+
+    def verdict(missed: list[Result]) -> str:
+        broken = [r for r in results if r.errors]
+        if not missed and not broken:
+            return "met"
+        return "NOT met: " + ", ".join(f"{r.name} ({r.connections})" for r in broken + missed)
+
     lines += [
         "",
         "Goals: 0 failures in every case ("
-        + ("met" if ok and all(r.failures == 0 for r in ok) and len(ok) == len(results) else "NOT met")
+        + verdict([r for r in ok if r.failures])
         + "); the switch within one health interval of healthy ("
-        + (
-            "met"
-            if ok and all(r.healthy_to_served is not None and r.healthy_to_served <= HEALTH.interval for r in ok)
-            else "NOT met"
-        )
+        + verdict([r for r in ok if r.healthy_to_served is None or r.healthy_to_served > HEALTH.interval])
         + "); p99 during the cutover <= 2x steady state ("
-        + ("met" if ok and all(r.cutover["p99"] <= 2 * r.steady["p99"] for r in ok) else "NOT met")
+        + verdict([r for r in ok if r.cutover["p99"] > 2 * r.steady["p99"]])
         + ").",
+        "",
+        "Reading the figures: the cutover windows are short (0.5 to 2.5 s, a few hundred requests), so "
+        "their p99 is the third or fourth slowest answer and moves with whatever else the two shared "
+        "cores do at that moment (a highlander destroys the old group's processes right after its "
+        "drain, inside the window). Failures and the version served are exact: every answer is counted.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -314,19 +328,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_out = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-traffic.md"
     parser.add_argument("--out", type=Path, default=default_out)
-    parser.add_argument("--keep-alive", action="store_true", help="one kept-alive connection per client thread")
-    parser.add_argument("--only", nargs="*", default=None, help="scenarios to run (default: all)")
+    parser.add_argument("--connections", nargs="*", default=["close", "keep-alive"], choices=["close", "keep-alive"])
+    parser.add_argument("--only", nargs="*", default=None, help="cases to run (default: all)")
     args = parser.parse_args()
     if shutil.which("haproxy") is None:
         print("bench/traffic.py needs HAProxy: apt-get install haproxy", file=sys.stderr)
         return 2
-    names = args.only or ["red_black", "highlander", "rolling_red_black", "rollback"]
+    cases = args.only or ["red_black", "highlander", "rolling_red_black", "rollback"]
     results = []
-    for name in names:
-        r = scenario(name, args.keep_alive)
-        print(json.dumps(dataclasses.asdict(r), default=str), flush=True)
-        results.append(r)
-    text = report(results, args.keep_alive)
+    for mode in args.connections:
+        for case in cases + ([] if args.only else ["red_black-slow"] if mode == "close" else []):
+            r = scenario(case, mode == "keep-alive")
+            print(json.dumps(dataclasses.asdict(r), default=str), flush=True)
+            results.append(r)
+    text = report(results)
     args.out.write_text(text)
     print(text)
     return 0 if all(not r.errors and r.failures == 0 for r in results) else 1
