@@ -131,3 +131,66 @@ def test_gennaker_validate_names_a_wrong_field_for_the_kind(tmp_path: Path) -> N
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"{doc}:11:5: unknown field 'command'" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+LOCAL_CONFIG = """
+accounts:
+  laptop:
+    kind: local
+    load_balancers:
+      shop-web: {listen: "127.0.0.1:8088", health: {path: /up, interval: 1s, timeout: 5s}}
+"""
+
+# The contract of issue 9 for a local deploy, as written there.
+LOCAL_DOCUMENT = """name: shop-local
+application: shop
+parameters: [{name: version, required: true}]
+stages:
+  - id: bake
+    type: bake
+    account: laptop
+    source: ./app                    # a directory (relative to the pipeline file), packaged immutably
+    version: "${trigger.params.version}"
+  - id: deploy
+    type: deploy
+    requires: [bake]
+    account: laptop
+    stack: web                       # cluster shop-web, server groups shop-web-v001, …
+    image: "${stages.bake.outputs.image_id}"
+    command: "python3 app.py"        # run in the unpacked artifact; each instance gets its port in $PORT
+    env: {APP_VERSION: "${trigger.params.version}"}
+    capacity: {min: 2, max: 2, desired: 2}
+    load_balancers: [shop-web]
+    strategy: red_black
+"""
+
+
+def _validate(tmp_path: Path, config: str, document: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "gennaker.yml").write_text(config)
+    (tmp_path / "p.yml").write_text(document)
+    return subprocess.run(
+        [sys.executable, "-m", "gennaker", "--config", str(tmp_path / "gennaker.yml"), "validate", "p.yml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+
+def test_validate_accepts_the_local_deploy_document(tmp_path: Path) -> None:
+    proc = _validate(tmp_path, LOCAL_CONFIG, LOCAL_DOCUMENT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok p.yml: pipeline 'shop-local' with 2 stages" in proc.stdout
+
+
+def test_validate_refuses_an_aws_field_on_a_local_account(tmp_path: Path) -> None:
+    document = LOCAL_DOCUMENT + "    instance_type: t3.small\n"
+    proc = _validate(tmp_path, LOCAL_CONFIG, document)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "p.yml:21:5: unknown field 'instance_type'" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    # and the other way round: a local field on an AWS account
+    proc = _validate(tmp_path, CONFIG.replace("prod:", "laptop:"), LOCAL_DOCUMENT)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert "p.yml:8:5: unknown field 'source'" in out and "p.yml:16:5: unknown field 'command'" in out

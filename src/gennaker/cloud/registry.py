@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gennaker.cloud.aws.options import AwsDeployOptions
-from gennaker.cloud.local.options import LocalDeployOptions
+from gennaker.cloud.aws.options import AwsBakeOptions, AwsDeployOptions
+from gennaker.cloud.local.options import LocalBakeOptions, LocalDeployOptions
 from gennaker.cloud.provider import CloudProvider
 from gennaker.errors import ConfigError
 from gennaker.spec.config import Account, Config
@@ -65,8 +65,8 @@ def state_dir(config: Config, name: str, account: Account) -> Path:
 
 
 PROVIDERS: dict[str, ProviderKind] = {
-    "aws": ProviderKind("aws", _aws, {"deploy": AwsDeployOptions}),
-    "local": ProviderKind("local", _local, {"deploy": LocalDeployOptions}),
+    "aws": ProviderKind("aws", _aws, {"deploy": AwsDeployOptions, "bake": AwsBakeOptions}),
+    "local": ProviderKind("local", _local, {"deploy": LocalDeployOptions, "bake": LocalBakeOptions}),
 }
 
 

@@ -37,3 +37,23 @@ class AwsDeployOptions(BaseModel):
 
     def target_group_refs(self) -> list[str | dict[str, str]]:
         return [r if isinstance(r, str) else r.model_dump(exclude_none=True) for r in self.target_groups]
+
+
+class AwsBakeOptions(BaseModel):
+    """A bake on AWS: a builder instance from a base image, provisioned by its user data, imaged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_image: str | None = None
+    base_image_name: str | None = None
+    base_image_owners: list[str] = Field(default_factory=lambda: ["self"])
+    instance_type: str = "t3.small"
+    user_data: str = ""
+    subnet: str | None = None
+    security_groups: list[str] = Field(default_factory=list)
+    instance_profile: str | None = None
+    copy_to_regions: list[str] = Field(default_factory=list)
+    # "stopped": the user data shuts the builder down when provisioning is done (the usual way to
+    # signal completion); "running": image the builder as soon as it runs.
+    builder_ready: Literal["running", "stopped"] = "running"
+    bake_timeout: Duration = 3600.0

@@ -16,3 +16,11 @@ class LocalDeployOptions(BaseModel):
     command: str = Field(min_length=1)  # run in the unpacked artifact; each instance gets $PORT
     env: dict[str, str] = Field(default_factory=dict)
     load_balancers: list[str] = Field(default_factory=list)  # names declared in the account
+
+
+class LocalBakeOptions(BaseModel):
+    """A bake on this machine: a directory packaged into a content-addressed artifact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1)  # a directory, relative to the pipeline file
