@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def plan(
         ctx: typer.Context,
-        file: Annotated[Path, typer.Argument(help="Pipeline file.")],
+        file: Annotated[Path, typer.Argument(parser=options.file, help="Pipeline file.")],
         param: Annotated[
             list[str] | None, typer.Option("--param", "-p", parser=options.name_value, help="name=value (repeatable).")
         ] = None,

@@ -273,7 +273,7 @@ def register(app: typer.Typer) -> None:
     def export(
         ctx: typer.Context,
         fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
-        output: Annotated[Path | None, typer.Option(help="File (default: stdout).")] = None,
+        output: Annotated[Path | None, typer.Option(parser=options.file, help="File (default: stdout).")] = None,
         type_: TypeOpt = None,
         account: str | None = None,
         region: str | None = None,
@@ -347,10 +347,12 @@ def register(app: typer.Typer) -> None:
         regions: ListOpt = None,
         checks: Annotated[list[str] | None, typer.Option(help="Check id glob(s), e.g. 'ha.*,dr.s3.*'.")] = None,
         fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "table",
-        output: Annotated[Path | None, typer.Option(help="Write the report here.")] = None,
+        output: Annotated[Path | None, typer.Option(parser=options.file, help="Write the report here.")] = None,
         fail_on: Annotated[str | None, typer.Option(help="Exit 3 if a finding this severe or worse fails.")] = None,
         strict: Annotated[bool, typer.Option(help="UNKNOWN findings count as failing for --fail-on.")] = False,
-        suppressions: Annotated[Path | None, typer.Option(help="Suppressions file (YAML).")] = None,
+        suppressions: Annotated[
+            Path | None, typer.Option(parser=options.file, help="Suppressions file (YAML).")
+        ] = None,
         max_age: Annotated[
             float | None, typer.Option(parser=options.duration, help="Reuse a snapshot younger than this (e.g. 30m).")
         ] = None,

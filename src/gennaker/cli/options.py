@@ -157,6 +157,11 @@ def path(value: Any) -> str:
     return raw
 
 
+def file(value: Any) -> Path:
+    """``path`` as a Path, for options and arguments typed ``Path``."""
+    return Path(path(value))
+
+
 def directory(value: Any) -> Path:
     """A directory to use or create: not a file, and a name the file system can hold."""
     raw = path(value)
