@@ -28,9 +28,11 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _own_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The user data directory (default database, the local credentials a server writes) is the test
-    session's, never the real user's; subprocesses inherit it."""
+    """The user data and state directories (default database, the local credentials a server writes,
+    the status files of run supervisors) are the test session's, never the real user's; subprocesses
+    inherit them."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "xdg-data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-state"))  # run status files
 
 
 def admin_client(app: Any, **kwargs: Any) -> Any:
