@@ -117,3 +117,19 @@ def test_bad_input_clear_error_no_traceback(db: str, args: tuple[str, ...], code
     assert r.returncode == code, (r.returncode, r.stderr)
     assert fragment in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_markup_in_names_users_and_messages_is_text(tmp_path: Path, db: str) -> None:
+    """'[/red]' in a stage name, a user name or a failure is printed as it is, not read as Rich markup."""
+    path = tmp_path / "m.yml"
+    path.write_text(
+        "name: m\napplication: shop\nstages:\n"
+        "  - {id: a, name: '[/red]', type: run, command: 'echo \"[/x]\" >&2; exit 3'}\n"
+    )
+    r = gk(db, "--user", "[/red]", "run", str(path), "--wait")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    listed = gk(db, "executions", "list")
+    assert listed.returncode == 0 and "[/red]" in listed.stdout, listed.stderr
+    eid = json.loads(gk(db, "executions", "list", "--json").stdout)[0]["id"]
+    shown = gk(db, "executions", "show", eid)
+    assert shown.returncode == 0 and "[/red]" in shown.stdout, shown.stderr

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import typer.main
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -249,6 +249,13 @@ NOBODY = "http://127.0.0.1:1"  # a loopback address nothing listens on: refused 
 BOUNDS = {"--port": (1, 65535), "--threads": (1, 1024), "--workers": (0, 1024)}
 
 
+def _every_time(test: Any) -> Any:
+    """The values that broke something once are tried for every option, not left to chance."""
+    for value in ("", "9" * 400, "[/red]", "nan", "-1", "a\nb"):
+        test = example(value=value)(test)
+    return test
+
+
 def _is_duration(value: str) -> bool:
     try:
         seconds = parse_duration(value)
@@ -270,8 +277,9 @@ def test_every_option_is_found() -> None:
 
 
 @pytest.mark.parametrize(("command", "option"), OPTIONS, ids=[f"{c or 'gennaker'} {o}" for c, o in OPTIONS])
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=VALUES)
+@_every_time
 def test_any_value_no_traceback(cli: Any, command: str, option: str, value: str) -> None:
     value = _relative(option, value)
     if command:
@@ -316,8 +324,9 @@ POSITIONAL = _arguments()
 
 
 @pytest.mark.parametrize(("command", "index", "count"), POSITIONAL, ids=[f"{c} #{i}" for c, i, _ in POSITIONAL])
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=VALUES)
+@_every_time
 def test_any_argument_no_traceback(cli: Any, command: str, index: int, count: int, value: str) -> None:
     """The same for positional arguments (ids, stage names, files), the others kept sensible."""
     defaults = [a for a in ARGUMENTS.get(command, []) if not a.startswith("-")][:count]

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
+from rich.text import Text
 
 from gennaker.cli import options
 from gennaker.cli.client import Client, HttpClient, LocalClient, follow_logs
@@ -38,6 +39,13 @@ def client_from(ctx: typer.Context) -> Client:
     if o.server:
         return HttpClient(o.server, o.user, o.token)
     return LocalClient(runtime_from(ctx), o.user)
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except OSError:  # e.g. a name too long to be a file: then it is not one
+        return False
 
 
 def parse_params(raw: list[str] | None) -> dict[str, Any]:
@@ -74,7 +82,8 @@ def register(app: typer.Typer) -> None:
         for f in files:
             try:
                 p = load_pipeline(str(f), schemas)
-                out.print(f"[green]ok[/green] {f}: pipeline '{p.name}' with {len(p.stages)} stages", highlight=False)
+                ok = f" {f}: pipeline '{p.name}' with {len(p.stages)} stages"
+                out.print(Text.assemble(("ok", "green"), ok), highlight=False)
             except ValidationFailed as exc:
                 problems.extend(exc.problems)
         if problems:
@@ -91,7 +100,7 @@ def register(app: typer.Typer) -> None:
         """Start a pipeline. Without a server, --wait runs the engine in this process."""
         params = parse_params(param)
         client = client_from(ctx)
-        is_file = Path(pipeline).exists() or pipeline.endswith((".yml", ".yaml"))
+        is_file = _exists(pipeline) or pipeline.endswith((".yml", ".yaml"))
         execution_id = client.run_file(pipeline, params) if is_file else client.start_registered(pipeline, params)
         if not wait:
             if as_json:
@@ -124,6 +133,7 @@ def register(app: typer.Typer) -> None:
             out.print(
                 f"execution {execution_id}: {ex['status']}" + (f" ({ex['message']})" if ex.get("message") else ""),
                 highlight=False,
+                markup=False,
                 soft_wrap=True,
             )
         return ex
@@ -140,6 +150,7 @@ def register(app: typer.Typer) -> None:
                         f"stage '{s['stage_id']}' awaits judgment: gennaker judge {execution_id} "
                         f"{s['stage_id']} --choice {(s['config'].get('options') or ['approve'])[0]}",
                         highlight=False,
+                        markup=False,
                     )
             if views.is_done(ex["status"]):
                 return ex
@@ -168,7 +179,7 @@ def register(app: typer.Typer) -> None:
             return
         out.print(stage_table(ex))
         if ex.get("message"):
-            out.print(ex["message"], highlight=False, soft_wrap=True)
+            out.print(ex["message"], highlight=False, markup=False, soft_wrap=True)
 
     @app.command()
     def logs(
@@ -193,31 +204,31 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cancel an execution; running commands are terminated."""
         client_from(ctx).cancel(execution_id, reason)
-        out.print(f"canceled {execution_id}")
+        out.print(f"canceled {execution_id}", markup=False)
 
     @app.command()
     def pause(ctx: typer.Context, execution_id: str) -> None:
         """Pause an execution (running tasks finish their step; nothing new starts)."""
         client_from(ctx).pause(execution_id)
-        out.print(f"paused {execution_id}")
+        out.print(f"paused {execution_id}", markup=False)
 
     @app.command()
     def resume(ctx: typer.Context, execution_id: str) -> None:
         """Resume a paused execution."""
         client_from(ctx).resume(execution_id)
-        out.print(f"resumed {execution_id}")
+        out.print(f"resumed {execution_id}", markup=False)
 
     @app.command()
     def restart(ctx: typer.Context, execution_id: str, stage: str) -> None:
         """Restart a finished stage and every stage after it."""
         client_from(ctx).restart(execution_id, stage)
-        out.print(f"restarting {stage} of {execution_id}")
+        out.print(f"restarting {stage} of {execution_id}", markup=False)
 
     @app.command()
     def skip(ctx: typer.Context, execution_id: str, stage: str) -> None:
         """Skip the rest of a wait stage."""
         client_from(ctx).skip(execution_id, stage)
-        out.print(f"skipped {stage} of {execution_id}")
+        out.print(f"skipped {stage} of {execution_id}", markup=False)
 
     @app.command()
     def judge(
@@ -229,7 +240,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Judge a manual judgment stage."""
         client_from(ctx).judge(execution_id, stage, choice, comment)
-        out.print(f"judged {stage} of {execution_id}: {choice}")
+        out.print(f"judged {stage} of {execution_id}: {choice}", markup=False)
 
     @pipelines_app.command("register")
     def register_(ctx: typer.Context, files: list[Path]) -> None:
@@ -237,7 +248,7 @@ def register(app: typer.Typer) -> None:
         client = client_from(ctx)
         for f in files:
             info = client.register(str(f))
-            out.print(f"registered {info['name']} ({info['stages']} stages)")
+            out.print(f"registered {info['name']} ({info['stages']} stages)", markup=False)
 
     @pipelines_app.command("list")
     def pipelines_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
