@@ -126,9 +126,11 @@ def run_action(
             return StepOutcome(True, message=f"{sg}: {healthy}/{wanted} healthy")
         if now >= deadline:
             unhealthy = [i.describe() for i in group.instances if not i.healthy(group.load_balancers)]
+            report = provider.health_report(sg)
             raise HealthTimeout(
                 f"{sg}: only {healthy} of {wanted} instances healthy after "
                 f"{action.seconds:g}s; not healthy: {'; '.join(unhealthy) or 'none launched'}"
+                + (f"\n{report}" if report else "")
             )
         return StepOutcome(
             False,

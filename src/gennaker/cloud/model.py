@@ -114,6 +114,9 @@ class ModelProvider:
     def server_group_owner(self, name: str) -> tuple[str, str] | None:
         return self.real.server_group_owner(name)
 
+    def health_report(self, name: str) -> str:
+        return ""  # nothing planned has instances
+
     # --- reads delegate ------------------------------------------------------------------------
     def prepare_server_group(self, spec: ServerGroupSpec) -> ServerGroupSpec:
         return self.real.prepare_server_group(spec)  # resolving names reads, it changes nothing

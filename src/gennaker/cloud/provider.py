@@ -254,6 +254,11 @@ class CloudProvider(Protocol):
 
     def set_server_group_tag(self, name: str, key: str, value: str) -> None: ...
 
+    def health_report(self, name: str) -> str:
+        """Why the group's instances are not healthy, in the provider's own words (check results, the
+        tail of an instance's log) for a failed stage; empty when it has nothing to add."""
+        ...
+
     def delete_server_group_tag(self, name: str, key: str) -> None: ...
 
     # --- load balancing and firewalls ----------------------------------------------------------

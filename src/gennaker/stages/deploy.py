@@ -155,6 +155,12 @@ def _current(saved: dict[str, Any]) -> Action | None:
     return Action.from_dict(actions[step]) if step < len(actions) else None
 
 
+def _region(ctx: TaskContext) -> str | None:
+    """The region the stage acts in: as written, or its account's only one (a local account's)."""
+    acct = ctx.services.config.accounts.get(ctx.config.account)
+    return ctx.config.region or (acct.regions[0] if acct is not None and len(acct.regions) == 1 else None)
+
+
 def _snapshot(group: ServerGroup | None) -> dict[str, Any] | None:
     return None if group is None else {"name": group.name, "capacity": group.capacity.as_dict()}
 
@@ -195,7 +201,7 @@ class Deploy(StageType):
             "image_id": c.get("image_id"),
             "cluster": c.get("cluster"),
             "account": ctx.config.account,
-            "region": ctx.config.region,
+            "region": _region(ctx),
         }
 
     def _release(self, ctx: TaskContext, provider: CloudProvider, name: str | None) -> None:

@@ -1,0 +1,100 @@
+"""The same deploy, bake and plan code on an account of kind ``local``: real processes behind a real
+HAProxy, reached only through the registry (no test builds the provider itself)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gennaker.cloud.plan import plan_pipeline, render
+from gennaker.cloud.registry import provider_for
+from gennaker.cloud.tasks import bind_schemas
+from gennaker.sample_app import SOURCE_DIR
+from gennaker.spec.config import config_from_text
+from gennaker.spec.pipeline import pipeline_from_text
+from gennaker.stages import default_registry, stage_schemas
+from gennaker.stages.bake import Bake
+from gennaker.stages.deploy import Deploy
+from tests.cloud.conftest import run_stage
+from tests.conftest import free_port
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[SimpleNamespace]:
+    if shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (apt-get install haproxy): the local provider's load balancer")
+    text = (
+        "accounts:\n  laptop:\n    kind: local\n    state_dir: state\n    load_balancers:\n"
+        f'      shop-web: {{listen: "127.0.0.1:{free_port()}", health: {{path: /up, interval: 200ms, timeout: 1s}}}}\n'
+    )
+    config = config_from_text(text, str(tmp_path / "gennaker.yml"))
+    config.source = str(tmp_path / "gennaker.yml")
+    services = SimpleNamespace(config=config)
+    provider: Any = provider_for(services, "laptop")
+    try:
+        yield services
+    finally:
+        for group in provider.instances.groups():  # instances outlive Gennaker by design
+            provider.instances.destroy(group.name, timeout=2)
+        provider.haproxy.stop(timeout=2)
+
+
+def _deploy(image: str, version: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "account": "laptop",
+        "stack": "web",
+        "image": image,
+        "command": "python3 app.py",
+        "env": {"APP_VERSION": version, **extra.pop("env", {})},
+        "capacity": {"min": 2, "max": 2, "desired": 2},
+        "load_balancers": ["shop-web"],
+        "poll_interval": 0.5,
+        **extra,
+    }
+
+
+def test_bake_deploy_and_a_failed_deploy_on_a_local_account(services: SimpleNamespace) -> None:
+    bake = run_stage(Bake(), {"account": "laptop", "source": str(SOURCE_DIR), "version": "1.0.0"}, services)
+    assert bake.status == "SUCCEEDED", bake.message
+    image = bake.outputs["image_id"]
+    assert image.startswith("sha256-") and bake.outputs["image_ids"] == {"local": image}
+
+    first = run_stage(Deploy(), _deploy(image, "1.0.0"), services)
+    assert first.status == "SUCCEEDED", first.message
+    assert (first.outputs["server_group"], first.outputs["region"]) == ("shop-web-v001", "local")
+
+    bad_version = _deploy(image, "2.0.0", env={"UNHEALTHY": "1"}, health_timeout=3)
+    bad = run_stage(Deploy(), bad_version, services, execution_id="ex-2")
+    assert bad.status == "FAILED"
+    assert bad.message is not None and "shop-web-v002: only 0 of 2 instances healthy" in bad.message
+    assert "check L7STS" in bad.message and '"GET /up HTTP/1.0" 503' in bad.message  # HAProxy's view, the log
+    provider = provider_for(services, "laptop")
+    old, new = provider.get_server_group("shop-web-v001"), provider.get_server_group("shop-web-v002")
+    assert old is not None and old.enabled and len(old.serving_instances()) == 2
+    assert new is not None and not new.in_rotation
+
+
+def test_plan_on_a_local_account(services: SimpleNamespace, tmp_path: Path) -> None:
+    image = run_stage(Bake(), {"account": "laptop", "source": str(SOURCE_DIR), "version": "1.0.0"}, services)
+    assert run_stage(Deploy(), _deploy(image.outputs["image_id"], "1.0.0"), services).status == "SUCCEEDED"
+    registry = default_registry()
+    document = (
+        "name: p\napplication: shop\nstages:\n"
+        "  - {id: deploy, type: deploy, account: laptop, stack: web, image: shop, command: python3 app.py,\n"
+        "     capacity: {min: 2, max: 2, desired: 2}, load_balancers: [shop-web], strategy: highlander}\n"
+    )
+    pipeline = pipeline_from_text(document, bind_schemas(stage_schemas(registry), services.config), "p.yml")
+    plans = plan_pipeline(pipeline, registry, services)
+    assert [p.error for p in plans] == [None]
+    assert render(plans).splitlines() == [
+        "deploy (deploy) in laptop/local, cluster shop-web",
+        "  + create shop-web-v002 (min 2 / desired 2 / max 2) (image shop)",
+        "    wait until 2 instances of shop-web-v002 are healthy",
+        "  ~ disable shop-web-v001 (shop-web-v002 replaces it)",
+        "  - destroy shop-web-v001 (highlander keeps only the new group)",
+    ]
