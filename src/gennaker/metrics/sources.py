@@ -101,7 +101,7 @@ class SourceSettings:
 def build_sources(settings: SourceSettings) -> dict[str, MetricSource]:
     """THE list of metric sources, by the name an analysis uses in ``source:``."""
     # Imported here, not at the top: the sources import this module's types.
-    from gennaker.metrics import cloudwatch, prometheus
+    from gennaker.metrics import cloudwatch, haproxy, prometheus
 
     return {
         "prometheus": (
@@ -118,7 +118,13 @@ def build_sources(settings: SourceSettings) -> dict[str, MetricSource]:
                 "cloudwatch", "cloudwatch is not available (no AWS accounts configured)", cloudwatch.check_query
             )
         ),
-        "haproxy": UnavailableSource("haproxy", "the haproxy source is not available yet"),
+        "haproxy": (
+            haproxy.from_settings(settings.haproxy)
+            if settings.haproxy is not None
+            else UnavailableSource(
+                "haproxy", "haproxy is not available (no local account's load balancer)", haproxy.check_query
+            )
+        ),
     }
 
 
