@@ -194,3 +194,16 @@ def test_validate_refuses_an_aws_field_on_a_local_account(tmp_path: Path) -> Non
     assert proc.returncode == 2
     out = proc.stdout + proc.stderr
     assert "p.yml:8:5: unknown field 'source'" in out and "p.yml:16:5: unknown field 'command'" in out
+
+
+def test_an_aws_only_find_image_field_is_refused_on_a_local_account() -> None:
+    schemas = bind_schemas(stage_schemas(default_registry()), config_from_text(LOCAL_CONFIG))
+    document = (
+        "name: p\napplication: shop\nstages:\n"
+        "  - {id: find, type: find_image, account: laptop, image_name: 'shop-*', owners: [amazon]}\n"
+    )
+    with pytest.raises(ValidationFailed) as err:
+        pipeline_from_text(document, schemas, "p.yml")
+    assert [str(p) for p in err.value.problems] == ["p.yml:4:73: unknown field 'owners'"]
+    ok = pipeline_from_text(document.replace(", owners: [amazon]", ""), schemas, "p.yml")
+    assert ok.stages[0].region == "local"  # type: ignore[attr-defined]

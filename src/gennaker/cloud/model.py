@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gennaker.cloud import naming
 from gennaker.cloud.actions import Action
@@ -130,8 +131,8 @@ class ModelProvider:
     def resolve_image(self, image: str) -> str:
         return self.real.resolve_image(image)
 
-    def find_images(self, name_pattern: str | None, tags: dict[str, str], owners: list[str]) -> list[Image]:
-        return self.real.find_images(name_pattern, tags, owners)
+    def find_images(self, name_pattern: str | None, tags: dict[str, str], provider_options: Any = None) -> list[Image]:
+        return self.real.find_images(name_pattern, tags, provider_options)
 
     # --- changes are refused -------------------------------------------------------------------
     def create_server_group(self, spec: ServerGroupSpec) -> ServerGroup:

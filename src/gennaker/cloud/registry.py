@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gennaker.cloud.aws.options import AwsBakeOptions, AwsDeployOptions
+from gennaker.cloud.aws.options import AwsBakeOptions, AwsDeployOptions, AwsFindImageOptions
 from gennaker.cloud.local.options import LocalBakeOptions, LocalDeployOptions
 from gennaker.cloud.provider import CloudProvider
 from gennaker.errors import ConfigError
@@ -65,7 +65,9 @@ def state_dir(config: Config, name: str, account: Account) -> Path:
 
 
 PROVIDERS: dict[str, ProviderKind] = {
-    "aws": ProviderKind("aws", _aws, {"deploy": AwsDeployOptions, "bake": AwsBakeOptions}),
+    "aws": ProviderKind(
+        "aws", _aws, {"deploy": AwsDeployOptions, "bake": AwsBakeOptions, "find_image": AwsFindImageOptions}
+    ),
     "local": ProviderKind("local", _local, {"deploy": LocalDeployOptions, "bake": LocalBakeOptions}),
 }
 

@@ -98,7 +98,8 @@ class CloudStageConfig(StageConfig):
         kind = (cls.account_kinds or {}).get(account) if isinstance(account, str) else None
         model = registry.options_model(kind, cls.provider_stage) if kind else None
         if model is None:
-            known = registry.option_fields(cls.provider_stage)
+            # Unbound: any provider's field may be meant. Bound to a kind without such fields: none is.
+            known = registry.option_fields(cls.provider_stage) if kind is None else set()
             return [{"type": "extra_forbidden", "loc": (k,), "input": v} for k, v in extra.items() if k not in known]
         try:
             model.model_validate(extra)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from gennaker.cloud.registry import provider_for
+from gennaker.cloud import registry
 from gennaker.cloud.tasks import CloudStageConfig
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
 
 
 class FindImageConfig(CloudStageConfig):
+    # Extras are the provider's fields (AWS: owners), checked by its model.
+    model_config = ConfigDict(extra="allow")
+    provider_stage: ClassVar[str | None] = "find_image"
+
     image_name: str | None = None  # a glob, e.g. shop-1.4.* (``name`` is the stage's display name)
     tags: dict[str, str] = Field(default_factory=dict)
-    owners: list[str] = Field(default_factory=lambda: ["self"])
 
     @model_validator(mode="after")
     def _something(self) -> FindImageConfig:
@@ -33,8 +36,9 @@ class FindImage(StageType):
 
     def find(self, ctx: TaskContext) -> TaskResult:
         cfg: FindImageConfig = ctx.config
-        provider = provider_for(ctx.services, cfg.account, cfg.region)
-        images = provider.find_images(cfg.image_name, cfg.tags, cfg.owners)
+        provider = registry.provider_for(ctx.services, cfg.account, cfg.region)
+        options = cfg.provider_options(registry.kind_of(ctx.services.config, cfg.account).name)
+        images = provider.find_images(cfg.image_name, cfg.tags, options)
         if not images:
             return TaskResult.failed(
                 f"no image in {provider.account}/{provider.region} matches "

@@ -57,3 +57,9 @@ class AwsBakeOptions(BaseModel):
     # signal completion); "running": image the builder as soon as it runs.
     builder_ready: Literal["running", "stopped"] = "running"
     bake_timeout: Duration = 3600.0
+
+
+class AwsFindImageOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owners: list[str] = Field(default_factory=lambda: ["self"])  # account ids, "self", "amazon"

@@ -17,7 +17,7 @@ from typing import Any
 
 from gennaker.cloud import naming
 from gennaker.cloud.aws.images import Bakery
-from gennaker.cloud.aws.options import AwsDeployOptions
+from gennaker.cloud.aws.options import AwsDeployOptions, AwsFindImageOptions
 from gennaker.cloud.aws.session import AwsClient, AwsSessions
 from gennaker.cloud.provider import (
     TAG_APPLICATION,
@@ -518,8 +518,10 @@ class AwsProvider:
         ]  # fmt: skip
 
     # --- images --------------------------------------------------------------------------------
-    def find_images(self, name_pattern: str | None, tags: dict[str, str], owners: list[str]) -> list[Image]:
-        """Images matching a glob on the name and every tag, newest first."""
+    def find_images(self, name_pattern: str | None, tags: dict[str, str], provider_options: Any = None) -> list[Image]:
+        """Images matching a glob on the name and every tag, newest first, among those of the
+        options' owners (our own by default)."""
+        owners = provider_options.owners if isinstance(provider_options, AwsFindImageOptions) else ["self"]
         filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
         if name_pattern:
             filters.append({"Name": "name", "Values": [name_pattern]})
@@ -542,7 +544,7 @@ class AwsProvider:
         """An AMI id as is, or the newest of our own images with that name (glob allowed)."""
         if image.startswith("ami-"):
             return image
-        found = self.find_images(image, {}, ["self"])
+        found = self.find_images(image, {})
         if not found:
             raise NotFound(f"no image named {image!r} in account {self.account}, region {self.region}")
         return found[0].id

@@ -460,7 +460,7 @@ class LocalProvider:
         a = self.artifacts.get(image_id)
         return Image(a.id, a.name, self.region, "available", a.created, {**a.tags, "version": a.version})
 
-    def find_images(self, name_pattern: str | None, tags: dict[str, str], owners: list[str]) -> list[Image]:
+    def find_images(self, name_pattern: str | None, tags: dict[str, str], provider_options: Any = None) -> list[Image]:
         found = self.artifacts.find(None, tags)
         return [self._image(a.id) for a in found if not name_pattern or fnmatch.fnmatch(a.name, name_pattern)]
 
