@@ -181,6 +181,8 @@ def test_valid_values_still_work(cli: Any) -> None:
     assert made.code == 0, made.stderr
     assert cli("run", "p.yml", "--param", "x=", "--json").code == 2  # unknown parameter, as before
     assert cli("executions", "list", "--limit", "500").code == 0
+    assert cli("--user", "zoë 👩\u200d💻", "executions", "list").code == 0  # any printable name
+    assert cli("cancel", "nope", "--reason", "two\nlines").code == 4  # free text may span lines
 
 
 def test_usage_error_through_main_is_one_line() -> None:

@@ -11,6 +11,7 @@ import ipaddress
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,13 @@ def duration_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _printable(value: Any, what: str, limit: int) -> str:
+def _printable(value: Any, what: str, limit: int, allowed: str = "") -> str:
     text = str(value)
     if len(text) > limit:
         raise typer.BadParameter(f"{what} is longer than {limit} characters")
-    if any(not ch.isprintable() and ch not in "\t" for ch in text):
-        raise typer.BadParameter(f"{what} {_shown(text)} contains control characters")
+    # control characters and line breaks (not every non-printable: NBSP, ZWJ in emoji are fine)
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") and ch not in allowed for ch in text):
+        raise typer.BadParameter(f"{what} {_shown(text)} contains control characters or line breaks")
     return text
 
 
@@ -128,7 +130,7 @@ def name(value: Any) -> str:
 
 def text(value: Any) -> str:
     """Free text (a reason, a comment): printable, bounded; may be empty."""
-    return _printable(value, "the text", MAX_TEXT)
+    return _printable(value, "the text", MAX_TEXT, allowed="\t\n")
 
 
 def database(value: Any) -> str:
