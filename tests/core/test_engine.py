@@ -327,20 +327,13 @@ def test_cancel_during_retry_backoff_cancels_the_stage(runtime: Runtime, worker:
 def test_leftover_poll_does_not_delay_completion(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
     """A judgment's far-future re-poll left in the queue must not keep a finished execution RUNNING."""
     from gennaker.engine import queue
-    from gennaker.engine.model import Kind
+    from gennaker.engine.messages import RunTask
 
     eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: gate, type: manual_judgment}\n")
     wait_for(lambda: stage_status(runtime, eid)["gate"] == "WAITING")
     st = detail(runtime, eid)["stages"][0]
     with runtime.db.begin() as conn:  # what a re-poll committed just as the judgment came in looks like
-        queue.push(
-            conn,
-            Kind.RUN_TASK,
-            eid,
-            "gate",
-            due_at=time.time() + 3600,
-            payload={"task": st["task_index"], "attempt": st["attempt"]},
-        )
+        queue.push(conn, RunTask(eid, "gate", task=st["task_index"], attempt=st["attempt"]), due_at=time.time() + 3600)
     ops.judge(runtime.db, eid, "gate", "ivy", "approve", None)
     assert finished(runtime, eid, timeout=10)["status"] == "SUCCEEDED"
 

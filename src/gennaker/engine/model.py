@@ -1,4 +1,4 @@
-"""The engine's vocabulary: statuses and ids."""
+"""The engine's vocabulary: statuses and ids (its messages are in ``messages.py``)."""
 
 from __future__ import annotations
 
@@ -32,12 +32,3 @@ STAGE_ACTIVE = frozenset({Status.RUNNING, Status.WAITING})
 def new_id() -> str:
     """Time-ordered, unique across hosts: 12 hex digits of milliseconds + 8 random."""
     return f"{int(time.time() * 1000):012x}{os.urandom(4).hex()}"
-
-
-class Kind(StrEnum):
-    """Message kinds in the queue."""
-
-    START_EXECUTION = "StartExecution"
-    START_STAGE = "StartStage"
-    RUN_TASK = "RunTask"
-    CANCEL_STAGE = "CancelStage"

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
 
 from gennaker.engine import queue, secrets
-from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, STAGE_LETS_THROUGH, Kind, Status, new_id
+from gennaker.engine.messages import RunTask, StartExecution, StartStage, kind
+from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, STAGE_LETS_THROUGH, Status, new_id
 from gennaker.engine.runner import cancel_active_stages, start_next_queued
 from gennaker.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gennaker.spec.models import Concurrency, Pipeline
@@ -109,8 +110,14 @@ def start_execution(
                 pipeline=pipeline.name,
                 application=pipeline.application,
                 status=Status.NOT_STARTED,
-                trigger={"type": trigger_type, "user": actor, "params": bound, "at": now, "base_dir": base_dir,
-                         secrets.SECRETS_KEY: secret},
+                trigger={
+                    "type": trigger_type,
+                    "user": actor,
+                    "params": bound,
+                    "at": now,
+                    "base_dir": base_dir,
+                    secrets.SECRETS_KEY: secret,
+                },
                 pipeline_text=pipeline.text,
                 source=pipeline.source,
                 base_dir=base_dir,
@@ -142,7 +149,7 @@ def start_execution(
                 for i, s in enumerate(pipeline.stages)
             ],
         )
-        queue.push(conn, Kind.START_EXECUTION, execution_id, due_at=now)
+        queue.push(conn, StartExecution(execution_id), due_at=now)
         record(conn, "start", actor, execution_id, params=secrets.mask_params(bound, secret), trigger=trigger_type)
     return execution_id
 
@@ -267,7 +274,7 @@ def restart(db: Database, execution_id: str, stage_id: str, actor: str) -> None:
         status = {r.stage_id: (Status.NOT_STARTED if r.stage_id in reset else r.status) for r in rows}
         for r in rows:
             if r.stage_id in reset and all(status[q] in STAGE_LETS_THROUGH for q in r.requires):
-                queue.push(conn, Kind.START_STAGE, execution_id, r.stage_id, due_at=now)
+                queue.push(conn, StartStage(execution_id, r.stage_id), due_at=now)
         record(conn, "restart", actor, execution_id, stage_id, reset=sorted(reset))
 
 
@@ -284,20 +291,13 @@ def _signal(conn: Connection, execution_id: str, st: Any, key: str, value: Any) 
         .where(
             messages.c.execution_id == execution_id,
             messages.c.stage_id == st.stage_id,
-            messages.c.kind == str(Kind.RUN_TASK),
+            messages.c.kind == kind(RunTask),
             messages.c.lease_owner.is_(None),
         )
         .values(due_at=time.time())
     ).rowcount
     if not moved:  # the task is being polled right now; make sure it is polled once more
-        queue.push(
-            conn,
-            Kind.RUN_TASK,
-            execution_id,
-            st.stage_id,
-            due_at=time.time(),
-            payload={"task": st.task_index, "attempt": st.attempt},
-        )
+        queue.push(conn, RunTask(execution_id, st.stage_id, task=st.task_index, attempt=st.attempt), due_at=time.time())
 
 
 def skip(db: Database, execution_id: str, stage_id: str, actor: str, skippable: set[str]) -> None:

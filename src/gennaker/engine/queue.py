@@ -13,23 +13,28 @@ was lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
-from gennaker.engine.model import Kind
+from gennaker.engine.messages import Message, RunTask, decode, encode, kind
 from gennaker.store.db import Database
 from gennaker.store.tables import messages, workers
 
+M = TypeVar("M", bound=Message, covariant=True)
+
 
 @dataclass(frozen=True)
-class Message:
+class Delivery(Generic[M]):
+    """A claimed message: its row id (to ack it), the message, and how often it was claimed."""
+
     id: int
-    kind: Kind
-    execution_id: str
-    stage_id: str | None
-    payload: dict[str, Any]
+    message: M
     attempts: int
+
+    @property
+    def kind(self) -> str:
+        return kind(type(self.message))
 
 
 # Hot statements are built once; executing a prebuilt statement skips SQLAlchemy's construction work,
@@ -75,22 +80,20 @@ _CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
 
 def push(
     conn: Connection,
-    kind: Kind,
-    execution_id: str,
-    stage_id: str | None = None,
+    message: Message,
     *,
     due_at: float,
-    payload: dict[str, Any] | None = None,
     held: bool = False,
     affinity: str | None = None,
 ) -> None:
+    kind_, execution_id, stage_id, payload = encode(message)
     conn.execute(
         _INSERT,
         {
-            "kind": str(kind),
+            "kind": kind_,
             "execution_id": execution_id,
             "stage_id": stage_id,
-            "payload": payload or {},
+            "payload": payload,
             "due_at": due_at,
             "held": held,
             "affinity": affinity,
@@ -99,26 +102,28 @@ def push(
     )
 
 
-def claim(db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float) -> list[Message]:
+def claim(
+    db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float
+) -> list[Delivery[Message]]:
     params = {"now": now, "me": worker_id, "until": now + lease, "lim": limit, "live_since": now - worker_ttl}
     with db.begin() as conn:
         rows = conn.execute(_CLAIM[not db.is_sqlite], params).all()
-    out = [Message(r.id, Kind(r.kind), r.execution_id, r.stage_id, r.payload or {}, r.attempts) for r in rows]
-    out.sort(key=lambda m: m.id)
+    out = [Delivery(r.id, decode(r.kind, r.execution_id, r.stage_id, r.payload or {}), r.attempts) for r in rows]
+    out.sort(key=lambda d: d.id)
     return out
 
 
-def ack(conn: Connection, message: Message, worker_id: str) -> bool:
+def ack(conn: Connection, delivery: Delivery[Message], worker_id: str) -> bool:
     """Delete a handled message; False if our lease was lost (someone else has it now)."""
-    return conn.execute(_ACK, {"mid": message.id, "owner": worker_id}).rowcount == 1
+    return conn.execute(_ACK, {"mid": delivery.id, "owner": worker_id}).rowcount == 1
 
 
-def release(db: Database, message: Message, worker_id: str, due_at: float) -> None:
+def release(db: Database, delivery: Delivery[Message], worker_id: str, due_at: float) -> None:
     """Give a message back (e.g. after a failed handling) to be tried again at ``due_at``."""
     with db.begin() as conn:
         conn.execute(
             update(messages)
-            .where(messages.c.id == message.id, messages.c.lease_owner == worker_id)
+            .where(messages.c.id == delivery.id, messages.c.lease_owner == worker_id)
             .values(lease_owner=None, lease_until=None, due_at=due_at)
         )
 
@@ -139,11 +144,8 @@ def hold(conn: Connection, execution_id: str, held: bool, now: float) -> None:
     conn.execute(update(messages).where(messages.c.execution_id == execution_id).values(**values))
 
 
-def drop_execution(conn: Connection, execution_id: str, keep_kinds: tuple[Kind, ...] = ()) -> None:
-    cond = messages.c.execution_id == execution_id
-    if keep_kinds:
-        cond = and_(cond, messages.c.kind.not_in([str(k) for k in keep_kinds]))
-    conn.execute(delete(messages).where(cond))
+def drop_execution(conn: Connection, execution_id: str) -> None:
+    conn.execute(delete(messages).where(messages.c.execution_id == execution_id))
 
 
 _PENDING = select(messages.c.id).where(messages.c.execution_id == bindparam("eid")).limit(1)
@@ -152,7 +154,7 @@ _PENDING = select(messages.c.id).where(messages.c.execution_id == bindparam("eid
 _DROP_POLLS = delete(messages).where(
     messages.c.execution_id == bindparam("eid"),
     messages.c.stage_id == bindparam("sid"),
-    messages.c.kind == str(Kind.RUN_TASK),
+    messages.c.kind == kind(RunTask),
     or_(messages.c.lease_until.is_(None), messages.c.lease_until < bindparam("now")),
 )
 

@@ -20,8 +20,9 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from gennaker.engine import logs as stage_logs
 from gennaker.engine import queue, secrets
-from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Kind, Status
-from gennaker.engine.queue import Message
+from gennaker.engine.messages import CancelStage, Message, RunTask, StartExecution, StartStage, stage_of
+from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Status
+from gennaker.engine.queue import Delivery
 from gennaker.errors import GennakerError
 from gennaker.spec import expressions
 from gennaker.spec.durations import format_duration
@@ -85,20 +86,13 @@ class Engine:
         self.on_push: Callable[[], None] = lambda: None  # wakes an in-process worker
 
     # ---- dispatch -------------------------------------------------------------------------------
-    def handle(self, msg: Message, worker_id: str) -> None:
-        if msg.kind is Kind.START_EXECUTION:
-            self._start_execution(msg, worker_id)
-        elif msg.kind is Kind.START_STAGE:
-            self._start_stage(msg, worker_id)
-        elif msg.kind is Kind.RUN_TASK:
-            self._run_task(msg, worker_id)
-        elif msg.kind is Kind.CANCEL_STAGE:
-            self._cancel_stage(msg, worker_id)
+    def handle(self, delivery: Delivery[Message], worker_id: str) -> None:
+        HANDLERS[type(delivery.message)](self, delivery, worker_id)
         self.on_push()
 
-    def _ack(self, conn: Connection, msg: Message, worker_id: str) -> None:
-        if not queue.ack(conn, msg, worker_id):
-            raise LeaseLost(f"message {msg.id} was taken over by another worker")
+    def _ack(self, conn: Connection, delivery: Delivery[Message], worker_id: str) -> None:
+        if not queue.ack(conn, delivery, worker_id):
+            raise LeaseLost(f"message {delivery.id} was taken over by another worker")
 
     # ---- rows -----------------------------------------------------------------------------------
     def _lock_execution(self, conn: Connection, execution_id: str) -> Any:
@@ -113,25 +107,19 @@ class Engine:
         conn.execute(_UPD_STAGE, {"_eid": execution_id, "_sid": stage_id, **values})
 
     def _push(
-        self,
-        conn: Connection,
-        kind: Kind,
-        execution_id: str,
-        stage_id: str | None = None,
-        delay: float = 0.0,
-        held: bool = False,
-        **kw: Any,
+        self, conn: Connection, message: Message, delay: float = 0.0, held: bool = False, affinity: str | None = None
     ) -> None:
-        queue.push(conn, kind, execution_id, stage_id, due_at=self.clock() + delay, held=held, **kw)
+        queue.push(conn, message, due_at=self.clock() + delay, held=held, affinity=affinity)
 
-    def _defer_while_paused(self, conn: Connection, msg: Message) -> None:
+    def _defer_while_paused(self, conn: Connection, message: Message) -> None:
         """A message claimed just as its execution was paused: park it until resume."""
-        self._push(conn, msg.kind, msg.execution_id, msg.stage_id, payload=msg.payload, held=True)
+        self._push(conn, message, held=True)
 
     # ---- StartExecution -------------------------------------------------------------------------
-    def _start_execution(self, msg: Message, worker_id: str) -> None:
+    def start_execution(self, delivery: Delivery[StartExecution], worker_id: str) -> None:
+        msg = delivery.message
         with self.db.begin() as conn:
-            self._ack(conn, msg, worker_id)
+            self._ack(conn, delivery, worker_id)
             ex = self._lock_execution(conn, msg.execution_id)
             if ex is None or ex.status != Status.NOT_STARTED:
                 return
@@ -156,17 +144,17 @@ class Engine:
             ).all()
             for r in roots:
                 if not r.requires:
-                    self._push(conn, Kind.START_STAGE, ex.id, r.stage_id)
+                    self._push(conn, StartStage(ex.id, r.stage_id))
 
     def _lock_pipeline(self, conn: Connection, name: str) -> None:
         # Serializes concurrency-limit decisions for one pipeline across workers.
         conn.execute(update(pipelines).where(pipelines.c.name == name).values(name=name))
 
     # ---- StartStage -----------------------------------------------------------------------------
-    def _start_stage(self, msg: Message, worker_id: str) -> None:
-        assert msg.stage_id is not None
+    def start_stage(self, delivery: Delivery[StartStage], worker_id: str) -> None:
+        msg = delivery.message
         with self.db.begin() as conn:
-            self._ack(conn, msg, worker_id)
+            self._ack(conn, delivery, worker_id)
             ex = self._lock_execution(conn, msg.execution_id)
             if ex is not None and ex.status == Status.PAUSED:
                 self._defer_while_paused(conn, msg)
@@ -220,7 +208,7 @@ class Engine:
                 },
                 worker_id=None,
             )
-            self._push(conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": 0, "attempt": attempt})
+            self._push(conn, RunTask(ex.id, st.stage_id, task=0, attempt=attempt))
 
     def _scope(self, conn: Connection, ex: Any, raw_config: dict[str, Any]) -> dict[str, Any]:
         """What expressions may read. Only the stages a config names are loaded (no O(n) per stage)."""
@@ -248,9 +236,9 @@ class Engine:
         }
 
     # ---- RunTask --------------------------------------------------------------------------------
-    def _run_task(self, msg: Message, worker_id: str) -> None:
-        assert msg.stage_id is not None
-        task_index, attempt = int(msg.payload.get("task", 0)), int(msg.payload.get("attempt", 0))
+    def run_task(self, delivery: Delivery[RunTask], worker_id: str) -> None:
+        msg = delivery.message
+        task_index, attempt = msg.task, msg.attempt
         with self.db.read() as conn:
             ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
             st = self._stage(conn, msg.execution_id, msg.stage_id)
@@ -263,19 +251,19 @@ class Engine:
             or st.attempt != attempt
         ):
             with self.db.begin() as conn:
-                self._ack(conn, msg, worker_id)
+                self._ack(conn, delivery, worker_id)
                 self._complete_if_idle(conn, msg.execution_id)
             return
         if ex.status == Status.PAUSED:
             with self.db.begin() as conn:
-                self._ack(conn, msg, worker_id)
+                self._ack(conn, delivery, worker_id)
                 self._defer_while_paused(conn, msg)
             return
         stype = self.registry[st.type]
         ctx = self._task_context(ex, st, stype, worker_id)
         result = self._call_task(stype, ctx, st, worker_id)
         with self.db.begin() as conn:
-            self._ack(conn, msg, worker_id)
+            self._ack(conn, delivery, worker_id)
             ex = self._lock_execution(conn, msg.execution_id)
             st = self._stage(conn, msg.execution_id, msg.stage_id)
             stale = (
@@ -393,12 +381,9 @@ class Engine:
             )
             self._push(
                 conn,
-                Kind.RUN_TASK,
-                ex.id,
-                st.stage_id,
+                RunTask(ex.id, st.stage_id, task=st.task_index, attempt=st.attempt),
                 delay=result.poll_after,
                 held=paused,
-                payload={"task": st.task_index, "attempt": st.attempt},
                 affinity=worker_id if pin else None,
             )
             return
@@ -409,9 +394,7 @@ class Engine:
             self._set_stage(
                 conn, ex.id, st.stage_id, context=context, outputs=outputs, tasks=tasks, task_index=nxt, worker_id=None
             )
-            self._push(
-                conn, Kind.RUN_TASK, ex.id, st.stage_id, payload={"task": nxt, "attempt": st.attempt}, held=paused
-            )
+            self._push(conn, RunTask(ex.id, st.stage_id, task=nxt, attempt=st.attempt), held=paused)
             return
         self._set_stage(conn, ex.id, st.stage_id, context=context, outputs=outputs, tasks=tasks, worker_id=None)
         if result.status == "SUCCEEDED":
@@ -431,7 +414,7 @@ class Engine:
                 [f"attempt {st.attempt} failed: {message}; retrying in {format_duration(retries.backoff)}"],
             )
             self._set_stage(conn, ex.id, st.stage_id, status=Status.NOT_STARTED, message=f"retrying: {message}")
-            self._push(conn, Kind.START_STAGE, ex.id, st.stage_id, delay=retries.backoff)
+            self._push(conn, StartStage(ex.id, st.stage_id), delay=retries.backoff)
             return
         if result.status == "TERMINAL":
             status = Status.TERMINAL
@@ -471,7 +454,7 @@ class Engine:
         status = dict(conn.execute(_SEL_STATUSES, {"eid": execution_id, "ids": needed}).all())
         for row in rows:
             if row.status == Status.NOT_STARTED and all(status.get(r) in STAGE_LETS_THROUGH for r in row.requires):
-                self._push(conn, Kind.START_STAGE, execution_id, row.stage_id)
+                self._push(conn, StartStage(execution_id, row.stage_id))
 
     def _maybe_complete(self, conn: Connection, ex: Any, now: float) -> None:
         """Finish the execution when nothing is left to do: no message queued, no stage active."""
@@ -499,34 +482,46 @@ class Engine:
         start_next_queued(conn, ex.pipeline, ex.concurrency_limit, self.clock)
 
     # ---- CancelStage ----------------------------------------------------------------------------
-    def _cancel_stage(self, msg: Message, worker_id: str) -> None:
-        assert msg.stage_id is not None
+    def cancel_stage(self, delivery: Delivery[CancelStage], worker_id: str) -> None:
+        msg = delivery.message
         with self.db.read() as conn:
             ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
             st = self._stage(conn, msg.execution_id, msg.stage_id)
-        attempt = msg.payload.get("attempt")
+        attempt = msg.attempt
         same_run = st is not None and (attempt is None or st.attempt == attempt) and st.status == Status.CANCELED
         if ex is not None and st is not None and same_run and st.type in self.registry:
             stype = self.registry[st.type]
             self._safe_cancel(stype, self._task_context(ex, st, stype, worker_id))
         with self.db.begin() as conn:
-            self._ack(conn, msg, worker_id)
+            self._ack(conn, delivery, worker_id)
 
     # ---- dead letters ---------------------------------------------------------------------------
-    def dead_letter(self, msg: Message, worker_id: str, error: str) -> None:
+    def dead_letter(self, delivery: Delivery[Message], worker_id: str, error: str) -> None:
         """A message that kept failing to be handled: fail its stage so the execution does not hang."""
+        msg = delivery.message
         with self.db.begin() as conn:
-            self._ack(conn, msg, worker_id)
+            self._ack(conn, delivery, worker_id)
             ex = self._lock_execution(conn, msg.execution_id)
             if ex is None or ex.status in EXECUTION_DONE:
                 return
             now = self.clock()
-            reason = f"internal error: {msg.kind} could not be handled after {msg.attempts} attempts: {error}"
-            st = self._stage(conn, ex.id, msg.stage_id) if msg.stage_id else None
+            reason = f"internal error: {delivery.kind} could not be handled after {delivery.attempts} attempts: {error}"
+            stage_id = stage_of(msg)
+            st = self._stage(conn, ex.id, stage_id) if stage_id else None
             if st is not None and st.status in (*STAGE_ACTIVE, Status.NOT_STARTED):
                 self._finish_stage(conn, ex, st, Status.FAILED, reason, now)
             else:
                 self._stop_execution(conn, ex, Status.FAILED, reason, now)
+
+
+# One handler per message type (Orca's StartStageHandler, RunTaskHandler, ...): what happens when a
+# stage starts is Engine.start_stage, and nothing else.
+HANDLERS: Mapping[type[Message], Callable[[Engine, Any, str], None]] = {
+    StartExecution: Engine.start_execution,
+    StartStage: Engine.start_stage,
+    RunTask: Engine.run_task,
+    CancelStage: Engine.cancel_stage,
+}
 
 
 def _may_lack_outputs(scope: dict[str, Any]) -> Callable[[str], bool]:
@@ -590,13 +585,7 @@ def cancel_active_stages(conn: Connection, execution_id: str, now: float, clock:
             .values(status=Status.CANCELED, ended_at=now, message="canceled")
         )
         queue.push(
-            conn,
-            Kind.CANCEL_STAGE,
-            execution_id,
-            row.stage_id,
-            due_at=clock(),
-            affinity=row.worker_id,
-            payload={"attempt": row.attempt},
+            conn, CancelStage(execution_id, row.stage_id, attempt=row.attempt), due_at=clock(), affinity=row.worker_id
         )
 
 
@@ -611,4 +600,4 @@ def start_next_queued(conn: Connection, pipeline: str, limit: int | None, clock:
         .limit(1)
     ).first()
     if nxt is not None:
-        queue.push(conn, Kind.START_EXECUTION, nxt.id, due_at=clock())
+        queue.push(conn, StartExecution(nxt.id), due_at=clock())

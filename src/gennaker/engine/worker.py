@@ -20,8 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from gennaker.engine import queue
-from gennaker.engine.model import STAGE_ACTIVE, STAGE_LETS_THROUGH, Kind, Status, new_id
-from gennaker.engine.queue import Message
+from gennaker.engine.messages import Message, RunTask, StartExecution, StartStage
+from gennaker.engine.model import STAGE_ACTIVE, STAGE_LETS_THROUGH, Status, new_id
+from gennaker.engine.queue import Delivery
 from gennaker.engine.runner import Engine, LeaseLost, final_status
 from gennaker.store.tables import executions, messages, stages, workers
 
@@ -37,7 +38,7 @@ class Worker:
         self.threads = threads
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._inflight: dict[int, Message] = {}
+        self._inflight: dict[int, Delivery[Message]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gennaker-task")
         self._loops: list[threading.Thread] = []
@@ -78,7 +79,7 @@ class Worker:
         while not self._stop.is_set():
             with self._lock:
                 free = self.threads - len(self._inflight)
-            batch: list[Message] = []
+            batch: list[Delivery[Message]] = []
             if free > 0:
                 try:
                     batch = queue.claim(self.db, self.id, time.time(), s.lease, free, s.worker_ttl)
@@ -97,10 +98,10 @@ class Worker:
     def _done(self, _f: Future[None]) -> None:
         self._wake.set()
 
-    def _handle_and_continue(self, msg: Message) -> None:
+    def _handle_and_continue(self, msg: Delivery[Message]) -> None:
         """Handle a message, then keep claiming and handling the next due one on this same thread
         while there is one: a chain of stages then costs no hand-off between threads per step."""
-        current: Message | None = msg
+        current: Delivery[Message] | None = msg
         while current is not None:
             self._handle(current)
             current = None
@@ -117,7 +118,7 @@ class Worker:
                 with self._lock:
                     self._inflight[current.id] = current
 
-    def _handle(self, msg: Message) -> None:
+    def _handle(self, msg: Delivery[Message]) -> None:
         try:
             if msg.attempts > self.settings.max_message_attempts:
                 self.engine.dead_letter(msg, self.id, "giving up")
@@ -191,7 +192,7 @@ def repair_zombies(engine: Engine) -> int:
             if ex is None or ex.status not in (Status.RUNNING, Status.NOT_STARTED) or queue.pending_for(conn, ex.id):
                 continue
             if ex.status == Status.NOT_STARTED:
-                queue.push(conn, Kind.START_EXECUTION, ex.id, due_at=now)
+                queue.push(conn, StartExecution(ex.id), due_at=now)
                 repaired += 1
                 continue
             rows = conn.execute(
@@ -203,17 +204,10 @@ def repair_zombies(engine: Engine) -> int:
             pushed = 0
             for r in rows:
                 if r.status in STAGE_ACTIVE:
-                    queue.push(
-                        conn,
-                        Kind.RUN_TASK,
-                        ex.id,
-                        r.stage_id,
-                        due_at=now,
-                        payload={"task": r.task_index, "attempt": r.attempt},
-                    )
+                    queue.push(conn, RunTask(ex.id, r.stage_id, task=r.task_index, attempt=r.attempt), due_at=now)
                     pushed += 1
                 elif r.status == Status.NOT_STARTED and all(status.get(q) in STAGE_LETS_THROUGH for q in r.requires):
-                    queue.push(conn, Kind.START_STAGE, ex.id, r.stage_id, due_at=now)
+                    queue.push(conn, StartStage(ex.id, r.stage_id), due_at=now)
                     pushed += 1
             if not pushed:
                 final, why = final_status(dict(Counter(status.values())))
