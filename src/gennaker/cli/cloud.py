@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated
 
 import typer
 
 from gennaker.cli import options
 from gennaker.cli.render import console
-from gennaker.cloud.aws.session import AwsSessions
 from gennaker.cloud.plan import plan_pipeline, render
 from gennaker.spec.config import load_config
 
@@ -54,21 +52,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show what each deploy, cleanup and server-group stage would do today, changing nothing."""
         from gennaker.cli.core import parse_params
+        from gennaker.cloud.registry import CloudServices
+        from gennaker.cloud.tasks import bind_schemas
         from gennaker.engine.operations import bind_parameters
         from gennaker.errors import GennakerError
         from gennaker.spec.pipeline import load_pipeline
         from gennaker.stages import default_registry, stage_schemas
 
         registry = default_registry()
-        pipeline = load_pipeline(str(file), stage_schemas(registry))
+        config = load_config(getattr(ctx.obj, "config", None))
+        pipeline = load_pipeline(str(file), bind_schemas(stage_schemas(registry), config))
         try:
             # Missing and unknown parameters are a usage error, reported as one line (exit 2).
             params = bind_parameters(pipeline, parse_params(param))
         except GennakerError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(2) from None
-        config = load_config(getattr(ctx.obj, "config", None))
-        services = SimpleNamespace(config=config, aws=AwsSessions(config))
+        services = CloudServices(config)
         plans = plan_pipeline(pipeline, registry, services, params)
         if as_json:
             typer.echo(json.dumps([p.as_dict() for p in plans], indent=2))

@@ -36,6 +36,23 @@ class ProviderKind:
     stage_options: dict[str, type[BaseModel]] = field(default_factory=dict)
 
 
+@dataclass
+class CloudServices:
+    """What providers are built from, for a host without a runtime (``gennaker plan``): the
+    configuration, and AWS clients made on first use."""
+
+    config: Config
+    _aws: Any = None
+
+    @property
+    def aws(self) -> Any:
+        if self._aws is None:
+            from gennaker.cloud.aws.session import AwsSessions
+
+            self._aws = AwsSessions(self.config)
+        return self._aws
+
+
 def _aws(services: Any, name: str, account: Account, region: str) -> CloudProvider:
     # Imported here: boto3 costs a second to import, and most commands never talk to AWS.
     from gennaker.cloud.aws.provider import AwsProvider
