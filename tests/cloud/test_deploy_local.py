@@ -98,3 +98,34 @@ def test_plan_on_a_local_account(services: SimpleNamespace, tmp_path: Path) -> N
         "  ~ disable shop-web-v001 (shop-web-v002 replaces it)",
         "  - destroy shop-web-v001 (highlander keeps only the new group)",
     ]
+
+
+def test_api_views_and_operator_tasks_on_a_local_account(services: SimpleNamespace, tmp_path: Path) -> None:
+    from gennaker.api.app import create_app
+    from gennaker.runtime import build_runtime
+    from tests.conftest import admin_client
+
+    image = run_stage(Bake(), {"account": "laptop", "source": str(SOURCE_DIR), "version": "1.0.0"}, services)
+    assert run_stage(Deploy(), _deploy(image.outputs["image_id"], "1.0.0"), services).status == "SUCCEEDED"
+    runtime = build_runtime(f"sqlite:///{tmp_path / 'api.db'}", config=services.config)
+    with admin_client(create_app(runtime, with_worker=True)) as api:
+        clusters = api.get("/api/applications/shop/clusters").json()
+        assert [(c["cluster"], c["account"], c["region"]) for c in clusters] == [("shop-web", "laptop", "local")]
+        group = clusters[0]["server_groups"][0]
+        assert (group["name"], group["enabled"], group["healthy"], group["image_id"]) == (
+            "shop-web-v001",
+            True,
+            2,
+            image.outputs["image_id"],
+        )
+        lbs = api.get("/api/applications/shop/load_balancers").json()
+        assert [(lb["name"], lb["type"], lb["server_groups"]) for lb in lbs] == [
+            ("shop-web", "haproxy", ["shop-web-v001"])
+        ]
+        assert api.get("/api/applications/shop/security_groups").json() == []
+        # an operator task, the region left out: a local account has one
+        where = {"account": "laptop"}
+        r = api.post("/api/applications/shop/server_groups/shop-web-v001/disable", json=where, params={"wait": "true"})
+        assert r.status_code == 200, r.json()
+    group = provider_for(services, "laptop").get_server_group("shop-web-v001")
+    assert group is not None and not group.enabled and group.serving_instances() == []
