@@ -66,7 +66,9 @@ def _url_host(host: str) -> str:
 def _listen(host: str, port: int) -> socket.socket:
     """Bind before anything else happens, so a taken port is one clear line (and no race with uvicorn)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off only on sockets that say they are TCP, and with it
+    # on every keep-alive response after the first waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
