@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,21 +55,6 @@ def assert_quiet(r: subprocess.CompletedProcess[str]) -> None:
     for noise in NOISE:
         assert noise not in r.stdout, f"{noise!r} on stdout:\n{r.stdout[-3000:]}"
         assert noise not in r.stderr, f"{noise!r} on stderr:\n{r.stderr[-3000:]}"
-
-
-@pytest.fixture
-def port_8080_taken() -> Iterator[None]:
-    """8080 in use, by this test or by whatever already listens there."""
-    sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", 8080))
-        sock.listen(1)
-    except OSError:
-        pass  # someone else holds it: taken all the same
-    try:
-        yield
-    finally:
-        sock.close()
 
 
 def test_demo_auto_approve_succeeds_quietly(tmp_path: Path) -> None:
