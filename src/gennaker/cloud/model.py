@@ -158,3 +158,6 @@ class ModelProvider:
 
     def delete_server_group_tag(self, name: str, key: str) -> None:
         raise PlanOnly(f"plan tried to untag {name}")
+
+    def set_traffic_weight(self, name: str, weight: int) -> None:
+        raise PlanOnly(f"plan tried to weigh {name}")

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from gennaker.cloud import naming
+from gennaker.errors import GennakerError
 
 # Tags Gennaker puts on everything it creates; the execution and stage tags let a retried task find
 # what an earlier attempt already created.
@@ -31,6 +32,15 @@ TAG_BASE_IMAGE = "gennaker:base-image"
 # "<execution id> <unix time>": the group is being deployed by that execution until then (a lease
 # that the deploy clears when it ends, and that expires by itself if the deploy is lost).
 TAG_DEPLOYING = "gennaker:deploying"
+
+# The traffic weight of an instance nobody weighed (see ``CloudProvider.set_traffic_weight``).
+DEFAULT_TRAFFIC_WEIGHT = 1
+MAX_TRAFFIC_WEIGHT = 256
+
+
+class NotSupported(GennakerError):
+    """The provider cannot do this (yet); said plainly rather than done halfway or not at all."""
+
 
 # An instance's life, in neutral words (an ASG's Pending/InService/Terminating, a process's start/exit).
 InstanceState = Literal["starting", "running", "stopping", "stopped"]
@@ -260,6 +270,12 @@ class CloudProvider(Protocol):
         ...
 
     def delete_server_group_tag(self, name: str, key: str) -> None: ...
+
+    def set_traffic_weight(self, name: str, weight: int) -> None:
+        """Weigh each of the group's instances ``weight`` (0..MAX_TRAFFIC_WEIGHT) against the other
+        instances of its load balancers: a group's share is its instances' weights ÷ all weights.
+        Kept for instances that replace them. Raises NotSupported where the cloud cannot split."""
+        ...
 
     # --- load balancing and firewalls ----------------------------------------------------------
     def list_load_balancers(self) -> list[LoadBalancer]: ...

@@ -8,6 +8,7 @@ from gennaker.stages.base import StageType
 
 def default_registry() -> dict[str, StageType]:
     from gennaker.stages.bake import Bake
+    from gennaker.stages.canary import Canary
     from gennaker.stages.cleanup import CleanupServerGroups
     from gennaker.stages.deploy import Deploy
     from gennaker.stages.find_image import FindImage
@@ -26,7 +27,7 @@ def default_registry() -> dict[str, StageType]:
     types: list[StageType] = [
         RunStage(), WaitStage(), ManualJudgmentStage(),
         Bake(), FindImage(), Deploy(), EnableServerGroup(), DisableServerGroup(), ResizeServerGroup(),
-        DestroyServerGroup(), RollbackCluster(), CleanupServerGroups(), ReadinessGate(),
+        DestroyServerGroup(), RollbackCluster(), CleanupServerGroups(), ReadinessGate(), Canary(),
     ]  # fmt: skip
     return {t.type: t for t in types}
 

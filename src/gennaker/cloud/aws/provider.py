@@ -29,6 +29,7 @@ from gennaker.cloud.provider import (
     Image,
     Instance,
     LoadBalancer,
+    NotSupported,
     SecurityGroup,
     ServerGroup,
     ServerGroupSpec,
@@ -401,6 +402,14 @@ class AwsProvider:
         """Remove a tag from the ASG; a group that is gone has no tag left to remove."""
         if self.get_server_group(name) is not None:
             self.asg.delete_tags(Tags=[self._tag(name, key, None)])
+
+    def set_traffic_weight(self, name: str, weight: int) -> None:
+        # An ALB splits by target group (weighted forward actions), not by instance: a group would
+        # need a target group of its own and the listener rule rewritten. Not built yet.
+        raise NotSupported(
+            f"server group {name}: traffic weights on AWS need ALB weighted target groups, which "
+            "Gennaker does not manage yet; a canary on AWS cannot take a share of the traffic"
+        )
 
     # --- network and load balancing ------------------------------------------------------------
     def resolve_target_groups(self, refs: list[str | dict[str, str]]) -> list[str]:

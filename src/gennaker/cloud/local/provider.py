@@ -32,6 +32,8 @@ from gennaker.cloud.local.haproxy import HAProxy, HAProxyError, LoadBalancerSpec
 from gennaker.cloud.local.instances import GroupRecord, InstanceManager, InstanceRecord
 from gennaker.cloud.local.options import LocalDeployOptions
 from gennaker.cloud.provider import (
+    DEFAULT_TRAFFIC_WEIGHT,
+    MAX_TRAFFIC_WEIGHT,
     TAG_EXECUTION,
     TAG_STAGE,
     Capacity,
@@ -169,7 +171,9 @@ class LocalProvider:
                 state = models.get((lb, inst.id))
                 if state is None:
                     joined = enabled and not group.meta.get("deregistered", {}).get(inst.id)
-                    self.haproxy.add_server(lb, inst.id, "127.0.0.1", inst.port, "drain" if joined else "maint")
+                    self.haproxy.add_server(
+                        lb, inst.id, "127.0.0.1", inst.port, "drain" if joined else "maint", weight=self._weight(group)
+                    )
                 elif state == "drain" and enabled and not group.meta.get("disabling"):
                     stat = stats.get((lb, inst.id))
                     if stat is not None and stat.healthy:
@@ -421,6 +425,23 @@ class LocalProvider:
         for lb in self._lbs(group):
             for inst in group.instances:
                 self.haproxy.del_server(lb, inst.id)
+
+    def _weight(self, group: GroupRecord) -> int:
+        return int(group.meta.get("weight", DEFAULT_TRAFFIC_WEIGHT))
+
+    def set_traffic_weight(self, name: str, weight: int) -> None:
+        """HAProxy weights of the group's servers (kept in the group, so replacements get it too)."""
+        if not 0 <= weight <= MAX_TRAFFIC_WEIGHT:
+            raise InvalidInput(f"a traffic weight is 0..{MAX_TRAFFIC_WEIGHT}, got {weight}")
+        group = self.instances.set_meta(name, weight=weight) if self.instances.get(name) else self._require(name)
+        if not self._lbs(group):
+            return
+        self.ensure_load_balancers()
+        models = self._model_states()
+        for inst in group.running():
+            for lb in self._lbs(group):
+                if (lb, inst.id) in models:
+                    self.haproxy.set_weight(lb, inst.id, weight)
 
     def set_server_group_tag(self, name: str, key: str, value: str) -> None:
         tags = dict(self._require(name).meta.get("tags", {}))
