@@ -109,6 +109,18 @@ def account_regions(sessions: AwsSessions, name: str, regions: list[str] | None)
     return tuple(wanted)
 
 
+def audited_accounts(sessions: AwsSessions, accounts: list[str] | None) -> list[str]:
+    """The accounts an inventory or audit reads: those named, or every configured AWS account. A
+    ``kind: local`` account is this machine, not AWS: naming one is an error, not calls to AWS."""
+    if not accounts:
+        return sorted(n for n, a in sessions.config.accounts.items() if a.kind == "aws")
+    for name in accounts:
+        acct = sessions.config.accounts.get(name)
+        if acct is not None and acct.kind != "aws":
+            raise ConfigError(f"account '{name}' is kind {acct.kind}: the inventory and the audit read AWS accounts")
+    return list(accounts)
+
+
 def collect(
     sessions: AwsSessions,
     settings: OpsSettings,
@@ -120,7 +132,7 @@ def collect(
 ) -> Snapshot:
     started = time.monotonic()
     calls_before = Counter(sessions.calls)
-    names = accounts or sorted(sessions.config.accounts)
+    names = audited_accounts(sessions, accounts)
     if not names:
         raise ConfigError("no accounts configured: add an 'accounts:' section to gennaker.yml")
     rtypes = resolve_types(types)

@@ -8,7 +8,7 @@ from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops import store
 from gennaker.ops.audit import AuditResult, run_audit
 from gennaker.ops.checks import needed_types, select
-from gennaker.ops.collect import Progress, account_regions, collect
+from gennaker.ops.collect import Progress, account_regions, audited_accounts, collect
 from gennaker.ops.model import Snapshot
 from gennaker.ops.organization import discover_accounts
 from gennaker.ops.settings import OpsSettings
@@ -53,7 +53,7 @@ def audit_and_store(
         types = needed_types(select(checks))
         if accounts is None:
             discover_accounts(sessions, settings)
-        names = accounts or sorted(sessions.config.accounts)
+        names = audited_accounts(sessions, accounts)
         scope = {n: set(account_regions(sessions, n, regions)) for n in names}
         snapshot = store.reusable_snapshot(db, max_age_s, types, scope, dt.datetime.now(dt.UTC))
     result = run_audit(
