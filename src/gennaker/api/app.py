@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from gennaker import __version__
+from gennaker.api import canary as canary_api
 from gennaker.api import cloud, executions
 from gennaker.api import ops as ops_api
 from gennaker.api.limits import BodyLimit
@@ -82,6 +83,7 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
     app.include_router(executions.router)
     app.include_router(cloud.router)
     app.include_router(ops_api.router)
+    app.include_router(canary_api.router)
     mount(app, runtime)  # the console, access control (middleware), tokens and the audit log
     # outermost: an oversized body is refused before access control or any route reads it
     app.add_middleware(BodyLimit, max_bytes=runtime.config.limits.request_bytes)
