@@ -21,7 +21,8 @@ from gennaker.sample_app import SOURCE_DIR
 from gennaker.sandbox.traffic import LoadGenerator, failures, versions
 from gennaker.spec.config import load_config
 from tests.conftest import free_port
-from tests.core.conftest import FAST, detail, finished, stage_status
+from tests.core.conftest import FAST, detail, finished, stage_status, wait_for
+from tests.core.test_durability import kill, spawn_worker, stop
 
 ACCOUNT = "laptop"
 
@@ -95,17 +96,23 @@ class Local:
     provider: Any
     lb_port: int
     tmp: Path
+    worker: Any
 
-    def run(self, name: str, text: str, timeout: float = 120) -> dict[str, Any]:
+    def start(self, name: str, text: str) -> str:
         path = self.tmp / f"{name}.yml"
         path.write_text(text)
         pipe = self.rt.load_pipeline(str(path))
-        eid = ops.start_execution(self.rt.db, pipe, {}, "tester", base_dir=str(self.tmp))
-        return finished(self.rt, eid, timeout=timeout)
+        return ops.start_execution(self.rt.db, pipe, {}, "tester", base_dir=str(self.tmp))
+
+    def run(self, name: str, text: str, timeout: float = 120) -> dict[str, Any]:
+        return finished(self.rt, self.start(name, text), timeout=timeout)
+
+    def start_canary(self, version: str, error_rate: str = "0") -> str:
+        source = version_source(self.tmp, version, error_rate)
+        return self.start(f"canary-{version}", CANARY.format(account=ACCOUNT, source=source, version=version))
 
     def canary(self, version: str, error_rate: str = "0") -> dict[str, Any]:
-        source = version_source(self.tmp, version, error_rate)
-        return self.run(f"canary-{version}", CANARY.format(account=ACCOUNT, source=source, version=version))
+        return finished(self.rt, self.start_canary(version, error_rate), timeout=120)
 
     def load(self) -> LoadGenerator:
         return LoadGenerator("127.0.0.1", self.lb_port, threads=6, pause=0.0, max_seconds=120, max_requests=100_000)
@@ -129,7 +136,7 @@ def local(haproxy_binary: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     worker = rt.worker(threads=4)
     worker.start()
     try:
-        local = Local(rt, provider, lb_port, tmp_path)
+        local = Local(rt, provider, lb_port, tmp_path, worker)
         seeded = local.run("seed", SEED, timeout=60)
         assert seeded["status"] == "SUCCEEDED", stage_status(rt, seeded["id"])
         yield local
@@ -200,5 +207,32 @@ def test_a_version_with_5_percent_errors_fails_and_is_rolled_back(local: Local) 
     assert failed and {r.version for r in failed} == {"2.0.0-bad"}, failed[:3]
     share = sum(1 for r in answers if r.version == "2.0.0-bad") / len(answers)
     assert share < 0.5
+    assert _groups(local) == {"shop-web-v001"}
+    assert _weights(local) == {"shop-web-v001-1": 1}
+
+
+def test_a_worker_killed_mid_analysis_and_another_finishes_it(local: Local) -> None:
+    local.worker.stop()  # from here on, workers are processes that can be killed
+    url = str(local.rt.db.engine.url)
+    with local.load() as load:
+        load.wait_for(100)
+        eid = local.start_canary("2.0.0")
+        first = spawn_worker(url)
+        try:
+            wait_for(lambda: _stage(local, eid)["outputs"].get("judgements") == 1, timeout=90)
+            kill(first)  # between the first and the second judgement
+            second = spawn_worker(url)
+            try:
+                ex = finished(local.rt, eid, timeout=90)
+            finally:
+                stop(second)
+        finally:
+            if first.poll() is None:
+                kill(first)
+    assert ex["status"] == "SUCCEEDED", stage_status(local.rt, eid)
+    outputs = _stage(local, eid)["outputs"]
+    analysis = canary_store.get_analysis(local.rt.db, outputs["report"]["id"])
+    assert [j["index"] for j in analysis["judgements"]] == [1, 2] and analysis["status"] == "succeeded"
+    assert not failures(load.snapshot())
     assert _groups(local) == {"shop-web-v001"}
     assert _weights(local) == {"shop-web-v001-1": 1}
