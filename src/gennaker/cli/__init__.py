@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 from typer import _click as click  # Typer vendors Click
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup, TyperOption
 
 from gennaker import __version__
 from gennaker.cli import options
@@ -106,11 +107,63 @@ def _error(label: str, message: str) -> None:
     err.print(Text.assemble((label, "red"), " ", line), highlight=False, soft_wrap=True)
 
 
+# The global options (``_global`` above) and whether each takes a value.
+_GLOBAL_OPTIONS = {
+    "--db": True,
+    "--config": True,
+    "--server": True,
+    "--user": True,
+    "--token": True,
+    "--verbose": False,
+    "-v": False,
+}
+
+
+def hoist_global_options(cli: click.Command, args: list[str]) -> list[str]:
+    """Move global options that stand after the command to before it, so ``gennaker run p.yml --config
+    ci.yml`` means what it says. A command's own option of that name stays (``audit --db``), option
+    values are skipped as values, and nothing after ``--`` moves."""
+    i, path = 0, []
+    while i < len(args) and args[i].partition("=")[0] in _GLOBAL_OPTIONS:  # those already in front
+        i += 1 if "=" in args[i] or not _GLOBAL_OPTIONS[args[i]] else 2
+    command = cli
+    ctx = click.Context(cli)
+    while isinstance(command, TyperGroup) and i < len(args):
+        sub = command.get_command(ctx, args[i])
+        if sub is None:
+            break
+        path.append(i)
+        command, i = sub, i + 1
+    if not path:
+        return args
+    own: dict[str, bool] = {}
+    for param in command.params:
+        if isinstance(param, TyperOption):
+            for name in (*param.opts, *param.secondary_opts):
+                own[name] = not param.is_flag and not param.count
+    head, kept, moved = args[:i], [], []
+    rest = args[i:]
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if arg == "--":
+            kept.extend(rest[j:])
+            break
+        name, eq, _ = arg.partition("=")
+        takes = own.get(name) if name in own else _GLOBAL_OPTIONS.get(name)
+        width = 2 if takes and not eq and j + 1 < len(rest) else 1
+        (moved if name in _GLOBAL_OPTIONS and name not in own else kept).extend(rest[j : j + width])
+        j += width
+    first = path[0]
+    return [*head[:first], *moved, *head[first:], *kept]
+
+
 def run(args: list[str] | None = None, command: click.Command | None = None) -> int:
     """Run the command line ``args`` (default: sys.argv) and return its exit code; every error the
     user can cause is printed as one line here, so none reaches Python as a traceback. ``command``:
     the app already built (``typer.main.get_command(app)``), for callers that run many."""
     cli = command or typer.main.get_command(app)
+    args = hoist_global_options(cli, list(sys.argv[1:] if args is None else args))
     try:
         rc = cli.main(args=args, prog_name="gennaker", standalone_mode=False)  # returns typer.Exit's code
         return rc if isinstance(rc, int) else 0
