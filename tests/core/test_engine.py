@@ -12,6 +12,8 @@ from gennaker.engine import operations as ops
 from gennaker.engine.worker import Worker
 from gennaker.errors import Conflict, Forbidden, GennakerError
 from gennaker.runtime import Runtime
+from gennaker.spec.models import StageConfig
+from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
 from tests.core.conftest import detail, finished, stage_status, start, wait_for
 
 HEAD = "name: p\napplication: shop\nparameters: [{name: version, default: '1.0.0'}]\n"
@@ -338,28 +340,99 @@ def test_leftover_poll_does_not_delay_completion(runtime: Runtime, worker: Worke
     assert finished(runtime, eid, timeout=10)["status"] == "SUCCEEDED"
 
 
-def test_any_stage_may_ask_for_a_judgment(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+class Pausing(StageType):
+    """Pauses for people the way a rolling deploy does between steps: by asking in its context."""
+
+    type = "pausing"
+    Config = StageConfig
+    capabilities = Capabilities(judgeable=True)
+
+    def tasks(self, config: object) -> list[Task]:
+        return [Task("pause", self.pause)]
+
+    def pause(self, ctx: TaskContext) -> TaskResult:
+        judged = ctx.context.get("judgment")
+        if judged:
+            return TaskResult.succeeded(outputs={"choice": judged["choice"]})
+        ask = {"options": ["continue", "rollback"], "roles": ["release-managers"], "instructions": "go on?"}
+        return TaskResult.running(after=3600, context={"awaiting_judgment": ask})
+
+
+class Undeclared(Pausing):
+    """Asks in its context too, but its type does not declare that it may be judged."""
+
+    type = "undeclared"
+    capabilities = Capabilities()
+
+
+JUDGMENTS = (
+    HEAD
+    + """stages:
+  - {id: gate, type: manual_judgment}
+  - {id: roll, type: pausing}
+  - {id: other, type: undeclared}
+  - {id: soak, type: wait, duration: 1h}
+"""
+)
+
+
+def awaiting_both_ways(runtime: Runtime, eid: str) -> dict[str, bool]:
+    """Each stage's ``awaiting_judgment`` as the read model says it, checked against the same rule in
+    SQL (the console's filter and lists) and against the console's AWAITING JUDGMENT filter."""
+    from sqlalchemy import select
+
+    from gennaker.engine import views
+    from gennaker.store.tables import executions, stages
+    from gennaker.web import queries
+
+    with runtime.db.read() as conn:
+        shown = {s["stage_id"]: s["awaiting_judgment"] for s in views.execution_detail(conn, eid)["stages"]}
+        in_sql = {s["stage_id"]: s["awaiting_judgment"] for s in views.stage_summaries(conn, [eid])[eid]}
+        clause = views.awaiting_judgment_clause()
+        by_clause = set(conn.execute(select(stages.c.stage_id).where(stages.c.execution_id == eid, clause)).scalars())
+        filtered = conn.execute(
+            select(executions.c.id).where(executions.c.id == eid, queries._status_clause([queries.AWAITING]))
+        ).all()
+    assert shown == in_sql and by_clause == {k for k, v in shown.items() if v}
+    assert bool(filtered) == any(shown.values())
+    return shown
+
+
+def wait_asking(runtime: Runtime, eid: str, *stage_ids: str) -> None:
+    for stage_id in stage_ids:
+        wait_for(lambda stage_id=stage_id: "awaiting_judgment" in str(_context(runtime, eid, stage_id)))
+
+
+def test_awaiting_judgment_is_read_from_capabilities(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
+    """A manual judgment awaits judgment while WAITING; a judgeable stage while its context asks; a stage
+    not declared judgeable never does, and may not be judged; a wait is skippable, not judgeable."""
+    runtime.registry.update(pausing=Pausing(), undeclared=Undeclared())
+    eid = start(runtime, tmp_path, JUDGMENTS)
+    wait_asking(runtime, eid, "roll", "other")
+    wait_for(lambda: stage_status(runtime, eid)["gate"] == "WAITING")
+    assert awaiting_both_ways(runtime, eid) == {"gate": True, "roll": True, "other": False, "soak": False}
+    shown = {s["stage_id"]: s for s in detail(runtime, eid)["stages"]}
+    assert shown["roll"]["judgment_request"]["options"] == ["continue", "rollback"]
+    assert shown["gate"]["judgment_request"] == {"options": ["approve", "reject"], "roles": [], "instructions": ""}
+    assert shown["other"]["judgment_request"] is None and shown["soak"]["judgment_request"] is None
+    assert shown["soak"]["capabilities"] == {"waits": True, "skippable": True, "judgeable": False, "streams_log": False}
+    with pytest.raises(Conflict, match="not asking for a judgment"):
+        ops.judge(runtime.db, eid, "other", "lee", "continue", None)
+    with pytest.raises(Conflict, match="not asking for a judgment"):
+        ops.judge(runtime.db, eid, "soak", "lee", "approve", None)
+    ops.judge(runtime.db, eid, "gate", "lee", "approve", None)
+    assert awaiting_both_ways(runtime, eid)["gate"] is False  # judged: no longer awaiting, even before it moves on
+    ops.judge(runtime.db, eid, "roll", "lee", "continue", None)
+    wait_for(lambda: stage_status(runtime, eid)["roll"] == "SUCCEEDED")
+    assert awaiting_both_ways(runtime, eid) == {"gate": False, "roll": False, "other": False, "soak": False}
+    ops.cancel(runtime.db, eid, "lee")
+
+
+def test_any_judgeable_stage_may_ask_for_a_judgment(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
     """A stage type that pauses for people (e.g. a rolling deploy between steps) asks through its context."""
-    from gennaker.spec.models import StageConfig
-    from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
-
-    class Pausing(StageType):
-        type = "pausing"
-        Config = StageConfig
-
-        def tasks(self, config: object) -> list[Task]:
-            return [Task("pause", self.pause)]
-
-        def pause(self, ctx: TaskContext) -> TaskResult:
-            judged = ctx.context.get("judgment")
-            if judged:
-                return TaskResult.succeeded(outputs={"choice": judged["choice"]})
-            ask = {"options": ["continue", "rollback"], "roles": ["release-managers"], "instructions": "go on?"}
-            return TaskResult.running(after=3600, context={"awaiting_judgment": ask})
-
     runtime.registry["pausing"] = Pausing()
     eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: roll, type: pausing}\n")
-    wait_for(lambda: "awaiting_judgment" in str(_context(runtime, eid, "roll")))
+    wait_asking(runtime, eid, "roll")
     with pytest.raises(GennakerError, match="not an option"):
         ops.judge(runtime.db, eid, "roll", "kim", "approve", None)
     with pytest.raises(Forbidden):

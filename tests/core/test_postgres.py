@@ -13,7 +13,7 @@ from gennaker.engine import operations as ops
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
 from tests.conftest import POSTGRES_URL
-from tests.core.conftest import FAST, finished, wait_for
+from tests.core.conftest import FAST, finished, stage_status, start, wait_for
 from tests.core.test_durability import kill, spawn_worker, stop
 
 
@@ -96,3 +96,24 @@ def test_killing_one_worker_leaves_none_stuck(pg_runtime: Runtime, tmp_path: Pat
     assert all("worker lost" in (s["message"] or "") for s in lost), lost
     lines = out.read_text().splitlines()
     assert len(lines) == len(set(lines)), "a stage ran twice"
+
+
+def test_awaiting_judgment_reads_the_same_on_postgresql(pg_runtime: Runtime, tmp_path: Path) -> None:
+    """The AWAITING JUDGMENT rule in SQL reads the stage context's JSON: PostgreSQL's operators, not SQLite's."""
+    from tests.core.test_engine import JUDGMENTS, Pausing, Undeclared, awaiting_both_ways, wait_asking
+
+    pg_runtime.registry.update(pausing=Pausing(), undeclared=Undeclared())
+    worker = pg_runtime.worker()
+    worker.start()
+    try:
+        eid = start(pg_runtime, tmp_path, JUDGMENTS)
+        wait_asking(pg_runtime, eid, "roll", "other")
+        wait_for(lambda: stage_status(pg_runtime, eid)["gate"] == "WAITING")
+        assert awaiting_both_ways(pg_runtime, eid) == {"gate": True, "roll": True, "other": False, "soak": False}
+        ops.judge(pg_runtime.db, eid, "gate", "lee", "approve", None)
+        ops.judge(pg_runtime.db, eid, "roll", "lee", "continue", None)
+        wait_for(lambda: stage_status(pg_runtime, eid)["roll"] == "SUCCEEDED")
+        assert not any(awaiting_both_ways(pg_runtime, eid).values())
+        ops.cancel(pg_runtime.db, eid, "lee")
+    finally:
+        worker.stop()

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from gennaker.cli import options
 from gennaker.cli.client import Client, HttpClient, LocalClient, follow_logs
-from gennaker.cli.render import console, execution_list, stage_table
+from gennaker.cli.render import console, execution_list, judgment_options, stage_table
 from gennaker.engine import views
 from gennaker.errors import ValidationFailed
 from gennaker.runtime import Runtime, build_runtime
@@ -144,11 +144,13 @@ def register(app: typer.Typer) -> None:
             ex = client.execution(execution_id)
             show(ex)
             for s in ex["stages"]:
-                if s["status"] == "WAITING" and s["type"] == "manual_judgment" and s["stage_id"] not in announced:
+                if not s.get("awaiting_judgment"):
+                    announced.discard(s["stage_id"])  # a rolling deploy may ask again at its next step
+                elif s["stage_id"] not in announced:
                     announced.add(s["stage_id"])
                     err.print(
                         f"stage '{s['stage_id']}' awaits judgment: gennaker judge {execution_id} "
-                        f"{s['stage_id']} --choice {(s['config'].get('options') or ['approve'])[0]}",
+                        f"{s['stage_id']} --choice {judgment_options(s)[0]}",
                         highlight=False,
                         markup=False,
                     )

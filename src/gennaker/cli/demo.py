@@ -361,7 +361,7 @@ def _follow(
                         highlight=False,
                         soft_wrap=True,
                     )
-            if s["status"] == "WAITING" and s["type"] == "manual_judgment" and auto_approve and not s.get("judgment"):
+            if s["awaiting_judgment"] and auto_approve:
                 ops.judge(rt.db, execution_id, s["stage_id"], "demo (auto-approve)", "approve", "--auto-approve")
         if views.is_done(ex["status"]):
             return ex

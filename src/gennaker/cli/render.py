@@ -61,11 +61,8 @@ def stage_table(ex: dict[str, Any]) -> Table:
         table.add_column(col)
     for s in ex["stages"]:
         detail = s.get("message") or ""
-        asking = s.get("awaiting_judgment")
-        if s["status"] == "WAITING" and s["type"] == "manual_judgment":
-            detail = "awaiting judgment: " + " / ".join(s["config"].get("options") or ["approve", "reject"])
-        elif asking and s["status"] in ("RUNNING", "WAITING"):
-            detail = "awaiting judgment: " + " / ".join(asking.get("options") or [])
+        if s.get("awaiting_judgment"):
+            detail = "awaiting judgment: " + " / ".join(judgment_options(s))
         table.add_row(
             plain(s["name"]),
             plain(s["type"]),
@@ -75,6 +72,11 @@ def stage_table(ex: dict[str, Any]) -> Table:
             plain(detail),
         )
     return table
+
+
+def judgment_options(stage: dict[str, Any]) -> list[str]:
+    """The choices a stage awaiting judgment offers (``views.judgment_request``), the first to go on."""
+    return list((stage.get("judgment_request") or {}).get("options") or ["approve", "reject"])
 
 
 def execution_list(rows: list[dict[str, Any]]) -> Table:

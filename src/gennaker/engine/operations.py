@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
 
-from gennaker.engine import queue, secrets
+from gennaker.engine import queue, secrets, views
 from gennaker.engine.messages import RunTask, StartExecution, StartStage, kind
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, STAGE_LETS_THROUGH, Status, new_id
 from gennaker.engine.runner import cancel_active_stages, start_next_queued
@@ -234,9 +234,14 @@ def restart(db: Database, execution_id: str, stage_id: str, actor: str) -> None:
         if st.status not in STAGE_DONE:
             raise Conflict(f"stage '{stage_id}' is {st.status}; only a finished stage can be restarted")
         rows = conn.execute(
-            select(stages.c.stage_id, stages.c.status, stages.c.dependents, stages.c.requires, stages.c.attempt).where(
-                stages.c.execution_id == execution_id
-            )
+            select(
+                stages.c.stage_id,
+                stages.c.status,
+                stages.c.dependents,
+                stages.c.requires,
+                stages.c.attempt,
+                stages.c.context,
+            ).where(stages.c.execution_id == execution_id)
         ).all()
         reset = {stage_id} | _descendants(rows, stage_id)
         if ex.status in (Status.FAILED, Status.TERMINAL, Status.CANCELED):
@@ -256,7 +261,8 @@ def restart(db: Database, execution_id: str, stage_id: str, actor: str) -> None:
                 .where(stages.c.execution_id == execution_id, stages.c.stage_id == r.stage_id)
                 .values(
                     status=Status.NOT_STARTED,
-                    context={"base": r.attempt},  # retries count afresh; attempts go on (see the runner)
+                    # retries count afresh; attempts go on (see the runner); what it can do stays known
+                    context={"base": r.attempt, views.CAPABILITIES: (r.context or {}).get(views.CAPABILITIES)},
                     outputs={},
                     tasks=[],
                     task_index=0,
@@ -324,27 +330,26 @@ def judge(
     actor_roles: set[str] | None = None,
     is_admin: bool = False,
 ) -> None:
-    """Record a judgment: of a ``manual_judgment`` stage, or of any stage that asks for one in its
-    context (``awaiting_judgment: {options, roles, instructions}``, e.g. a rolling deploy pausing
-    between steps). ``actor_roles`` None means access control is off (no roles to check)."""
+    """Record a judgment of a stage awaiting one (``views.awaiting_judgment``): a stage type that waits
+    for a judgment (a manual judgment), or a judgeable one whose context asks for one
+    (``awaiting_judgment: {options, roles, instructions}``, e.g. a rolling deploy pausing between
+    steps). ``actor_roles`` None means access control is off (no roles to check)."""
     with db.begin() as conn:
         ex = _locked(db, conn, execution_id)
         st = _stage(conn, execution_id, stage_id)
-        context = st.context or {}
-        asked = context.get("awaiting_judgment")
-        if st.type != "manual_judgment" and not asked:
+        request = views.judgment_request(st._mapping)
+        if request is None:
             raise Conflict(f"stage '{stage_id}' is a {st.type} stage and is not asking for a judgment")
         if st.status not in STAGE_ACTIVE or ex.status not in (Status.RUNNING, Status.PAUSED):
             raise Conflict(f"stage '{stage_id}' is {st.status}; it is not awaiting judgment")
-        if st.type == "manual_judgment" and st.status != Status.WAITING:
-            raise Conflict(f"stage '{stage_id}' is {st.status}; it is not awaiting judgment")
-        if context.get("judgment"):
+        if (st.context or {}).get("judgment"):
             raise Conflict(f"stage '{stage_id}' was already judged")
-        cfg = asked if asked else context.get("resolved", st.config)
-        options = cfg.get("options") or ["approve", "reject"]
+        if not views.awaiting_judgment(st._mapping):
+            raise Conflict(f"stage '{stage_id}' is {st.status}; it is not awaiting judgment")
+        options = request["options"]
         if choice not in options:
             raise InvalidInput(f"'{choice}' is not an option of stage '{stage_id}' (options: {', '.join(options)})")
-        roles = set(cfg.get("roles") or [])
+        roles = set(request["roles"])
         if roles and actor_roles is not None and not is_admin and not roles & actor_roles:
             raise Forbidden(
                 f"{actor} may not judge stage '{stage_id}': it needs one of the roles {', '.join(sorted(roles))}"

@@ -23,6 +23,7 @@ from gennaker.engine import queue, secrets
 from gennaker.engine.messages import CancelStage, Message, RunTask, StartExecution, StartStage, stage_of
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Status
 from gennaker.engine.queue import Delivery
+from gennaker.engine.views import CAPABILITIES
 from gennaker.errors import GennakerError
 from gennaker.spec import expressions
 from gennaker.spec.durations import format_duration
@@ -123,6 +124,7 @@ class Engine:
             ex = self._lock_execution(conn, msg.execution_id)
             if ex is None or ex.status != Status.NOT_STARTED:
                 return
+            self._record_capabilities(conn, ex.id)
             if ex.concurrency_limit:
                 self._lock_pipeline(conn, ex.pipeline)
                 running = conn.execute(
@@ -145,6 +147,22 @@ class Engine:
             for r in roots:
                 if not r.requires:
                     self._push(conn, StartStage(ex.id, r.stage_id))
+
+    def _record_capabilities(self, conn: Connection, execution_id: str) -> None:
+        """Write each stage type's capabilities into its stages (their context is still empty), so that
+        every reader of a stage — over the API too — knows what it can do without the registry. One
+        statement per stage type, not per stage."""
+        names = conn.execute(
+            select(stages.c.type).where(stages.c.execution_id == execution_id, stages.c.started_at.is_(None)).distinct()
+        ).scalars()
+        for name in list(names):
+            stype = self.registry.get(name)
+            if stype is not None:
+                conn.execute(
+                    update(stages)
+                    .where(stages.c.execution_id == execution_id, stages.c.type == name, stages.c.started_at.is_(None))
+                    .values(context={CAPABILITIES: stype.capabilities.as_dict()})
+                )
 
     def _lock_pipeline(self, conn: Connection, name: str) -> None:
         # Serializes concurrency-limit decisions for one pipeline across workers.
@@ -192,7 +210,7 @@ class Engine:
                 conn,
                 ex.id,
                 st.stage_id,
-                status=Status.WAITING if stype.waits else Status.RUNNING,
+                status=Status.WAITING if stype.capabilities.waits else Status.RUNNING,
                 started_at=now,
                 ended_at=None,
                 message=None,
@@ -205,6 +223,7 @@ class Engine:
                 context={
                     "resolved": secrets.mask(config.model_dump(mode="json"), secrets.secret_values(ex.trigger)),
                     "base": (st.context or {}).get("base", 0),
+                    CAPABILITIES: stype.capabilities.as_dict(),
                 },
                 worker_id=None,
             )

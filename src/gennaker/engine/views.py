@@ -11,14 +11,15 @@ Two rules hold here, in one place for every caller:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, false, func, select
+from sqlalchemy import Connection, and_, false, func, or_, select
 
 from gennaker.engine import secrets
-from gennaker.engine.model import Status
+from gennaker.engine.model import STAGE_ACTIVE, Status
 from gennaker.errors import InvalidInput, NotFound
+from gennaker.stages.base import Capabilities
 from gennaker.store.tables import executions, operations, pipelines, stages
 
 _SUMMARY_COLS = [
@@ -35,6 +36,57 @@ _SUMMARY_COLS = [
 
 
 Readable = Collection[str] | None  # the applications a caller may read; None: every application
+
+CAPABILITIES = "capabilities"  # where the engine records a stage type's capabilities in the stage's context
+
+
+# ---- what a stage can do, and whether it waits for people -----------------------------------------
+# Every consumer (operations, API, CLI, console list and filter, templates) asks these, never the type.
+def capabilities(context: Mapping[str, Any] | None) -> Capabilities:
+    return Capabilities.from_dict((context or {}).get(CAPABILITIES))
+
+
+def awaiting_judgment(stage: Mapping[str, Any]) -> bool:
+    """Whether a stage (a row's mapping: ``status`` and ``context``) waits for a person's judgment now:
+    it is judgeable and not judged yet, and either it waits for nothing else (a manual judgment,
+    WAITING) or its context asks for one (a rolling deploy paused between steps).
+    ``awaiting_judgment_clause`` is the same rule in SQL; keep the two together."""
+    context = stage.get("context") or {}
+    caps = capabilities(context)
+    if not caps.judgeable or context.get("judgment") or stage.get("status") not in STAGE_ACTIVE:
+        return False
+    return bool(context.get("awaiting_judgment")) or (caps.waits and stage.get("status") == Status.WAITING)
+
+
+def awaiting_judgment_clause() -> Any:
+    """``awaiting_judgment`` as a WHERE clause on ``stages`` (the console's AWAITING JUDGMENT filter)."""
+    context = stages.c.context
+    return and_(
+        stages.c.status.in_([str(s) for s in STAGE_ACTIVE]),
+        context[(CAPABILITIES, "judgeable")].as_boolean().is_(True),
+        context["judgment"].as_string().is_(None),
+        or_(
+            context["awaiting_judgment"].as_string().is_not(None),
+            and_(stages.c.status == Status.WAITING, context[(CAPABILITIES, "waits")].as_boolean().is_(True)),
+        ),
+    )
+
+
+def judgment_request(stage: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a judgeable stage asks (``options``, ``roles``, ``instructions``): what its context says
+    it asks now, else, for a type that waits for a judgment only (a manual judgment), its resolved
+    config; None when it asks nothing."""
+    context = stage.get("context") or {}
+    caps = capabilities(context)
+    asked = context.get("awaiting_judgment")
+    if not caps.judgeable or not (asked or caps.waits):
+        return None
+    cfg = asked if asked else context.get("resolved", stage.get("config")) or {}
+    return {
+        "options": list(cfg.get("options") or ["approve", "reject"]),
+        "roles": list(cfg.get("roles") or []),
+        "instructions": cfg.get("instructions") or "",
+    }
 
 
 def _in_scope(column: Any, readable: Readable) -> Any:
@@ -109,12 +161,14 @@ def stage_summaries(conn: Connection, execution_ids: list[str]) -> dict[str, lis
             stages.c.requires,
             stages.c.started_at,
             stages.c.ended_at,
+            awaiting_judgment_clause().label("awaiting_judgment"),
         )
         .where(stages.c.execution_id.in_(execution_ids))
         .order_by(stages.c.idx)
     ).all()
     for r in rows:
         d = dict(r._mapping)
+        d["awaiting_judgment"] = bool(d["awaiting_judgment"])
         out[d.pop("execution_id")].append(d)
     return out
 
@@ -122,10 +176,15 @@ def stage_summaries(conn: Connection, execution_ids: list[str]) -> dict[str, lis
 def _stage_view(row: Any, hidden: list[str]) -> dict[str, Any]:
     d = dict(row._mapping)
     d.pop("execution_id", None)
+    caps = capabilities(row.context)
+    d["capabilities"] = caps.as_dict()
+    # False for a moment: until the engine takes up the execution (it records them), nothing is known
+    d["capabilities_recorded"] = CAPABILITIES in (row.context or {})
+    d["awaiting_judgment"] = awaiting_judgment(row._mapping)
+    d["judgment_request"] = judgment_request(row._mapping)
     context = d.pop("context") or {}
     d["config"] = context.get("resolved", d["config"])
     d["judgment"] = context.get("judgment")
-    d["awaiting_judgment"] = context.get("awaiting_judgment")  # a non-judgment stage pausing for people
     d["skip"] = context.get("skip")
     d.pop("dependents", None)
     d.pop("worker_id", None)

@@ -37,4 +37,4 @@ def stage_schemas(registry: dict[str, StageType]) -> dict[str, type[StageConfig]
 
 
 def skippable_types(registry: dict[str, StageType]) -> set[str]:
-    return {name for name, t in registry.items() if t.skippable}
+    return {name for name, t in registry.items() if t.capabilities.skippable}

@@ -10,6 +10,7 @@ A task may be called again after a crash or a lost lease, so it must find what i
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,29 @@ class TaskContext:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a stage type can do, declared as data: the engine, the API, the CLI and the console ask
+    these flags (or ``engine.views.awaiting_judgment``), never the type's name. The engine records them
+    with each stage it runs, so whoever reads a stage reads them too."""
+
+    waits: bool = False  # shown as WAITING (for time or people) rather than RUNNING
+    skippable: bool = False  # an operator may skip it (the ``skip`` signal)
+    # it may ask people for a judgment: while WAITING if it also ``waits`` (a manual judgment), else
+    # when its context says so (``awaiting_judgment: {options, roles, instructions}``: a rolling deploy)
+    judgeable: bool = False
+    streams_log: bool = False  # what it runs writes a live log worth showing beside it
+
+    def as_dict(self) -> dict[str, bool]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: Any) -> Capabilities:
+        """Read back what ``as_dict`` stored (a stage not started yet has none: nothing)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: bool(v) for k, v in (stored or {}).items() if k in names})
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     run: Callable[[TaskContext], TaskResult]
@@ -100,8 +124,7 @@ class StageType:
     type: ClassVar[str]
     Config: ClassVar[builtins.type[StageConfig]]  # `type` is shadowed by the attribute above
     description: ClassVar[str] = ""
-    waits: ClassVar[bool] = False  # shown as WAITING (for time or people) rather than RUNNING
-    skippable: ClassVar[bool] = False  # an operator may skip it (the ``skip`` signal)
+    capabilities: ClassVar[Capabilities] = Capabilities()
     script_fields: ClassVar[tuple[str, ...]] = ()  # fields that may hold a shell script (e.g. user data)
 
     def tasks(self, config: Any) -> list[Task]:

@@ -42,7 +42,7 @@ from gennaker.cloud.strategies import (
 from gennaker.cloud.tasks import ActionFailed, CapacityModel, CloudStageConfig, advance
 from gennaker.errors import GennakerError
 from gennaker.spec.durations import Duration
-from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
+from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
 
 # Failures that mean "this deploy did not work" (roll back), as opposed to bugs in Gennaker.
 DEPLOY_FAILURES = (GennakerError, HealthTimeout, ValueError)
@@ -169,6 +169,7 @@ class Deploy(StageType):
     type = "deploy"
     Config = DeployConfig
     description = "Create the next server group of a cluster and cut over with a strategy"
+    capabilities = Capabilities(judgeable=True)  # a rolling deploy may pause between steps for a judgment
     script_fields = ("user_data",)  # a #!/bin/sh script runs as root: values in it are quoted
 
     def tasks(self, config: Any) -> list[Task]:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from gennaker.spec.models import StageConfig
-from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
+from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
 
 
 class JudgmentConfig(StageConfig):
@@ -35,7 +35,7 @@ class ManualJudgmentStage(StageType):
     type = "manual_judgment"
     Config = JudgmentConfig
     description = "Wait for a Go/No-Go judgment by a person with one of the given roles."
-    waits = True
+    capabilities = Capabilities(waits=True, judgeable=True)
 
     def tasks(self, config: Any) -> list[Task]:
         return [Task("awaitJudgment", self.await_judgment)]

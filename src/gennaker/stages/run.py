@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from gennaker.spec import shell
 from gennaker.spec.models import StageConfig
 from gennaker.stages import processes
-from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
+from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
 
 TAKEOVER_WAIT_SECONDS = 30.0
 
@@ -69,6 +69,7 @@ class RunStage(StageType):
     type = "run"
     Config = RunConfig
     description = "Run a command; its output is the stage log; ::output key=value lines become outputs."
+    capabilities = Capabilities(streams_log=True)
 
     def tasks(self, config: Any) -> list[Task]:
         return [Task("runCommand", self.run_command)]

@@ -7,7 +7,7 @@ from typing import Any
 
 from gennaker.spec.durations import Duration
 from gennaker.spec.models import StageConfig
-from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
+from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
 
 _MAX_POLL = 3600.0  # even a long wait is looked at hourly (cheap: one message, no thread)
 
@@ -20,8 +20,7 @@ class WaitStage(StageType):
     type = "wait"
     Config = WaitConfig
     description = "Wait for a duration (survives restarts; can be skipped)."
-    waits = True
-    skippable = True
+    capabilities = Capabilities(waits=True, skippable=True)
 
     def tasks(self, config: Any) -> list[Task]:
         return [Task("wait", self.wait)]

@@ -45,20 +45,30 @@ def application(app: str) -> RedirectResponse:
     return RedirectResponse(f"/applications/{app}/pipelines", status_code=303)
 
 
-def filters_from(q: str, pipeline: list[str] | None, status: list[str] | None, group: str, n: int,
-                 page: int) -> queries.Filters:
-    return queries.Filters(search=q.strip()[:100], pipelines=pipeline or [],
-                           statuses=[s for s in status or [] if s in queries.STATUSES],
-                           group=group != "0", per_group=n, page=page)
+def filters_from(
+    q: str, pipeline: list[str] | None, status: list[str] | None, group: str, n: int, page: int
+) -> queries.Filters:
+    return queries.Filters(
+        search=q.strip()[:100],
+        pipelines=pipeline or [],
+        statuses=[s for s in status or [] if s in queries.STATUSES],
+        group=group != "0",
+        per_group=n,
+        page=page,
+    )
 
 
 FilterArgs = dict[str, Any]
 
 
-def filter_args(q: str = "", pipeline: Annotated[list[str] | None, Query()] = None,
-                status: Annotated[list[str] | None, Query()] = None, group: str = "1",
-                n: Annotated[int, Query(ge=1, le=50)] = 5,
-                page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> queries.Filters:
+def filter_args(
+    q: str = "",
+    pipeline: Annotated[list[str] | None, Query()] = None,
+    status: Annotated[list[str] | None, Query()] = None,
+    group: str = "1",
+    n: Annotated[int, Query(ge=1, le=50)] = 5,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> queries.Filters:
     return filters_from(q, pipeline, status, group, n, page)
 
 
@@ -76,8 +86,7 @@ def pipelines_context(web: WebState, app: str, f: queries.Filters) -> dict[str, 
         for e in g["executions"]:
             e["progress"] = graph.progress(e["stages"])
             e["graph"] = _small_graph(web, e)
-    return {"app": app, "names": names, "groups": groups, "filters": f, "statuses": queries.STATUSES,
-            "params": params}
+    return {"app": app, "names": names, "groups": groups, "filters": f, "statuses": queries.STATUSES, "params": params}
 
 
 GRAPHS_KEPT = 4096  # a few hundred kB of SVG
@@ -139,8 +148,9 @@ async def start(request: Request, name: str, web: WebDep, me: PrincipalDep) -> R
     return back(f"/executions/{execution_id}")
 
 
-def execution_context(web: WebState, execution_id: str, stage_id: str | None, me: Principal,
-                      with_log: bool = True) -> dict[str, Any]:
+def execution_context(
+    web: WebState, execution_id: str, stage_id: str | None, me: Principal, with_log: bool = True
+) -> dict[str, Any]:
     readable = me.readable()
     with web.db.read() as conn:
         ex = views.execution_detail(conn, execution_id, readable)
@@ -150,18 +160,22 @@ def execution_context(web: WebState, execution_id: str, stage_id: str | None, me
         stage = next((s for s in ex["stages"] if s["stage_id"] == stage_id), None)
         if stage_id is not None and stage is None:
             views.stage_detail(conn, execution_id, stage_id, readable)  # raises NotFound
-        wants_log = with_log and stage is not None and stage["type"] == "run"
+        wants_log = with_log and stage is not None and stage["capabilities"]["streams_log"]
         log = stage_logs.read(conn, execution_id, stage["stage_id"], 0, limit=2000) if wants_log and stage else []
     app = ex["application"]
-    asking = (stage or {}).get("awaiting_judgment") or (stage or {}).get("config", {})
-    judgment_roles = list(asking.get("roles") or [])
+    judgment_roles = list(((stage or {}).get("judgment_request") or {}).get("roles") or [])
     return {
-        "app": app, "ex": ex, "stage": stage, "log": log, "last_log": log[-1]["id"] if log else 0,
-        "layout": graph.layout(ex["stages"]), "progress": graph.progress(ex["stages"]),
-        "done": views.is_done(ex["status"]), "stage_done": STAGE_DONE,
+        "app": app,
+        "ex": ex,
+        "stage": stage,
+        "log": log,
+        "last_log": log[-1]["id"] if log else 0,
+        "layout": graph.layout(ex["stages"]),
+        "progress": graph.progress(ex["stages"]),
+        "done": views.is_done(ex["status"]),
+        "stage_done": STAGE_DONE,
         "can_operate": me.can("operator", app),
         "can_judge": bool(stage) and me.can_judge(app, judgment_roles),
-        "skippable": web.runtime.skippable,
     }
 
 
@@ -183,8 +197,9 @@ async def stage_page(request: Request, execution_id: str, stage_id: str, web: We
     return await _execution(request, web, me, execution_id, stage_id)
 
 
-async def _execution(request: Request, web: WebState, me: Principal, execution_id: str,
-                     stage_id: str | None) -> Response:
+async def _execution(
+    request: Request, web: WebState, me: Principal, execution_id: str, stage_id: str | None
+) -> Response:
     try:
         ctx = await run_in_threadpool(execution_context, web, execution_id, stage_id, me)
     except NotFound as exc:
@@ -206,8 +221,7 @@ async def _act(url: str, fn: Any, *args: Any) -> Response:
 
 
 @router.post("/executions/{execution_id}/cancel")
-async def cancel(execution_id: str, web: WebDep, me: PrincipalDep,
-                 reason: Annotated[str, Form()] = "") -> Response:
+async def cancel(execution_id: str, web: WebDep, me: PrincipalDep, reason: Annotated[str, Form()] = "") -> Response:
     return await _act(_back_to(execution_id), ops.cancel, web.db, execution_id, me.name, reason or None)
 
 
@@ -228,13 +242,30 @@ async def restart(execution_id: str, stage_id: str, web: WebDep, me: PrincipalDe
 
 @router.post("/executions/{execution_id}/stages/{stage_id}/skip")
 async def skip(execution_id: str, stage_id: str, web: WebDep, me: PrincipalDep) -> Response:
-    return await _act(_back_to(execution_id, stage_id), ops.skip, web.db, execution_id, stage_id, me.name,
-                      web.runtime.skippable)
+    return await _act(
+        _back_to(execution_id, stage_id), ops.skip, web.db, execution_id, stage_id, me.name, web.runtime.skippable
+    )
 
 
 @router.post("/executions/{execution_id}/stages/{stage_id}/judge")
-async def judge(execution_id: str, stage_id: str, web: WebDep, me: PrincipalDep,
-                choice: Annotated[str, Form()], comment: Annotated[str, Form()] = "") -> Response:
+async def judge(
+    execution_id: str,
+    stage_id: str,
+    web: WebDep,
+    me: PrincipalDep,
+    choice: Annotated[str, Form()],
+    comment: Annotated[str, Form()] = "",
+) -> Response:
     roles = set(me.roles) if web.auth is not None else None
-    return await _act(_back_to(execution_id, stage_id), ops.judge, web.db, execution_id, stage_id, me.name,
-                      choice, comment or None, roles, me.is_admin)
+    return await _act(
+        _back_to(execution_id, stage_id),
+        ops.judge,
+        web.db,
+        execution_id,
+        stage_id,
+        me.name,
+        choice,
+        comment or None,
+        roles,
+        me.is_admin,
+    )

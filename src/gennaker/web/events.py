@@ -39,13 +39,15 @@ def _stream(request: Request, tick: Callable[[], list[bytes]], done: Callable[[]
                 yield chunk
             await asyncio.sleep(IDLE_TICK if done() else TICK)
 
-    return StreamingResponse(gen(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        gen(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
 
 
 @router.get("/applications/{app}/pipelines/events")
-def pipeline_events(request: Request, app: str, web: Annotated[WebState, Depends(web_state)],
-                    f: console.FiltersDep) -> StreamingResponse:
+def pipeline_events(
+    request: Request, app: str, web: Annotated[WebState, Depends(web_state)], f: console.FiltersDep
+) -> StreamingResponse:
     seen: dict[str, str] = {}
 
     def tick() -> list[bytes]:
@@ -80,9 +82,14 @@ def task_events(request: Request, app: str, web: Annotated[WebState, Depends(web
 
 
 @router.get("/executions/{execution_id}/events")
-def execution_events(request: Request, execution_id: str, web: Annotated[WebState, Depends(web_state)],
-                     me: Annotated[Principal, Depends(principal)], stage: str | None = None,
-                     after: Annotated[int, Query(ge=0, le=2**62)] = 0) -> StreamingResponse:
+def execution_events(
+    request: Request,
+    execution_id: str,
+    web: Annotated[WebState, Depends(web_state)],
+    me: Annotated[Principal, Depends(principal)],
+    stage: str | None = None,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> StreamingResponse:
     state: dict[str, Any] = {"fp": "", "after": after, "done": False}
     csrf = getattr(request.state, "csrf", "")
     with web.db.read() as conn:  # a 404 now, before the stream starts, for what the caller may not read
@@ -95,10 +102,11 @@ def execution_events(request: Request, execution_id: str, web: Annotated[WebStat
         if fp != state["fp"]:
             state["fp"] = fp
             html = web.templates.env.get_template("_execution.html").render(
-                principal=me, csrf=csrf, auth_on=web.auth is not None, **ctx)
+                principal=me, csrf=csrf, auth_on=web.auth is not None, **ctx
+            )
             out.append(sse("execution", html))
         state["done"] = ctx["done"]
-        if ctx["stage"] and ctx["stage"]["type"] == "run":
+        if ctx["stage"] and ctx["stage"]["capabilities"]["streams_log"]:
             with web.db.read() as conn:
                 lines = stage_logs.read(conn, execution_id, ctx["stage"]["stage_id"], int(state["after"]))
             if lines:
