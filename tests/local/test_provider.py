@@ -220,3 +220,17 @@ def test_a_command_that_exits_at_once_is_reported_with_its_log(provider: LocalPr
     assert group is not None and group.healthy_instances() == []
     report = provider.health_report("shop-web-v001")
     assert "exited" in report and "cannot open config.toml" in report
+
+
+def test_instances_a_resize_adds_serve_when_it_returns(provider: LocalProvider) -> None:
+    """Rolling red/black resizes the new group step by step: the instances a step adds must take
+    requests once healthy, not wait for the next read of the group (that was the next poll, 10 s)."""
+    provider.create_server_group(spec(provider, "shop-web-v001", "1.0.0", desired=1))
+    wait_healthy(provider, "shop-web-v001", 1)
+    provider.resize_server_group("shop-web-v001", Capacity(1, 3, 3))
+    # HAProxy's own record, read without going through the provider (a read would admit them too)
+    assert {s.name: s.state for s in provider.haproxy.servers(LB)} == {
+        "shop-web-v001-1": "ready",
+        "shop-web-v001-2": "ready",
+        "shop-web-v001-3": "ready",
+    }

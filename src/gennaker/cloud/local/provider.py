@@ -413,6 +413,9 @@ class LocalProvider:
                 for inst_id in leaving:
                     self.haproxy.del_server(lb, inst_id)
         self.instances.resize(name, capacity.desired)
+        # As create does: admit what was added once HAProxy sees it healthy, not at the next read of
+        # the group (for a rolling deploy that is its next poll, seconds after it could serve).
+        self._wait_admitted(self._sync(name))
         self._sync(name)
 
     def destroy_server_group(self, name: str) -> None:
