@@ -126,7 +126,7 @@ def plan_pipeline(
         plan = StagePlan(stage.id, stage.type)
         plans.append(plan)
         try:
-            raw = _lenient(stage.model_dump(mode="json", exclude={"when"}), scope)
+            raw = _lenient(stage.model_dump(mode="json", exclude={"when"}, warnings=False), scope)
             cfg: Any = stype.Config.model_validate(raw)
             plan.account, plan.region = cfg.account, cfg.region
             real = provider_for(services, cfg.account, cfg.region)
