@@ -6,6 +6,9 @@ import http.client
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from gennaker.cloud.local.haproxy import HAProxy, LoadBalancerSpec
 from gennaker.cloud.local.instances import InstanceManager
@@ -98,3 +101,18 @@ def test_a_server_added_or_reset_between_samples_counts_from_zero() -> None:
     ]
     (step,) = steps(samples, 0.0, 1.0, 1.0)
     assert step.groups["g-v001"][:2] == [7.0, 1.0]  # 3 from the reset server, 4 from the new one
+
+
+def test_the_sample_file_stays_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gennaker.metrics import haproxy as source_module
+
+    monkeypatch.setattr(source_module, "PRUNE_AT_BYTES", 4000)
+    row = SimpleNamespace(backend="lb", server="g-v001-1", hrsp_2xx=0, hrsp_3xx=0, hrsp_4xx=0, hrsp_5xx=0, rtime=1)
+    clock = iter(float(t) for t in range(1000))
+    source = HAProxySource(lambda: [row], tmp_path / "s.jsonl", clock=lambda: next(clock))
+    for i in range(300):
+        row.hrsp_2xx = i
+        source.sample()
+    assert (tmp_path / "s.jsonl").stat().st_size <= 4000
+    kept = source.samples()
+    assert kept[-1].at == 299.0 and kept[-1].counters == {"lb/g-v001-1": [299, 0, 0, 0, 1]} and len(kept) > 10

@@ -73,3 +73,26 @@ def test_traffic_weights_give_the_pair_its_share(share: float, pair: int, produc
     assert 1 <= p <= 256 and 1 <= w <= 256
     got = 100 * w * pair / (w * pair + p * production)
     assert abs(got - share) < 0.5, (p, w, got)
+
+
+def test_plan_shows_the_pair_created_and_destroyed(tmp_path: Path) -> None:
+    from gennaker.cloud.plan import plan_pipeline
+
+    config = config_from_text(CONFIG, str(tmp_path / "gennaker.yml"))
+    config.source = str(tmp_path / "gennaker.yml")
+    rt = build_runtime(str(tmp_path / "g.db"), config=config)
+    try:
+        pipeline = rt.pipeline_from_text(STAGE.format(traffic="10%", extra="critical: true"), "p.yml")
+        (plan,) = plan_pipeline(pipeline, rt.registry, rt.services)
+    finally:
+        rt.db.dispose()
+    assert plan.error is None, plan.error
+    assert [(a.kind, a.server_group) for a in plan.actions] == [
+        ("create", "shop-web-baseline-v001"),
+        ("create", "shop-web-canary-v001"),
+        ("wait_healthy", "shop-web-baseline-v001"),
+        ("wait_healthy", "shop-web-canary-v001"),
+        ("destroy", "shop-web-baseline-v001"),
+        ("destroy", "shop-web-canary-v001"),
+    ]
+    assert any("10% of the traffic" in n for n in plan.notes)

@@ -34,7 +34,7 @@ from gennaker.metrics.sources import Fetched, MetricError, MetricQuery, Scope, S
 
 QUERIES = ("request_rate", "http_5xx_rate", "response_time")
 RETENTION = 6 * 3600.0  # seconds of samples kept in the file
-PRUNE_EVERY = 2000  # appended lines between prunes (the file stays bounded)
+PRUNE_AT_BYTES = 8 * 1024 * 1024  # a file this large is cut to RETENTION (it stays bounded)
 MAX_POINTS = 100_000  # steps in one window; more is refused, not a memory blow-up
 
 
@@ -91,7 +91,6 @@ class HAProxySource:
         self.log_path = log_path
         self.clock = clock
         self._memory: list[Sample] = []  # used when there is no file
-        self._appended = 0
 
     def check(self, query: str) -> str | None:
         return check_query(query)
@@ -114,16 +113,30 @@ class HAProxySource:
             os.write(fd, line.encode())
         finally:
             os.close(fd)
-        self._appended += 1
-        if self._appended % PRUNE_EVERY == 0:
+        # Sources are made per poll, so the file's size (not a count in memory) says when to prune.
+        if self.log_path.stat().st_size > PRUNE_AT_BYTES:
             self._prune(taken.at - RETENTION)
         return taken
 
     def _prune(self, before: float) -> None:
+        """Keep the samples since ``before``, and at most half the size limit of the newest ones.
+        (A sample another process appends while this rewrites the file may be lost: a gap, judged as
+        one, never a wrong value.)"""
         assert self.log_path is not None
-        kept = [s for s in self.samples() if s.at >= before]
-        tmp = self.log_path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps({"t": s.at, "c": s.counters}, separators=(",", ":")) + "\n" for s in kept))
+        lines = [
+            json.dumps({"t": s.at, "c": s.counters}, separators=(",", ":")) + "\n"
+            for s in self.samples()
+            if s.at >= before
+        ]
+        kept: list[str] = []
+        size = 0
+        for line in reversed(lines):
+            size += len(line)
+            if size > PRUNE_AT_BYTES // 2:
+                break
+            kept.append(line)
+        tmp = self.log_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text("".join(reversed(kept)))
         tmp.replace(self.log_path)
 
     def samples(self) -> list[Sample]:
