@@ -428,6 +428,28 @@ def test_awaiting_judgment_is_read_from_capabilities(runtime: Runtime, worker: W
     ops.cancel(runtime.db, eid, "lee")
 
 
+def test_a_judgment_waiting_since_before_capabilities_were_recorded_stays_judgeable(
+    runtime: Runtime, worker: Worker, tmp_path: Path
+) -> None:
+    """An upgrade: a manual judgment started by an engine that did not record capabilities. The worker's
+    self-check records them, so it is awaiting judgment and can be judged (not refused as 'not asking')."""
+    from sqlalchemy import update
+
+    from gennaker.engine.views import CAPABILITIES
+    from gennaker.store.tables import stages
+
+    eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: gate, type: manual_judgment}\n")
+    wait_for(lambda: stage_status(runtime, eid)["gate"] == "WAITING")
+    old = {k: v for k, v in _context(runtime, eid, "gate").items() if k != CAPABILITIES}
+    with runtime.db.begin() as conn:
+        conn.execute(update(stages).where(stages.c.execution_id == eid).values(context=old))
+    assert detail(runtime, eid)["stages"][0]["awaiting_judgment"] is False  # what an upgrade would show
+    worker.self_check()
+    assert awaiting_both_ways(runtime, eid) == {"gate": True}
+    ops.judge(runtime.db, eid, "gate", "lee", "approve", None)
+    assert finished(runtime, eid, timeout=10)["status"] == "SUCCEEDED"
+
+
 def test_any_judgeable_stage_may_ask_for_a_judgment(runtime: Runtime, worker: Worker, tmp_path: Path) -> None:
     """A stage type that pauses for people (e.g. a rolling deploy between steps) asks through its context."""
     runtime.registry["pausing"] = Pausing()

@@ -24,6 +24,7 @@ from gennaker.engine.messages import Message, RunTask, StartExecution, StartStag
 from gennaker.engine.model import STAGE_ACTIVE, STAGE_LETS_THROUGH, Status, new_id
 from gennaker.engine.queue import Delivery
 from gennaker.engine.runner import Engine, LeaseLost, final_status
+from gennaker.engine.views import CAPABILITIES
 from gennaker.store.tables import executions, messages, stages, workers
 
 log = logging.getLogger("gennaker.worker")
@@ -171,7 +172,32 @@ class Worker:
 
     def self_check(self) -> int:
         """Repair executions that are RUNNING (or queued) with no message left: zombies. Returns count."""
+        record_missing_capabilities(self.engine)
         return repair_zombies(self.engine)
+
+
+def record_missing_capabilities(engine: Engine) -> int:
+    """Stages of unfinished executions that were started before the engine recorded capabilities (an
+    upgrade) get them now: a manual judgment waiting since then stays judgeable. Returns how many."""
+    with engine.db.read() as conn:
+        rows = conn.execute(
+            select(stages.c.execution_id, stages.c.stage_id)
+            .join(executions, executions.c.id == stages.c.execution_id)
+            .where(
+                executions.c.status.in_([Status.RUNNING, Status.PAUSED]),
+                stages.c.context[CAPABILITIES].as_string().is_(None),
+            )
+        ).all()
+    for r in rows:
+        with engine.db.begin() as conn:
+            engine._lock_execution(conn, r.execution_id)  # the runner writes contexts under this lock too
+            st = engine._stage(conn, r.execution_id, r.stage_id)
+            stype = engine.registry.get(st.type) if st is not None else None
+            if st is None or stype is None or CAPABILITIES in (st.context or {}):
+                continue
+            context = {**(st.context or {}), CAPABILITIES: stype.capabilities.as_dict()}
+            engine._set_stage(conn, r.execution_id, r.stage_id, context=context)
+    return len(rows)
 
 
 def repair_zombies(engine: Engine) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from gennaker.engine import views
 from gennaker.store.db import Database
 from gennaker.store.tables import executions, pipelines, stages
 from gennaker.web.access import Principal
@@ -121,10 +122,9 @@ def _fill(db: Database, t: Target) -> None:
                                .where(executions.c.id == t.execution, stages.c.stage_id == t.stage)).first()
         if row is not None:
             t.application = row.application
-            context = row.context or {}
-            # a stage pausing for a judgment (a rolling deploy) names its roles in its context
-            cfg = context.get("awaiting_judgment") or context.get("resolved", row.config) or {}
-            t.stage_roles = tuple(cfg.get("roles") or ())
+            # the roles the stage asks for, read as operations.judge reads them (one read model)
+            request = views.judgment_request({"context": row.context, "config": row.config}) or {}
+            t.stage_roles = tuple(request.get("roles") or ())
     elif t.execution:
         with db.read() as conn:
             t.application = conn.execute(select(executions.c.application)
