@@ -129,3 +129,30 @@ def test_api_views_and_operator_tasks_on_a_local_account(services: SimpleNamespa
         assert r.status_code == 200, r.json()
     group = provider_for(services, "laptop").get_server_group("shop-web-v001")
     assert group is not None and not group.enabled and group.serving_instances() == []
+
+
+def test_clusters_show_live_traffic_per_server_group(services: SimpleNamespace, tmp_path: Path) -> None:
+    """Requests per second and errors per server group, from HAProxy's counters, in the API and on
+    the CLUSTERS tab (which refreshes itself while a group has live traffic figures)."""
+    import httpx
+
+    from gennaker.api.app import create_app
+    from gennaker.runtime import build_runtime
+    from tests.conftest import admin_client
+
+    image = run_stage(Bake(), {"account": "laptop", "source": str(SOURCE_DIR), "version": "1.0.0"}, services)
+    deploy = _deploy(image.outputs["image_id"], "1.0.0", env={"ERROR_RATE": "0.5"})
+    assert run_stage(Deploy(), deploy, services).status == "SUCCEEDED"
+    listen = services.config.accounts["laptop"].load_balancers["shop-web"].listen
+    codes = [httpx.get(f"http://{listen}/", timeout=5).status_code for _ in range(40)]
+    runtime = build_runtime(f"sqlite:///{tmp_path / 'api.db'}", config=services.config)
+    with admin_client(create_app(runtime)) as api:
+        [cluster] = api.get("/api/applications/shop/clusters").json()
+        traffic = cluster["server_groups"][0]["traffic"]
+        assert traffic["requests"] == 40 and traffic["errors"] == codes.count(500) > 0, (traffic, codes)
+        assert traffic["rate"] >= 0
+        page = api.get("/applications/shop/clusters").text
+        panel = api.get("/applications/shop/clusters/traffic")  # what the panel asks for every 2 s
+    assert panel.status_code == 200 and f"{codes.count(500)} 5xx of 40" in panel.text
+    assert 'data-testid="traffic"' in page and f"{codes.count(500)} 5xx of 40" in page
+    assert 'hx-trigger="every 2s"' in page  # live while a group reports traffic

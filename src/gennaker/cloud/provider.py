@@ -93,6 +93,19 @@ class Instance:
         return f"{self.id} ({', '.join([self.state, self.health, *self.load_balancers.values()])})"
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What a server group's load balancers measured of its requests, where the provider can see it
+    (the local provider's HAProxy counters; AWS reports none here)."""
+
+    rate: float  # requests per second, now
+    requests: int  # answered since the counters started
+    errors: int  # of those, server errors (5xx)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"rate": self.rate, "requests": self.requests, "errors": self.errors}
+
+
 @dataclass
 class ServerGroup:
     name: str
@@ -106,6 +119,7 @@ class ServerGroup:
     tags: dict[str, str]
     created: datetime
     details: dict[str, Any] = field(default_factory=dict)  # provider extras, shown with the group
+    traffic: Traffic | None = None
 
     @property
     def cluster(self) -> str:
@@ -154,6 +168,7 @@ class ServerGroup:
             "load_balancers": list(self.load_balancers),
             "created": self.created.isoformat(),
             "tags": dict(self.tags),
+            "traffic": self.traffic.as_dict() if self.traffic else None,
         }
 
 

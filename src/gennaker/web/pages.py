@@ -36,6 +36,13 @@ async def clusters_tab(request: Request, app: str, web: WebDep, me: PrincipalDep
     return render(request, "clusters.html", app=app, tab="clusters", data=data, can_operate=me.can("operator", app))
 
 
+@router.get("/applications/{app}/clusters/traffic", response_class=HTMLResponse)
+async def clusters_traffic(request: Request, app: str, web: WebDep) -> Response:
+    """The CLUSTERS tab's live traffic panel alone (it asks for itself again every 2 s)."""
+    data = await run_in_threadpool(sources.cloud, web.runtime, app, "clusters")
+    return render(request, "_traffic.html", app=app, data=data)
+
+
 @router.get("/applications/{app}/loadbalancers", response_class=HTMLResponse)
 async def load_balancers_tab(request: Request, app: str, web: WebDep) -> Response:
     return await cloud_tab(request, app, "loadbalancers", web)

@@ -151,6 +151,7 @@ class ServerStat:
     hrsp_5xx: int
     rtime: int  # mean response time, ms, over the last 1024 requests
     req_tot: int
+    rate: int = 0  # sessions per second over the last second
 
     @property
     def healthy(self) -> bool:
@@ -194,6 +195,7 @@ def parse_show_stat(text: str) -> list[ServerStat]:
                 hrsp_5xx=_int(values.get("hrsp_5xx", "")),
                 rtime=_int(values.get("rtime", "")),
                 req_tot=_int(values.get("req_tot", "")),
+                rate=_int(values.get("rate", "")),
             )
         )
     return rows

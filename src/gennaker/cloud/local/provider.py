@@ -43,6 +43,7 @@ from gennaker.cloud.provider import (
     SecurityGroup,
     ServerGroup,
     ServerGroupSpec,
+    Traffic,
 )
 from gennaker.errors import Conflict, InvalidInput, NotFound
 
@@ -67,6 +68,18 @@ def target_health(stat: ServerStat | None, model_state: str | None) -> str:
     if stat.check_status in ("", "INI") or "/" in stat.status:
         return "starting"
     return "unhealthy"
+
+
+def _group_of(server: str) -> str:
+    return server.rpartition("-")[0]  # servers are <group>-<n>
+
+
+def _traffic(rows: list[ServerStat]) -> Traffic | None:
+    """The group's requests from its servers' counters (``None`` when it has no server in a backend)."""
+    if not rows:
+        return None
+    answered = sum(r.hrsp_2xx + r.hrsp_3xx + r.hrsp_4xx + r.hrsp_5xx for r in rows)
+    return Traffic(rate=float(sum(r.rate for r in rows)), requests=answered, errors=sum(r.hrsp_5xx for r in rows))
 
 
 def _index(instance_id: str) -> int:
@@ -129,7 +142,7 @@ class LocalProvider:
         the difference for requests per second and errors per group."""
         totals: dict[str, dict[str, int]] = {}
         for row in self._stats().values():
-            group = row.server.rpartition("-")[0]
+            group = _group_of(row.server)
             t = totals.setdefault(group, dict.fromkeys(("stot", "scur", "2xx", "3xx", "4xx", "5xx"), 0))
             t["stot"] += row.stot
             t["scur"] += row.scur
@@ -228,6 +241,7 @@ class LocalProvider:
             tags=dict(group.meta.get("tags", {})),
             created=datetime.fromisoformat(group.created),
             details={"command": group.meta.get("command")} if group.meta.get("command") else {},
+            traffic=_traffic([r for (lb, server), r in stats.items() if lb in lbs and _group_of(server) == group.name]),
         )
 
     def list_server_groups(
