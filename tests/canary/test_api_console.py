@@ -4,6 +4,7 @@ caller's applications (404 outside them), the page draws every metric's series a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,26 @@ class Site:
         return self.client.get(path, headers=headers)
 
 
+def _runtime(db: str) -> Runtime:
+    users = {name: {"password_hash": hash_password(PASSWORD), "roles": roles} for name, roles in USERS.items()}
+    return build_runtime(db, config=Config(auth={"secret_key": "k" * 40, "secure_cookies": False, "users": users}))
+
+
+@contextmanager
+def console(db: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The console and API on ``db``, and the headers of a shop viewer."""
+    rt = _runtime(db)
+    token = store.create_token(rt.db, "vic-console", "vic", USERS["vic"], "fixture")["token"]
+    try:
+        with TestClient(create_app(rt, with_worker=False), base_url=LOCAL) as client:
+            yield client, {"Authorization": f"Bearer {token}"}
+    finally:
+        rt.db.dispose()
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    users = {name: {"password_hash": hash_password(PASSWORD), "roles": roles} for name, roles in USERS.items()}
-    config = Config(auth={"secret_key": "k" * 40, "secure_cookies": False, "users": users})
-    rt = build_runtime(str(tmp_path / "g.db"), config=config)
+    rt = _runtime(str(tmp_path / "g.db"))
     tokens = {u: store.create_token(rt.db, f"{u}-t", u, roles, "fixture")["token"] for u, roles in USERS.items()}
     good = seed_analysis(rt.db, execution_id="e-good")
     bad = seed_analysis(rt.db, bad=True, execution_id="e-bad")

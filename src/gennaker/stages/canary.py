@@ -46,7 +46,7 @@ from gennaker.metrics.config import AnalysisConfig, OnMarginal
 from gennaker.metrics.judge import Window, fetch_interval, judge, plan_windows, should_stop_early
 from gennaker.metrics.sources import MetricSource, Scope, SourceSettings, build_sources
 from gennaker.spec.durations import Duration
-from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
+from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
 
 ROLES = ("baseline", "canary")
 JUDGMENT_CHOICES = ["promote", "abort"]
@@ -113,6 +113,8 @@ class Canary(StageType):
     type = "canary"
     Config = CanaryConfig
     description = "Deploy a baseline and a canary side by side and judge the canary by its metrics"
+    # Operators may end the analysis with a judgment (promote / abort); a marginal score asks for one.
+    capabilities = Capabilities(judgeable=True)
 
     def tasks(self, config: Any) -> list[Task]:
         return [
