@@ -472,3 +472,23 @@ def _context(runtime: Runtime, eid: str, stage_id: str) -> dict[str, object]:
     with runtime.db.read() as conn:
         row = conn.execute(select(stages.c.context).where(stages.c.execution_id == eid, stages.c.stage_id == stage_id))
         return dict(row.scalar_one())
+
+
+def test_a_stage_types_config_is_its_type_parameter() -> None:
+    """``class RunStage(StageType[RunConfig])`` with ``Config = RunConfig``: the parameter the type checker
+    reads (``TaskContext[RunConfig]``) is the model the engine validates with."""
+    from typing import get_args, get_origin
+
+    from gennaker.stages import default_registry
+    from gennaker.stages.manual_judgment import ManualJudgmentStage
+    from gennaker.stages.run import RunStage
+    from gennaker.stages.wait import WaitStage
+
+    parameters = {
+        type(t): get_args(b)[0]
+        for t in default_registry().values()
+        for b in getattr(type(t), "__orig_bases__", ())
+        if get_origin(b) is StageType
+    }
+    assert {RunStage, WaitStage, ManualJudgmentStage} <= set(parameters)
+    assert all(parameter is cls.Config for cls, parameter in parameters.items())

@@ -74,7 +74,7 @@ class Engine:
     def __init__(
         self,
         db: Database,
-        registry: Mapping[str, StageType],
+        registry: Mapping[str, StageType[Any]],
         services: Any,
         settings: EngineSettings | None = None,
         clock: Callable[[], float] = time.time,
@@ -304,7 +304,7 @@ class Engine:
         if ex is not None and ex.status == Status.RUNNING:
             self._maybe_complete(conn, ex, self.clock())
 
-    def _task_context(self, ex: Any, st: Any, stype: StageType, worker_id: str) -> TaskContext:
+    def _task_context(self, ex: Any, st: Any, stype: StageType[Any], worker_id: str) -> TaskContext[Any]:
         context = dict(st.context or {})
         if secrets.secret_values(ex.trigger):
             config = self._resolve_again(ex, st, stype)
@@ -315,7 +315,7 @@ class Engine:
         def write_log(line: str) -> None:
             stage_logs.append(self.db, ex.id, st.stage_id, attempt, "engine", [line], self.clock())
 
-        return TaskContext(
+        return TaskContext[Any](
             execution_id=ex.id,
             stage_id=st.stage_id,
             pipeline=ex.pipeline,
@@ -332,7 +332,7 @@ class Engine:
             now=self.clock,
         )
 
-    def _resolve_again(self, ex: Any, st: Any, stype: StageType) -> Any:
+    def _resolve_again(self, ex: Any, st: Any, stype: StageType[Any]) -> Any:
         """The stage's config with the real values of secret parameters (the stored one has them masked),
         resolved as ``_start_stage`` resolved it: what it reads cannot change while the stage runs."""
         with self.db.read() as conn:
@@ -340,7 +340,7 @@ class Engine:
         resolved = stype.resolve_config({k: v for k, v in st.config.items() if k != "when"}, scope)
         return stype.Config.model_validate({**resolved, "when": st.config.get("when")})
 
-    def _call_task(self, stype: StageType, ctx: TaskContext, st: Any, worker_id: str) -> TaskResult:
+    def _call_task(self, stype: StageType[Any], ctx: TaskContext[Any], st: Any, worker_id: str) -> TaskResult:
         if st.worker_id and st.worker_id != worker_id:
             # The task was pinned to a worker (it holds a process) and that worker stopped beating.
             reason = stype.on_worker_lost(ctx)
@@ -365,7 +365,7 @@ class Engine:
             result.poll_after = max(0.0, min(result.poll_after, timeout - ctx.elapsed + 0.01))
         return result
 
-    def _safe_cancel(self, stype: StageType, ctx: TaskContext) -> None:
+    def _safe_cancel(self, stype: StageType[Any], ctx: TaskContext[Any]) -> None:
         try:
             stype.on_cancel(ctx)
         except Exception as exc:  # reported, and the stage still ends
@@ -376,8 +376,8 @@ class Engine:
         conn: Connection,
         ex: Any,
         st: Any,
-        stype: StageType,
-        ctx: TaskContext,
+        stype: StageType[Any],
+        ctx: TaskContext[Any],
         result: TaskResult,
         worker_id: str,
         paused: bool = False,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gennaker.spec.models import StageConfig
 from gennaker.stages.base import StageType
 
 
-def default_registry() -> dict[str, StageType]:
+def default_registry() -> dict[str, StageType[Any]]:
     from gennaker.stages.bake import Bake
     from gennaker.stages.canary import Canary
     from gennaker.stages.cleanup import CleanupServerGroups
@@ -24,7 +26,7 @@ def default_registry() -> dict[str, StageType]:
     )
     from gennaker.stages.wait import WaitStage
 
-    types: list[StageType] = [
+    types: list[StageType[Any]] = [
         RunStage(), WaitStage(), ManualJudgmentStage(),
         Bake(), FindImage(), Deploy(), EnableServerGroup(), DisableServerGroup(), ResizeServerGroup(),
         DestroyServerGroup(), RollbackCluster(), CleanupServerGroups(), ReadinessGate(), Canary(),
@@ -32,9 +34,9 @@ def default_registry() -> dict[str, StageType]:
     return {t.type: t for t in types}
 
 
-def stage_schemas(registry: dict[str, StageType]) -> dict[str, type[StageConfig]]:
+def stage_schemas(registry: dict[str, StageType[Any]]) -> dict[str, type[StageConfig]]:
     return {name: t.Config for name, t in registry.items()}
 
 
-def skippable_types(registry: dict[str, StageType]) -> set[str]:
+def skippable_types(registry: dict[str, StageType[Any]]) -> set[str]:
     return {name for name, t in registry.items() if t.capabilities.skippable}

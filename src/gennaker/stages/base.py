@@ -14,7 +14,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from gennaker.spec import expressions, shell
 from gennaker.spec.models import StageConfig
@@ -64,17 +64,21 @@ class TaskResult:
         return cls("TERMINAL", outputs or {}, {}, message)
 
 
+C = TypeVar("C", bound=StageConfig)  # a stage type's config model
+
+
 @dataclass
-class TaskContext:
+class TaskContext(Generic[C]):
     """What a task sees. ``context`` is the stage's persisted scratch state (read-only here: return
-    changes in ``TaskResult.context``); ``services`` is whatever the host process wired in."""
+    changes in ``TaskResult.context``); ``services`` is whatever the host process wired in.
+    ``TaskContext[RunConfig]``: ``config`` is a ``RunConfig``, so ``ctx.config.command`` is checked."""
 
     execution_id: str
     stage_id: str
     pipeline: str
     application: str
     trigger: dict[str, Any]
-    config: Any  # the stage type's Config model, expressions resolved
+    config: C  # the stage type's Config model, expressions resolved
     context: dict[str, Any]
     outputs: dict[str, Any]
     attempt: int
@@ -113,24 +117,27 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
-class Task:
+class Task(Generic[C]):
     name: str
-    run: Callable[[TaskContext], TaskResult]
+    run: Callable[[TaskContext[C]], TaskResult]
 
 
-class StageType:
-    """Base of stage types. Subclasses set ``type`` and ``Config`` and implement ``tasks``."""
+class StageType(Generic[C]):
+    """Base of stage types. Subclasses name their config model twice, as the type parameter (for the
+    type checker: ``class RunStage(StageType[RunConfig])``) and as ``Config`` (for the engine, which
+    validates with it), set ``type`` and implement ``tasks``."""
 
     type: ClassVar[str]
-    Config: ClassVar[builtins.type[StageConfig]]  # `type` is shadowed by the attribute above
+    # `type` is shadowed by the attribute above; a ClassVar cannot name C, hence StageConfig
+    Config: ClassVar[builtins.type[StageConfig]]
     description: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
     script_fields: ClassVar[tuple[str, ...]] = ()  # fields that may hold a shell script (e.g. user data)
 
-    def tasks(self, config: Any) -> list[Task]:
+    def tasks(self, config: C) -> list[Task[C]]:
         raise NotImplementedError
 
-    def on_cancel(self, ctx: TaskContext) -> None:
+    def on_cancel(self, ctx: TaskContext[C]) -> None:
         """Stop whatever the stage started (a process, a deploy); called once when canceled."""
 
     def resolve_config(self, raw: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +150,7 @@ class StageType:
         }
         return resolved
 
-    def on_worker_lost(self, ctx: TaskContext) -> str | TaskResult | None:
+    def on_worker_lost(self, ctx: TaskContext[C]) -> str | TaskResult | None:
         """Called when the task's worker died mid-task. Return a failure reason to fail the
         attempt (it is retried if the stage has retries left), a result to end the task with (before
         any timeout applies), or None to simply run the task again."""

@@ -7,8 +7,6 @@ the stage output ``judgment``; who judged, when and why are kept with it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field, model_validator
 
 from gennaker.spec.models import StageConfig
@@ -31,20 +29,20 @@ class JudgmentConfig(StageConfig):
         return self
 
 
-class ManualJudgmentStage(StageType):
+class ManualJudgmentStage(StageType[JudgmentConfig]):
     type = "manual_judgment"
     Config = JudgmentConfig
     description = "Wait for a Go/No-Go judgment by a person with one of the given roles."
     capabilities = Capabilities(waits=True, judgeable=True)
 
-    def tasks(self, config: Any) -> list[Task]:
+    def tasks(self, config: JudgmentConfig) -> list[Task[JudgmentConfig]]:
         return [Task("awaitJudgment", self.await_judgment)]
 
-    def await_judgment(self, ctx: TaskContext) -> TaskResult:
+    def await_judgment(self, ctx: TaskContext[JudgmentConfig]) -> TaskResult:
         judgment = ctx.context.get("judgment")
         if not judgment:
             return TaskResult.running(after=3600)
-        cfg: JudgmentConfig = ctx.config
+        cfg = ctx.config
         choice = judgment["choice"]
         outputs = {
             "judgment": choice,

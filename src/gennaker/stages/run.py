@@ -65,13 +65,13 @@ class RunConfig(StageConfig):
         return v
 
 
-class RunStage(StageType):
+class RunStage(StageType[RunConfig]):
     type = "run"
     Config = RunConfig
     description = "Run a command; its output is the stage log; ::output key=value lines become outputs."
     capabilities = Capabilities(streams_log=True)
 
-    def tasks(self, config: Any) -> list[Task]:
+    def tasks(self, config: RunConfig) -> list[Task[RunConfig]]:
         return [Task("runCommand", self.run_command)]
 
     def resolve_config(self, raw: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
@@ -86,10 +86,10 @@ class RunStage(StageType):
         return resolved
 
     @staticmethod
-    def _key(ctx: TaskContext) -> tuple[str, str, int]:
+    def _key(ctx: TaskContext[RunConfig]) -> tuple[str, str, int]:
         return (ctx.execution_id, ctx.stage_id, ctx.attempt)
 
-    def run_command(self, ctx: TaskContext) -> TaskResult:
+    def run_command(self, ctx: TaskContext[RunConfig]) -> TaskResult:
         registry = ctx.services.processes
         key = self._key(ctx)
         handle = registry.get(key)
@@ -121,8 +121,8 @@ class RunStage(StageType):
         registry.forget(key)
         return self._result(ctx, handle.status(), code)
 
-    def _start(self, ctx: TaskContext) -> TaskResult:
-        cfg: RunConfig = ctx.config
+    def _start(self, ctx: TaskContext[RunConfig]) -> TaskResult:
+        cfg = ctx.config
         argv = ["/bin/sh", "-c", cfg.command] if isinstance(cfg.command, str) else [str(a) for a in cfg.command]
         base = ctx.trigger.get("base_dir") or os.getcwd()
         cwd = str(Path(base, cfg.cwd)) if cfg.cwd else base
@@ -151,7 +151,7 @@ class RunStage(StageType):
         return TaskResult.running(after=0, pin=True, context=self._supervisor_context(ctx, handle))
 
     @staticmethod
-    def _supervisor_context(ctx: TaskContext, handle: processes.Handle) -> dict[str, Any]:
+    def _supervisor_context(ctx: TaskContext[RunConfig], handle: processes.Handle) -> dict[str, Any]:
         pid = handle.proc.pid
         supervisor = {
             "pid": pid,
@@ -162,7 +162,7 @@ class RunStage(StageType):
         }
         return {"supervisor": supervisor, "worker": ctx.worker_id, "takeover_since": None}
 
-    def _result(self, ctx: TaskContext, status: processes.RunStatus, supervisor_code: int) -> TaskResult:
+    def _result(self, ctx: TaskContext[RunConfig], status: processes.RunStatus, supervisor_code: int) -> TaskResult:
         if status.error:
             return TaskResult.failed(status.error)
         if not status.done:
@@ -180,7 +180,7 @@ class RunStage(StageType):
             return TaskResult.failed(f"command failed: {reason}", outputs=outputs)
         return TaskResult.succeeded(outputs=outputs)
 
-    def _take_over(self, ctx: TaskContext) -> TaskResult:
+    def _take_over(self, ctx: TaskContext[RunConfig]) -> TaskResult:
         """This attempt's worker was lost: find out what its command did before doing anything."""
         sup: dict[str, Any] = ctx.context["supervisor"]
         host, lost = sup.get("host") or "?", sup.get("worker", "?")
@@ -216,7 +216,7 @@ class RunStage(StageType):
             f"(pid {sup.get('pid')}) stopped the command and every process it started"
         )
 
-    def _wait_for(self, ctx: TaskContext, since_key: str, what: str) -> TaskResult:
+    def _wait_for(self, ctx: TaskContext[RunConfig], since_key: str, what: str) -> TaskResult:
         since = ctx.context.get(since_key)
         if since is None:
             since = ctx.now()
@@ -224,14 +224,14 @@ class RunStage(StageType):
             return _may_still_run(socket.gethostname(), f"{what} still holds its processes after {takeover_wait():g}s")
         return TaskResult.running(after=0.1, pin=True, context={since_key: since})
 
-    def on_cancel(self, ctx: TaskContext) -> None:
+    def on_cancel(self, ctx: TaskContext[RunConfig]) -> None:
         if ctx.services.processes.terminate(self._key(ctx)):
             return
         sup = ctx.context.get("supervisor")
         if sup and sup.get("host") == socket.gethostname():
             processes.stop_supervisor(sup.get("pid"), sup.get("start"))
 
-    def on_worker_lost(self, ctx: TaskContext) -> str | TaskResult | None:
+    def on_worker_lost(self, ctx: TaskContext[RunConfig]) -> str | TaskResult | None:
         # run_command takes the attempt over (see _take_over); an attempt on another host is decided
         # here, before a timeout could fail it with a retry beside a copy that may still run there
         sup = ctx.context.get("supervisor")

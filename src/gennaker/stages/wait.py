@@ -3,8 +3,6 @@ it survives restarts; an operator may skip the rest of the wait."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from gennaker.spec.durations import Duration
 from gennaker.spec.models import StageConfig
 from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
@@ -16,16 +14,16 @@ class WaitConfig(StageConfig):
     duration: Duration
 
 
-class WaitStage(StageType):
+class WaitStage(StageType[WaitConfig]):
     type = "wait"
     Config = WaitConfig
     description = "Wait for a duration (survives restarts; can be skipped)."
     capabilities = Capabilities(waits=True, skippable=True)
 
-    def tasks(self, config: Any) -> list[Task]:
+    def tasks(self, config: WaitConfig) -> list[Task[WaitConfig]]:
         return [Task("wait", self.wait)]
 
-    def wait(self, ctx: TaskContext) -> TaskResult:
+    def wait(self, ctx: TaskContext[WaitConfig]) -> TaskResult:
         skip = ctx.context.get("skip")
         if skip:
             return TaskResult.succeeded(outputs={"skipped": True}, message=f"wait skipped by {skip.get('by')}")
