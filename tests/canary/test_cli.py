@@ -77,3 +77,36 @@ def test_a_given_window_with_an_unreadable_source_is_an_error_not_a_pass(tmp_pat
     assert r.returncode == 1, r.stderr
     doc = json.loads(r.stdout)
     assert doc["metrics"][0]["label"] == "Error" and "haproxy is not available" in doc["metrics"][0]["reason"]
+
+
+def test_a_given_window_is_judged_from_the_local_accounts_haproxy_samples(tmp_path: Path) -> None:
+    """Retroactive: the samples the haproxy source kept (its file under the account's state
+    directory) for a past window, judged with an analysis file; the canary answered 5xx."""
+    (tmp_path / "gennaker.yml").write_text(
+        "accounts:\n  laptop:\n    kind: local\n    state_dir: state\n    load_balancers:\n"
+        '      shop-web: {listen: "127.0.0.1:18081"}\n'
+    )
+    samples = tmp_path / "state" / "metrics" / "haproxy-samples.jsonl"
+    samples.parent.mkdir(parents=True)
+    lines = []
+    for i in range(31):  # one sample a second; 20 answers a second each, the canary 2 of them 500s
+        counters = {"shop-web/a-v001-1": [20 * i, 0, 0, 0, 3], "shop-web/a-v002-1": [18 * i, 0, 0, 2 * i, 3]}
+        lines.append(json.dumps({"t": 1_000_000 + i, "c": counters}))
+    samples.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "analysis.yml"
+    config.write_text(
+        "lifetime: 30s\nstep: 1s\nmetrics:\n"
+        "  - {name: errors, source: haproxy, query: http_5xx_rate, direction: increase, critical: true}\n"
+        "  - {name: rate, source: haproxy, query: request_rate}\n"
+    )
+    window = ["--baseline", "a-v001", "--canary", "a-v002", "--start", "1000000", "--end", "1000030"]
+    url, _, _ = _seeded(tmp_path)
+    r = gk(url, "--config", str(tmp_path / "gennaker.yml"), "canary", "analyze", "--config", str(config), *window)
+    assert r.returncode == 1, r.stderr
+    assert "errors (critical)" in r.stdout and "High" in r.stdout and "score 0 fail" in r.stdout
+    as_json = gk(url, "--config", str(tmp_path / "gennaker.yml"), "canary", "analyze", "--config", str(config),
+                 *window, "--json")  # fmt: skip
+    doc = json.loads(as_json.stdout)
+    errors, rate = doc["metrics"]
+    assert (errors["label"], errors["canary_count"], errors["canary_median"]) == ("High", 30, 0.1)
+    assert (rate["label"], rate["baseline_median"], rate["canary_median"]) == ("Pass", 20.0, 20.0)
