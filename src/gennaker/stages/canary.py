@@ -21,7 +21,6 @@ ends. A lost worker changes nothing: the next poll runs the same task again from
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -249,16 +248,27 @@ class Canary(StageType):
         except GennakerError as exc:
             problems.append(f"finding the pair: {exc}")
             names = []
+        ours = []
         for name in names:
             try:
                 group = provider.get_server_group(name)
-                if group is None:
-                    continue
-                if group.tags.get(TAG_EXECUTION) != ctx.execution_id:
-                    problems.append(f"{name} was not created by this execution; left alone")
-                    continue
-                with contextlib.suppress(GennakerError):
-                    provider.set_traffic_weight(name, 0)  # no new requests while it drains
+            except GennakerError as exc:
+                problems.append(f"reading {name}: {exc}")
+                continue
+            if group is None:
+                continue
+            if group.tags.get(TAG_EXECUTION) != ctx.execution_id:
+                problems.append(f"{name} was not created by this execution; left alone")
+                continue
+            ours.append(name)
+        # Both out of the traffic first (production takes it all at once), then destroyed (drained).
+        for name in ours:
+            try:
+                provider.set_traffic_weight(name, 0)
+            except GennakerError as exc:  # the destroy below still drains it: said, not fatal
+                ctx.log(f"could not take {name} out of the traffic before destroying it: {exc}")
+        for name in ours:
+            try:
                 provider.destroy_server_group(name)
                 ctx.log(f"destroyed {name}")
             except GennakerError as exc:
@@ -278,7 +288,8 @@ class Canary(StageType):
         self._finish(ctx, ctx.context, "canceled", "canceled")
         for problem in problems:
             ctx.log(f"cancel: {problem}")
-        ctx.log("cancel: the baseline and canary groups are destroyed; production has all the traffic")
+        if not problems:
+            ctx.log("cancel: the baseline and canary groups are destroyed; production has all the traffic")
 
     # --- tasks -----------------------------------------------------------------------------------
     def weigh_production(self, ctx: TaskContext) -> TaskResult:
