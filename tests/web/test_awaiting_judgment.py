@@ -86,7 +86,12 @@ def test_a_rolling_deploy_paused_for_a_judgment_awaits_judgment_everywhere(
         ex = _eventually("the deploy's pause for a judgment", paused)
         eid, stage = ex["id"], ex["stages"][0]
         assert stage["status"] == "RUNNING" and stage["capabilities"]["judgeable"]
-        assert stage["judgment_request"]["options"] == ["continue", "rollback"]
+        assert stage["judgment_request"] == {
+            "instructions": INSTRUCTIONS,
+            "roles": ["release-managers"],
+            "options": ["continue", "rollback"],
+            "step": "pause after 50%",
+        }
 
         # The CLI that waits for the execution says what to type.
         announced = f"stage 'roll' awaits judgment: gennaker judge {eid} roll --choice continue"

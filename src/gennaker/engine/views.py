@@ -83,6 +83,7 @@ def judgment_request(stage: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     cfg = asked if asked else context.get("resolved", stage.get("config")) or {}
     return {
+        **(asked or {}),  # what else the stage says of its pause (a rolling deploy: the ``step``)
         "options": list(cfg.get("options") or ["approve", "reject"]),
         "roles": list(cfg.get("roles") or []),
         "instructions": cfg.get("instructions") or "",
