@@ -72,7 +72,7 @@ class Scripted:
 
 def _start(local: Local, name: str, bad: bool, lifetime: str = "3s") -> tuple[str, Scripted]:
     source = Scripted(bad)
-    local.rt.services.metric_sources = {"scripted": source}  # type: ignore[attr-defined]
+    local.rt.services.metric_sources = {"scripted": source}
     path = local.tmp / f"{name}.yml"
     path.write_text(PIPELINE.format(name=name, account=ACCOUNT, source=SOURCE_DIR, lifetime=lifetime))
     pipe = local.rt.load_pipeline(str(path))

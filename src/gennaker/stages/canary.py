@@ -159,9 +159,9 @@ class Canary(StageType):
     def _sources(self, ctx: TaskContext, provider: CloudProvider) -> dict[str, MetricSource]:
         """The metric sources: the host's own (``services.metric_sources``) when it wired some in,
         else built from what this process has: the local provider's HAProxy, AWS for CloudWatch."""
-        wired = getattr(ctx.services, "metric_sources", None)
+        wired = getattr(ctx.services, "metric_sources", None)  # services may be any host's (see Services)
         if wired is not None:
-            return dict(wired(provider) if callable(wired) else wired)
+            return dict(wired)
         kind = registry.kind_of(ctx.services.config, ctx.config.account).name
         return build_sources(
             SourceSettings(

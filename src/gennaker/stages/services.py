@@ -16,6 +16,10 @@ class Services:
     config: Config
     db: Database
     processes: ProcessRegistry = field(default_factory=ProcessRegistry)
+    # Metric sources by name that the host wires in (a test's scripted series); None: the canary
+    # stage builds them from its account (haproxy on local, CloudWatch on AWS) and prometheus_url.
+    metric_sources: dict[str, Any] | None = None
+    prometheus_url: str | None = None
     _aws: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
