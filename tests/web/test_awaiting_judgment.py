@@ -134,3 +134,15 @@ def test_a_rolling_deploy_paused_for_a_judgment_awaits_judgment_everywhere(
             run.wait(10)
         err.close()
         rt.db.dispose()
+
+
+def test_the_live_page_is_redrawn_when_a_stage_starts_or_stops_awaiting_judgment() -> None:
+    """A rolling deploy's pause changes neither its status nor its task: the fingerprint the console's
+    live updates compare must still change, or the judge form never appears without a reload."""
+    from gennaker.web.console import execution_fingerprint
+
+    def ctx(awaiting: bool) -> dict[str, Any]:
+        stage = {"stage_id": "roll", "status": "RUNNING", "task_index": 3, "judgment": None}
+        return {"ex": {"status": "RUNNING", "stages": [{**stage, "awaiting_judgment": awaiting}]}}
+
+    assert execution_fingerprint(ctx(True)) != execution_fingerprint(ctx(False))

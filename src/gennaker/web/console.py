@@ -183,7 +183,10 @@ def execution_fingerprint(ctx: dict[str, Any]) -> str:
     ex = ctx["ex"]
     parts = [ex["status"], ex.get("message") or ""]
     for s in ex["stages"]:
-        parts.append(f"{s['stage_id']}:{s['status']}:{s.get('task_index')}:{bool(s.get('judgment'))}")
+        # awaiting_judgment: a rolling deploy pausing for people changes neither status nor task
+        parts.append(
+            f"{s['stage_id']}:{s['status']}:{s.get('task_index')}:{bool(s.get('judgment'))}:{s['awaiting_judgment']}"
+        )
     return "|".join(parts)
 
 
