@@ -86,6 +86,9 @@ class CanaryConfig(CloudStageConfig):
         return naming.cluster_name(application, self.stack, detail)
 
 
+Ctx = TaskContext[CanaryConfig]  # what the canary's tasks see
+
+
 def traffic_weights(share: float, pair_instances: int, production_instances: int) -> tuple[int, int]:
     """(production weight, pair weight) per instance so that the pair takes ``share`` percent.
 
@@ -108,7 +111,7 @@ def _at(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
-class Canary(StageType):
+class Canary(StageType[CanaryConfig]):
     type = "canary"
     Config = CanaryConfig
     description = "Deploy a baseline and a canary side by side and judge the canary by its metrics"
@@ -148,15 +151,15 @@ class Canary(StageType):
 
     # --- helpers ---------------------------------------------------------------------------------
     @staticmethod
-    def _provider(ctx: TaskContext) -> CloudProvider:
+    def _provider(ctx: Ctx) -> CloudProvider:
         cfg: CanaryConfig = ctx.config
         return registry.provider_for(ctx.services, cfg.account, cfg.region)
 
     @staticmethod
-    def _location(ctx: TaskContext, provider: CloudProvider) -> str:
+    def _location(ctx: Ctx, provider: CloudProvider) -> str:
         return provider.region
 
-    def _sources(self, ctx: TaskContext, provider: CloudProvider) -> dict[str, MetricSource]:
+    def _sources(self, ctx: Ctx, provider: CloudProvider) -> dict[str, MetricSource]:
         """The metric sources: the host's own (``services.metric_sources``) when it wired some in,
         else built from what this process has: the local provider's HAProxy, AWS for CloudWatch."""
         wired = getattr(ctx.services, "metric_sources", None)  # services may be any host's (see Services)
@@ -171,7 +174,7 @@ class Canary(StageType):
             )
         )
 
-    def _outputs(self, ctx: TaskContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _outputs(self, ctx: Ctx, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         c = {**ctx.context, **(extra or {})}
         pair = c.get("pair") or {}
         out: dict[str, Any] = {
@@ -187,10 +190,10 @@ class Canary(StageType):
             out["result"] = c["last"]["result"]
         return out
 
-    def _guarded(self, step: Callable[[TaskContext], TaskResult]) -> Callable[[TaskContext], TaskResult]:
+    def _guarded(self, step: Callable[[Ctx], TaskResult]) -> Callable[[Ctx], TaskResult]:
         """Any error ends the stage the way a failed canary does: the pair destroyed first."""
 
-        def run(ctx: TaskContext) -> TaskResult:
+        def run(ctx: Ctx) -> TaskResult:
             try:
                 return step(ctx)
             except Exception as exc:  # the pair must not outlive the stage, whatever went wrong
@@ -199,7 +202,7 @@ class Canary(StageType):
 
         return run
 
-    def _end_failed(self, ctx: TaskContext, reason: str, context: dict[str, Any] | None = None) -> TaskResult:
+    def _end_failed(self, ctx: Ctx, reason: str, context: dict[str, Any] | None = None) -> TaskResult:
         ctx.log(f"canary failed: {reason}")
         context = {**(context or {}), "awaiting_judgment": None, "paused": None}
         merged = {**ctx.context, **context}
@@ -210,7 +213,7 @@ class Canary(StageType):
             tail = f"; cleaning up failed too: {'; '.join(problems)}"
         return TaskResult.failed(f"{reason}{tail}", outputs=self._outputs(ctx, context), context=context)
 
-    def _finish(self, ctx: TaskContext, context: dict[str, Any], status: str, message: str | None) -> None:
+    def _finish(self, ctx: Ctx, context: dict[str, Any], status: str, message: str | None) -> None:
         analysis_id = context.get("analysis_id")
         if not analysis_id:
             return
@@ -222,7 +225,7 @@ class Canary(StageType):
         except GennakerError as exc:
             ctx.log(f"could not record the end of analysis {analysis_id}: {exc}")
 
-    def _pair_names(self, ctx: TaskContext, provider: CloudProvider, context: dict[str, Any]) -> list[str]:
+    def _pair_names(self, ctx: Ctx, provider: CloudProvider, context: dict[str, Any]) -> list[str]:
         """The pair's groups: as saved, or found by this stage's tags (a create cut short)."""
         cfg: CanaryConfig = ctx.config
         saved = context.get("pair") or {}
@@ -235,7 +238,7 @@ class Canary(StageType):
                 names.append(name)
         return names
 
-    def _tear_down(self, ctx: TaskContext, context: dict[str, Any]) -> list[str]:
+    def _tear_down(self, ctx: Ctx, context: dict[str, Any]) -> list[str]:
         """Pair out of the load balancer and destroyed, production back to its normal weight.
         Idempotent; every step is tried even when one fails, and what failed is returned."""
         problems: list[str] = []
@@ -283,7 +286,7 @@ class Canary(StageType):
         return problems
 
     # --- cancel ----------------------------------------------------------------------------------
-    def on_cancel(self, ctx: TaskContext) -> None:
+    def on_cancel(self, ctx: Ctx) -> None:
         problems = self._tear_down(ctx, ctx.context)
         self._finish(ctx, ctx.context, "canceled", "canceled")
         for problem in problems:
@@ -292,7 +295,7 @@ class Canary(StageType):
             ctx.log("cancel: the baseline and canary groups are destroyed; production has all the traffic")
 
     # --- tasks -----------------------------------------------------------------------------------
-    def weigh_production(self, ctx: TaskContext) -> TaskResult:
+    def weigh_production(self, ctx: Ctx) -> TaskResult:
         cfg: CanaryConfig = ctx.config
         if ctx.context.get("production_weighed"):
             return TaskResult.succeeded()
@@ -319,7 +322,7 @@ class Canary(StageType):
             outputs=self._outputs(ctx, {"production": production}),
         )
 
-    def deploy_pair(self, ctx: TaskContext) -> TaskResult:
+    def deploy_pair(self, ctx: Ctx) -> TaskResult:
         cfg: CanaryConfig = ctx.config
         if ctx.context.get("pair"):
             return TaskResult.succeeded()
@@ -358,7 +361,7 @@ class Canary(StageType):
         context = {"pair": pair, "images": images}
         return TaskResult.succeeded(context=context, outputs=self._outputs(ctx, context))
 
-    def wait_for_pair(self, ctx: TaskContext) -> TaskResult:
+    def wait_for_pair(self, ctx: Ctx) -> TaskResult:
         cfg: CanaryConfig = ctx.config
         pair = ctx.context["pair"]
         progress = advance(
@@ -377,7 +380,7 @@ class Canary(StageType):
             )
         return TaskResult.succeeded(context={"health": progress.context})
 
-    def shift_traffic(self, ctx: TaskContext) -> TaskResult:
+    def shift_traffic(self, ctx: Ctx) -> TaskResult:
         cfg: CanaryConfig = ctx.config
         provider = self._provider(ctx)
         pair, weight = ctx.context["pair"], int(ctx.context["weights"]["pair"])
@@ -400,7 +403,7 @@ class Canary(StageType):
         context = {"started_at": started, "analysis_id": analysis_id, "judged": 0}
         return TaskResult.succeeded(context=context, outputs=self._outputs(ctx, context))
 
-    def analyze(self, ctx: TaskContext) -> TaskResult:
+    def analyze(self, ctx: Ctx) -> TaskResult:
         cfg: CanaryConfig = ctx.config
         analysis = cfg.analysis
         provider = self._provider(ctx)
@@ -454,7 +457,7 @@ class Canary(StageType):
             return TaskResult.succeeded(context=context, outputs=self._outputs(ctx, context))
         return TaskResult.running(after=MIN_POLL, context=context, outputs=self._outputs(ctx, context))
 
-    def _asking(self, ctx: TaskContext, message: str | None) -> dict[str, Any]:
+    def _asking(self, ctx: Ctx, message: str | None) -> dict[str, Any]:
         return {
             "instructions": message or "The canary is being analysed. Promote ends it now as passed; abort fails it.",
             "options": list(JUDGMENT_CHOICES),
@@ -462,7 +465,7 @@ class Canary(StageType):
             "step": "canary analysis",
         }
 
-    def _judged(self, ctx: TaskContext, answer: dict[str, Any]) -> TaskResult:
+    def _judged(self, ctx: Ctx, answer: dict[str, Any]) -> TaskResult:
         who = answer.get("by") or "someone"
         context: dict[str, Any] = {"awaiting_judgment": None, "paused": None}
         if answer.get("choice") == "promote":
@@ -471,7 +474,7 @@ class Canary(StageType):
             return TaskResult.succeeded(context=context, outputs={**self._outputs(ctx), "promoted_by": who})
         return self._end_failed(ctx, f"{who} aborted the canary", context)
 
-    def _sample(self, ctx: TaskContext, sources: dict[str, MetricSource], metrics: list[Any]) -> None:
+    def _sample(self, ctx: Ctx, sources: dict[str, MetricSource], metrics: list[Any]) -> None:
         """Sources that only have counters (haproxy) are sampled on every poll, at least once a step."""
         for name in sorted({m.source for m in metrics}):
             sample = getattr(sources.get(name), "sample", None)
@@ -483,7 +486,7 @@ class Canary(StageType):
                 ctx.log(f"could not sample {name}: {exc}")
 
     def _judge(
-        self, ctx: TaskContext, provider: CloudProvider, sources: dict[str, MetricSource], window: Window
+        self, ctx: Ctx, provider: CloudProvider, sources: dict[str, MetricSource], window: Window
     ) -> dict[str, Any]:
         cfg: CanaryConfig = ctx.config
         analysis_id = ctx.context["analysis_id"]
@@ -505,7 +508,7 @@ class Canary(StageType):
             ctx.services.db, analysis_id, window, judgement, baseline, canary, judged_at=ctx.now()
         )
 
-    def clean_up(self, ctx: TaskContext) -> TaskResult:
+    def clean_up(self, ctx: Ctx) -> TaskResult:
         problems = self._tear_down(ctx, ctx.context)
         if problems:
             raise GennakerError("; ".join(problems))
