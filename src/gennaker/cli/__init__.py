@@ -141,8 +141,9 @@ def hoist_global_options(cli: click.Command, args: list[str]) -> list[str]:
         if isinstance(param, TyperOption):
             for name in (*param.opts, *param.secondary_opts):
                 own[name] = not param.is_flag and not param.count
-    head, kept, moved = args[:i], [], []
-    rest = args[i:]
+    head, rest = args[:i], args[i:]
+    kept: list[str] = []
+    moved: list[str] = []
     j = 0
     while j < len(rest):
         arg = rest[j]
