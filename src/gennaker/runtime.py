@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from gennaker.cloud.registry import kind_of
+from gennaker.cloud.registry import upkeep as cloud_upkeep
 from gennaker.cloud.tasks import bind_schemas
 from gennaker.engine.runner import Engine, EngineSettings
 from gennaker.engine.worker import Worker
@@ -46,7 +48,15 @@ class Runtime:
         return skippable_types(self.registry)
 
     def worker(self, threads: int = 4, worker_id: str | None = None) -> Worker:
-        return Worker(self.engine, threads=threads, worker_id=worker_id)
+        # Accounts whose provider needs upkeep (local: replace crashed instances) get it on every
+        # worker; with none configured the worker runs no upkeep thread at all.
+        needs = any(kind_of(self.config, name).upkeep for name in self.config.accounts)
+        return Worker(
+            self.engine,
+            threads=threads,
+            worker_id=worker_id,
+            upkeep=(lambda: cloud_upkeep(self.services)) if needs else None,
+        )
 
 
 def settings_from_env() -> EngineSettings:

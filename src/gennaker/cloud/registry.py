@@ -10,6 +10,7 @@ builds a provider class or calls a cloud SDK.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from gennaker.cloud.provider import CloudProvider
 from gennaker.errors import ConfigError
 from gennaker.spec.config import Account, Config
 
+log = logging.getLogger("gennaker.cloud")
+
 # (services, account name, account, region) -> provider. ``services`` is what the host wired in:
 # anything with ``config`` and, for AWS, ``aws`` (the shared AwsSessions).
 ProviderFactory = Callable[[Any, str, Account, str], CloudProvider]
@@ -34,6 +37,9 @@ class ProviderKind:
     build: ProviderFactory
     # stage type -> the model of the fields of that stage only this provider understands
     stage_options: dict[str, type[BaseModel]] = field(default_factory=dict)
+    # What the cloud does by itself that this provider must do for it, every few seconds, on each
+    # worker (an ASG replaces crashed instances; the local provider's processes need a hand).
+    upkeep: Callable[[Any], None] | None = None
 
 
 @dataclass
@@ -85,7 +91,12 @@ PROVIDERS: dict[str, ProviderKind] = {
     "aws": ProviderKind(
         "aws", _aws, {"deploy": AwsDeployOptions, "bake": AwsBakeOptions, "find_image": AwsFindImageOptions}
     ),
-    "local": ProviderKind("local", _local, {"deploy": LocalDeployOptions, "bake": LocalBakeOptions}),
+    "local": ProviderKind(
+        "local",
+        _local,
+        {"deploy": LocalDeployOptions, "bake": LocalBakeOptions},
+        upkeep=lambda provider: provider.reconcile_all(),
+    ),
 }
 
 
@@ -121,6 +132,22 @@ def all_providers(services: Any) -> list[CloudProvider]:
     """Every configured account and region (the cloud views span them all)."""
     accounts = sorted(services.config.accounts.items())
     return [provider_for(services, name, region) for name, acct in accounts for region in acct.regions]
+
+
+def upkeep(services: Any) -> None:
+    """One round of every provider's upkeep, for the accounts of this machine that have state here
+    (a worker never creates a local account's directory by looking at it). A failing account is
+    logged with its reason and does not stop the others."""
+    for name, acct in sorted(services.config.accounts.items()):
+        kind = PROVIDERS.get(acct.kind)
+        if kind is None or kind.upkeep is None:
+            continue
+        if acct.kind == "local" and not state_dir(services.config, name, acct).exists():
+            continue
+        try:
+            kind.upkeep(provider_for(services, name))
+        except Exception as exc:  # the next round tries again; the reason is in the log meanwhile
+            log.warning("upkeep of account %s failed: %s", name, exc)
 
 
 def options_model(kind: str, stage_type: str) -> type[BaseModel] | None:

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -31,8 +32,19 @@ log = logging.getLogger("gennaker.worker")
 
 
 class Worker:
-    def __init__(self, engine: Engine, threads: int = 4, worker_id: str | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        threads: int = 4,
+        worker_id: str | None = None,
+        upkeep: Callable[[], None] | None = None,
+        upkeep_every: float = 2.0,
+    ):
         self.engine = engine
+        # Work the host asks to be done every few seconds beside the queue (the runtime passes the
+        # clouds' upkeep: replacing crashed local instances); the engine does not know what it is.
+        self.upkeep = upkeep
+        self.upkeep_every = upkeep_every
         self.db = engine.db
         self.settings = engine.settings
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{new_id()[-6:]}"
@@ -49,7 +61,10 @@ class Worker:
     def start(self) -> None:
         self._beat()
         self.self_check()
-        for target, name in ((self._claim_loop, "claim"), (self._heartbeat_loop, "heartbeat")):
+        loops = [(self._claim_loop, "claim"), (self._heartbeat_loop, "heartbeat")]
+        if self.upkeep is not None:
+            loops.append((self._upkeep_loop, "upkeep"))
+        for target, name in loops:
             t = threading.Thread(target=target, name=f"gennaker-{name}", daemon=True)
             t.start()
             self._loops.append(t)
@@ -169,6 +184,14 @@ class Worker:
                     self.self_check()
             except DBAPIError as exc:
                 log.warning("heartbeat failed: %s", exc.orig)
+
+    def _upkeep_loop(self) -> None:
+        assert self.upkeep is not None
+        while not self._stop.wait(self.upkeep_every):
+            try:
+                self.upkeep()
+            except Exception:  # a round that fails is logged and the next one tries again
+                log.exception("upkeep failed")
 
     def self_check(self) -> int:
         """Repair executions that are RUNNING (or queued) with no message left: zombies. Returns count."""
