@@ -69,17 +69,44 @@ def seed(rt: Runtime, count: int) -> None:
         created = now - (count - i) * 60
         status = FINAL[rng.randrange(len(FINAL))] if i < count - 5 else "RUNNING"
         eid = new_id() + f"{i:06d}"[-4:]
-        batch_ex.append({"id": eid[:32], "pipeline": name, "application": "shop", "status": status,
-                         "trigger": {"type": "manual", "user": "bench", "params": {"version": str(i)}, "at": created},
-                         "pipeline_text": p.text, "source": None, "base_dir": None, "concurrency_limit": None,
-                         "created_at": created, "started_at": created + 1, "ended_at": created + 50,
-                         "message": None})
+        batch_ex.append(
+            {
+                "id": eid[:32],
+                "pipeline": name,
+                "application": "shop",
+                "status": status,
+                "trigger": {"type": "manual", "user": "bench", "params": {"version": str(i)}, "at": created},
+                "pipeline_text": p.text,
+                "source": None,
+                "base_dir": None,
+                "concurrency_limit": None,
+                "created_at": created,
+                "started_at": created + 1,
+                "ended_at": created + 50,
+                "message": None,
+            }
+        )
         for j, s in enumerate(p.stages):
-            batch_st.append({"execution_id": eid[:32], "stage_id": s.id, "idx": j, "name": s.display_name,
-                             "type": s.type, "status": "SUCCEEDED" if status != "RUNNING" or j < 5 else "NOT_STARTED",
-                             "requires": list(s.requires), "dependents": [], "config": {}, "context": {},
-                             "outputs": {}, "tasks": [], "task_index": 0, "attempt": 0,
-                             "started_at": created + j, "ended_at": created + j + 1})
+            batch_st.append(
+                {
+                    "execution_id": eid[:32],
+                    "stage_id": s.id,
+                    "idx": j,
+                    "name": s.display_name,
+                    "type": s.type,
+                    "status": "SUCCEEDED" if status != "RUNNING" or j < 5 else "NOT_STARTED",
+                    "requires": list(s.requires),
+                    "dependents": [],
+                    "config": {},
+                    "context": {},
+                    "outputs": {},
+                    "tasks": [],
+                    "task_index": 0,
+                    "attempt": 0,
+                    "started_at": created + j,
+                    "ended_at": created + j + 1,
+                }
+            )
         if len(batch_ex) >= 1000:
             with rt.db.begin() as conn:
                 conn.execute(insert(executions), batch_ex)
@@ -98,8 +125,9 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem_kb = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines()
-                      if x.startswith("MemTotal"))
+        mem_kb = next(
+            int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")
+        )
         mem = f"{mem_kb / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         mem = "unknown"
@@ -170,8 +198,10 @@ def main() -> int:
         ("Pipelines tab filtered (status Failed)", "/applications/shop/pipelines?status=FAILED"),
         ("Pipelines tab flat, page 40 (25 per page)", "/applications/shop/pipelines?group=0&page=40"),
         ("GET /api/executions?limit=50", "/api/executions?limit=50"),
-        ("GET /api/executions?application=shop&status=SUCCEEDED&limit=50&offset=5000",
-         "/api/executions?application=shop&status=SUCCEEDED&limit=50&offset=5000"),
+        (
+            "GET /api/executions?application=shop&status=SUCCEEDED&limit=50&offset=5000",
+            "/api/executions?application=shop&status=SUCCEEDED&limit=50&offset=5000",
+        ),
     ]
     rows = []
     try:
@@ -187,25 +217,34 @@ def main() -> int:
         server.wait(timeout=20)
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "# Console and executions API: latency with 10,000 executions", "",
-        f"- Date: {date}", f"- Machine: {machine()}",
+        "# Console and executions API: latency with 10,000 executions",
+        "",
+        f"- Date: {date}",
+        f"- Machine: {machine()}",
         f"- Data: {a.executions} executions x 9 stages in SQLite (seeded in {seeded:.1f} s), "
         "5 pipelines, 1 application",
         f"- Load: {' and '.join(map(str, a.concurrency))} concurrent keep-alive httpx clients on loopback, "
         f"{a.requests} requests per endpoint and level, "
         "uvicorn (one server process, clients in another), access control on (bearer token checked per request)",
         "- Latency measured at the client (loopback, so it is server time plus a few tens of microseconds)",
-        "- Command: `python bench/console.py`", "",
+        "- Command: `python bench/console.py`",
+        "",
         "| Endpoint | Concurrent clients | Requests | p50 (ms) | p95 (ms) | Goal p95 <= 100 ms |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {label} | {c} | {n} | {p50:.1f} | {p95:.1f} | {'yes' if p95 <= 100 else 'NO'} |"
-              for label, c, n, p50, p95 in rows]
-    lines += ["", "Queries: one per pipeline group (index `ix_executions_pipeline_created`), one for the stages of all "
-              "listed executions (primary key prefix), a count-free page (`limit + 1`); no query per execution row. "
-              "Each row's stage graph (SVG) is drawn once per (execution, stage statuses) and kept in the server "
-              "(`WebState.graphs`), so a page renders only the graphs that changed.",
-              "The machine is shared with other work (2 cores): numbers are an upper bound.", ""]
+    lines += [
+        f"| {label} | {c} | {n} | {p50:.1f} | {p95:.1f} | {'yes' if p95 <= 100 else 'NO'} |"
+        for label, c, n, p50, p95 in rows
+    ]
+    lines += [
+        "",
+        "Queries: one per pipeline group (index `ix_executions_pipeline_created`), one for the stages of all "
+        "listed executions (primary key prefix), a count-free page (`limit + 1`); no query per execution row. "
+        "Each row's stage graph (SVG) is drawn once per (execution, stage statuses) and kept in the server "
+        "(`WebState.graphs`), so a page renders only the graphs that changed.",
+        "The machine is shared with other work (2 cores): numbers are an upper bound.",
+        "",
+    ]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines))
     print(f"wrote {a.out}", file=sys.stderr)

@@ -87,8 +87,13 @@ def free_port() -> int:
 
 def auth_config(**extra: Any) -> Config:
     users = {name: {"password_hash": hash_password(PASSWORD), "roles": roles} for name, roles in USERS.items()}
-    auth = {"secret_key": "k" * 40, "secure_cookies": False, "users": users,
-            "login_rate": {"attempts": 5, "per_seconds": 60}, **extra}
+    auth = {
+        "secret_key": "k" * 40,
+        "secure_cookies": False,
+        "users": users,
+        "login_rate": {"attempts": 5, "per_seconds": 60},
+        **extra,
+    }
     return Config(auth=auth)
 
 
@@ -133,8 +138,9 @@ class Server:
 def serve(rt: Runtime) -> Iterator[str]:
     app = create_app(rt, with_worker=True, worker_threads=4)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1,
-                            lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1, lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -156,8 +162,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     rt = build_runtime(str(db), config=auth_config())
     for text in (DEMO, QUICK, SLOW):
         register(rt, text)
-    tokens = {user: store.create_token(rt.db, f"{user}-test", user, roles, "fixture")["token"]
-              for user, roles in USERS.items()}
+    tokens = {
+        user: store.create_token(rt.db, f"{user}-test", user, roles, "fixture")["token"]
+        for user, roles in USERS.items()
+    }
     for url in serve(rt):
         yield Server(url=url, runtime=rt, tokens=tokens)
     rt.db.dispose()
@@ -176,9 +184,17 @@ def browser() -> Iterator[Any]:
         pytest.skip(f"no Chromium at {CHROMIUM}")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             yield b
         finally:

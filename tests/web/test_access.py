@@ -43,8 +43,7 @@ def start(rt: Runtime, name: str = "demo") -> str:
         from gennaker.engine import views
 
         text_, _ = views.pipeline_text(conn, name)
-    return ops.start_execution(rt.db, rt.pipeline_from_text(text_), {"version": "1"} if name == "demo" else {},
-                               "test")
+    return ops.start_execution(rt.db, rt.pipeline_from_text(text_), {"version": "1"} if name == "demo" else {}, "test")
 
 
 def csrf_of(client: TestClient) -> str:
@@ -54,8 +53,11 @@ def csrf_of(client: TestClient) -> str:
 
 def sign_in(client: TestClient, user: str) -> str:
     """Sign in through the form; returns the session's CSRF token (as the pages embed it)."""
-    r = client.post("/login", data={"username": user, "password": PASSWORD, "csrf_token": csrf_of(client),
-                                    "next": "/applications"}, follow_redirects=False)
+    r = client.post(
+        "/login",
+        data={"username": user, "password": PASSWORD, "csrf_token": csrf_of(client), "next": "/applications"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     page = client.get("/applications")
     m = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
@@ -74,8 +76,16 @@ def all_routes(routes: list[Any]) -> Iterator[Any]:
 
 
 def mutating_paths(app: FastAPI, execution_id: str, token_id: str) -> list[tuple[str, str]]:
-    values = {"execution_id": execution_id, "stage_id": "judge", "name": "demo", "application": "shop",
-              "token_id": token_id, "operation": "enable", "cluster": "shop-prod", "app": "shop"}
+    values = {
+        "execution_id": execution_id,
+        "stage_id": "judge",
+        "name": "demo",
+        "application": "shop",
+        "token_id": token_id,
+        "operation": "enable",
+        "cluster": "shop-prod",
+        "app": "shop",
+    }
     out = []
     for route in all_routes(app.routes):
         if isinstance(route, APIRoute) and route.methods & {"POST", "PUT", "PATCH", "DELETE"}:
@@ -102,14 +112,24 @@ def test_every_mutating_endpoint_rejects_anonymous_and_underprivileged(env: Any)
         if OPEN_TO_ALL.match(path):
             continue
         # Anonymous: a valid CSRF token, so only the missing identity can be the reason.
-        r = client.request(method, path, data={"csrf_token": csrf} if not path.startswith("/api") else None,
-                           json={} if path.startswith("/api") else None, follow_redirects=False)
+        r = client.request(
+            method,
+            path,
+            data={"csrf_token": csrf} if not path.startswith("/api") else None,
+            json={} if path.startswith("/api") else None,
+            follow_redirects=False,
+        )
         assert r.status_code == 401, (method, path, r.status_code, r.text)
         if ANY_USER.match(path):
             continue
         # A viewer of the application: signed in, but not allowed.
-        r = client.request(method, path, headers={"Authorization": f"Bearer {tokens['vic']}", "X-CSRF-Token": csrf},
-                           json={}, follow_redirects=False)
+        r = client.request(
+            method,
+            path,
+            headers={"Authorization": f"Bearer {tokens['vic']}", "X-CSRF-Token": csrf},
+            json={},
+            follow_redirects=False,
+        )
         assert r.status_code == 403, (method, path, r.status_code, r.text)
         checked += 1
     assert checked >= 12
@@ -129,15 +149,22 @@ def test_operator_may_operate_only_their_application(env: Any) -> None:
     # Registering pipelines runs commands on workers: admins only.
     r = client.post("/api/pipelines", json={"yaml": QUICK}, headers=olga)
     assert r.status_code == 403 and "admin" in r.json()["message"]
-    assert client.post("/api/pipelines", json={"yaml": QUICK},
-                       headers={"Authorization": f"Bearer {tokens['alice']}"}).status_code == 201
+    assert (
+        client.post(
+            "/api/pipelines", json={"yaml": QUICK}, headers={"Authorization": f"Bearer {tokens['alice']}"}
+        ).status_code
+        == 201
+    )
     # An operator of another application is only a stranger here.
     dead = store.create_token(rt.db, "x", "otto", ["web:operator"], "test")["token"]
     r = client.get("/api/whoami", headers={"Authorization": f"Bearer {dead}"})
     assert r.status_code == 401  # otto is no configured user: his token is worth nothing
     other = store.create_token(rt.db, "x", "vic", ["web:operator"], "test")["token"]  # nothing on shop
-    r = client.post("/api/pipelines/demo/executions", json={"params": {"version": "1"}},
-                    headers={"Authorization": f"Bearer {other}"})
+    r = client.post(
+        "/api/pipelines/demo/executions",
+        json={"params": {"version": "1"}},
+        headers={"Authorization": f"Bearer {other}"},
+    )
     assert r.status_code in (403, 404)  # refused (outside one's applications: not found, tests/web/test_tenancy.py)
     r = client.get(f"/api/executions/{execution_id}", headers={"Authorization": f"Bearer {other}"})
     assert r.status_code in (403, 404)
@@ -152,8 +179,10 @@ def test_reads_need_a_viewer_role(env: Any) -> None:
     assert client.get("/openapi.json").status_code == 200
     r = client.get("/applications/shop/pipelines", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
-    assert client.get(f"/api/executions/{execution_id}",
-                      headers={"Authorization": f"Bearer {tokens['vic']}"}).status_code == 200
+    assert (
+        client.get(f"/api/executions/{execution_id}", headers={"Authorization": f"Bearer {tokens['vic']}"}).status_code
+        == 200
+    )
 
 
 def test_console_forms_need_csrf(env: Any) -> None:
@@ -173,8 +202,9 @@ def test_console_forms_need_csrf(env: Any) -> None:
     assert r.status_code == 303
     assert client.get(f"/api/executions/{execution_id}").json()["status"] == "CANCELED"
     # A cross-origin post is refused even with the token.
-    r = client.post("/logout", data={"csrf_token": csrf}, headers={"Origin": "https://evil.example"},
-                    follow_redirects=False)
+    r = client.post(
+        "/logout", data={"csrf_token": csrf}, headers={"Origin": "https://evil.example"}, follow_redirects=False
+    )
     assert r.status_code == 403
     # The login form itself is protected (login CSRF).
     client.cookies.clear()
@@ -232,7 +262,12 @@ def test_tokens_created_shown_once_and_revoked(env: Any) -> None:
     assert stored and new["token"] not in stored and len(stored) == 64
     fresh = {"Authorization": f"Bearer {new['token']}"}
     assert client.get("/api/whoami", headers=fresh).json() == {
-        "user": "olga", "auth": "token", "roles": ["shop:operator"], "is_admin": False, "access_control": True}
+        "user": "olga",
+        "auth": "token",
+        "roles": ["shop:operator"],
+        "is_admin": False,
+        "access_control": True,
+    }
     # No escalation: not more roles than her own, not for somebody else.
     assert client.post("/api/tokens", json={"name": "x", "roles": ["admin"]}, headers=olga).status_code == 403
     assert client.post("/api/tokens", json={"name": "x", "user": "rita"}, headers=olga).status_code == 403
@@ -243,8 +278,9 @@ def test_tokens_created_shown_once_and_revoked(env: Any) -> None:
     assert client.get("/api/whoami", headers=fresh).status_code == 401
     # Admins manage everyone's.
     alice = {"Authorization": f"Bearer {tokens['alice']}"}
-    r = client.post("/api/tokens", json={"name": "deploy-bot", "user": "rita", "roles": ["shop:operator"]},
-                    headers=alice)
+    r = client.post(
+        "/api/tokens", json={"name": "deploy-bot", "user": "rita", "roles": ["shop:operator"]}, headers=alice
+    )
     assert r.status_code == 201 and r.json()["user"] == "rita"
     assert len(client.get("/api/tokens", headers=alice).json()) > len(listed)
 
@@ -273,8 +309,9 @@ def test_insecure_no_auth_keeps_the_header_actor(tmp_path: Any) -> None:
     app, rt = make(tmp_path, Config(server={"insecure_no_auth": True}))
     execution_id = start(rt)
     with TestClient(app, base_url=LOCAL) as client:
-        r = client.post(f"/api/executions/{execution_id}/cancel", json={"reason": "x"},
-                        headers={"X-Gennaker-User": "carol"})
+        r = client.post(
+            f"/api/executions/{execution_id}/cancel", json={"reason": "x"}, headers={"X-Gennaker-User": "carol"}
+        )
         assert r.status_code == 200  # no credentials, no CSRF: the API as before
         assert client.get(f"/api/executions/{execution_id}/operations").json()[-1]["actor"] == "carol"
         assert client.get("/api/whoami").json()["access_control"] is False

@@ -12,8 +12,7 @@ import pytest
 
 from .conftest import ARTIFACTS, CHROMIUM, Server
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
 
 
@@ -74,8 +73,9 @@ def test_start_watch_judge_and_finish(login: Any, server: Server) -> None:
     sync_api.expect(node(page, "wait")).to_have_attribute("data-status", "WAITING", timeout=20_000)
     node(page, "wait").click()
     page.click("[data-testid=skip]")
-    sync_api.expect(page.locator("[data-testid=execution]")).to_have_attribute("data-status", "SUCCEEDED",
-                                                                             timeout=20_000)
+    sync_api.expect(page.locator("[data-testid=execution]")).to_have_attribute(
+        "data-status", "SUCCEEDED", timeout=20_000
+    )
     # Run-stage details: the Step | Started | Duration | Status table, outputs and the log.
     node(page, "bake").click()
     page.wait_for_url(re.compile(r"/stages/bake$"))
@@ -145,8 +145,9 @@ def test_cancel_a_running_execution(login: Any, server: Server) -> None:
     sync_api.expect(node(page, "sleep")).to_have_attribute("data-status", "RUNNING", timeout=15_000)
     page.once("dialog", lambda d: d.accept())  # the confirmation
     page.click("[data-testid=cancel]")
-    sync_api.expect(page.locator("[data-testid=execution]")).to_have_attribute("data-status", "CANCELED",
-                                                                             timeout=15_000)
+    sync_api.expect(page.locator("[data-testid=execution]")).to_have_attribute(
+        "data-status", "CANCELED", timeout=15_000
+    )
     assert "canceled by olga" in page.text_content("[data-testid=execution-message]")
     assert node(page, "after").get_attribute("data-status") == "NOT_STARTED"
 
@@ -170,8 +171,9 @@ def test_filters_narrow_the_list(login: Any, server: Server) -> None:
     page.check("#filters input[name=pipeline][value=quick]")
     page.wait_for_url(re.compile(r"pipeline=quick"))
     sync_api.expect(page.locator("[data-testid=group][data-pipeline=slow]")).to_have_count(0)
-    assert set(page.eval_on_selector_all("[data-testid=execution-row]",
-                                         "rs => rs.map(r => r.dataset.pipeline)")) == {"quick"}
+    assert set(page.eval_on_selector_all("[data-testid=execution-row]", "rs => rs.map(r => r.dataset.pipeline)")) == {
+        "quick"
+    }
     page.uncheck("#filters input[name=pipeline][value=quick]")
     # Status checkbox: only canceled executions.
     page.check("#filters input[name=status][value=CANCELED]")

@@ -15,10 +15,13 @@ from .conftest import Server
 
 
 def test_users_add_prints_a_config_entry() -> None:
-    r = CliRunner().invoke(app, ["users", "add", "bob", "-r", "shop:operator", "-r", "release-managers",
-                                 "--password-stdin"], input="s3cret-pass\n")
+    r = CliRunner().invoke(
+        app,
+        ["users", "add", "bob", "-r", "shop:operator", "-r", "release-managers", "--password-stdin"],
+        input="s3cret-pass\n",
+    )
     assert r.exit_code == 0, r.output
-    entry = yaml.safe_load(r.stdout[r.stdout.index("bob:"):])
+    entry = yaml.safe_load(r.stdout[r.stdout.index("bob:") :])
     assert entry["bob"]["roles"] == ["shop:operator", "release-managers"]
     assert verify_password(entry["bob"]["password_hash"], "s3cret-pass")
     assert not verify_password(entry["bob"]["password_hash"], "other")

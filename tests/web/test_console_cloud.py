@@ -24,8 +24,7 @@ from gennaker.web import store
 
 from .conftest import ARTIFACTS, CHROMIUM, USERS, Server, auth_config, serve
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
 REGION = REGIONS[0]
 GROUP = "shop-web-v001"  # the sandbox's serving server group: capacity 2/2/4
@@ -48,8 +47,10 @@ def server(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """Overrides conftest's: the console on the sandbox's accounts, access control on."""
     config = config_from_text(sandbox.config_text).model_copy(update={"auth": auth_config().auth})
     rt = build_runtime(str(tmp_path_factory.mktemp("cloud-console") / "gennaker.db"), config=config)
-    tokens = {user: store.create_token(rt.db, f"{user}-test", user, roles, "fixture")["token"]
-              for user, roles in USERS.items()}
+    tokens = {
+        user: store.create_token(rt.db, f"{user}-test", user, roles, "fixture")["token"]
+        for user, roles in USERS.items()
+    }
     for url in serve(rt):
         yield Server(url=url, runtime=rt, tokens=tokens)
     rt.db.dispose()
@@ -83,8 +84,9 @@ def test_operator_resizes_a_server_group(login: Any, server: Server) -> None:
     task_id = page.url.rsplit("/", 1)[1]
     assert "task:resize_server_group" in page.text_content("#execution")
     # The page follows the task live (server-sent events) until it has succeeded.
-    sync_api.expect(page.locator("[data-testid=execution]")).to_have_attribute("data-status", "SUCCEEDED",
-                                                                             timeout=30_000)
+    sync_api.expect(page.locator("[data-testid=execution]")).to_have_attribute(
+        "data-status", "SUCCEEDED", timeout=30_000
+    )
     group = provider(server).get_server_group(GROUP)
     assert group is not None and group.capacity.as_dict() == {"min": 1, "max": 3, "desired": 1}
 
@@ -98,8 +100,10 @@ def test_operator_resizes_a_server_group(login: Any, server: Server) -> None:
     page.goto(f"{server.url}/applications/shop/pipelines?group=0")
     assert page.locator("[data-testid=execution-row]").count() == 0
     page.goto(f"{server.url}/applications/shop/clusters")
-    assert page.locator(f"[data-testid=server-group][data-name='{GROUP}'] [data-testid=capacity]").inner_text() \
+    assert (
+        page.locator(f"[data-testid=server-group][data-name='{GROUP}'] [data-testid=capacity]").inner_text()
         == "1 / 1 / 3"
+    )
     page.screenshot(path=str(ARTIFACTS / "console-clusters.png"), full_page=True)
     assert not [e for e in page.csp_errors if "Content Security Policy" in e]
 
@@ -112,8 +116,11 @@ def test_bad_requests_come_back_with_the_reason(login: Any, server: Server) -> N
     cases = [
         (f"{base}/shop-web-v999/disable", {"account": ACCOUNT, "region": REGION}, "not found"),
         (f"{base}/{GROUP}/disable", {"account": ACCOUNT, "region": "mars-1"}, "mars-1"),
-        (f"{base}/{GROUP}/resize", {"account": ACCOUNT, "region": REGION, "min": "3", "desired": "1", "max": "4"},
-         "capacity needs min"),
+        (
+            f"{base}/{GROUP}/resize",
+            {"account": ACCOUNT, "region": REGION, "min": "3", "desired": "1", "max": "4"},
+            "capacity needs min",
+        ),
         (f"{base}/{GROUP}/destroy", {"account": ACCOUNT, "region": REGION}, "confirmation"),
     ]
     for url, form, reason in cases:
@@ -132,12 +139,18 @@ def test_viewer_sees_no_actions_and_is_refused(login: Any, server: Server) -> No
         assert page.locator(f"[data-testid={action}]").count() == 0, action
     # With a valid session and CSRF token, the post is refused for the role alone.
     csrf = json.loads(page.get_attribute("body", "hx-headers"))["X-CSRF-Token"]
-    r = page.request.post(f"{server.url}/applications/shop/server_groups/{GROUP}/disable",
-                          form={"csrf_token": csrf, "account": ACCOUNT, "region": REGION}, max_redirects=0)
+    r = page.request.post(
+        f"{server.url}/applications/shop/server_groups/{GROUP}/disable",
+        form={"csrf_token": csrf, "account": ACCOUNT, "region": REGION},
+        max_redirects=0,
+    )
     assert r.status == 403
     assert "operator" in r.text()
-    r = page.request.post(f"{server.url}/applications/shop/clusters/shop-web/rollback",
-                          form={"csrf_token": csrf, "account": ACCOUNT, "region": REGION}, max_redirects=0)
+    r = page.request.post(
+        f"{server.url}/applications/shop/clusters/shop-web/rollback",
+        form={"csrf_token": csrf, "account": ACCOUNT, "region": REGION},
+        max_redirects=0,
+    )
     assert r.status == 403
     group = provider(server).get_server_group(GROUP)
     assert group is not None and group.enabled
@@ -149,8 +162,14 @@ def test_readiness_shows_the_stored_audit(login: Any, server: Server) -> None:
     assert "No audit has been stored yet" in page.text_content("[data-testid=readiness]")
     rt = server.runtime
     # Two checks keep the audit short; both look at the shop's auto scaling group.
-    audit_and_store(rt.db, rt.services.aws, ops_settings(rt.config.ops), checks=["ha.ec2.multi_az", "ha.asg.*"],
-                    accounts=[ACCOUNT], regions=[REGION])
+    audit_and_store(
+        rt.db,
+        rt.services.aws,
+        ops_settings(rt.config.ops),
+        checks=["ha.ec2.multi_az", "ha.asg.*"],
+        accounts=[ACCOUNT],
+        regions=[REGION],
+    )
     page.reload()
     score = float(page.text_content("[data-testid=score]") or "nan")
     assert 0 <= score <= 100

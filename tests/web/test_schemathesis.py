@@ -43,14 +43,14 @@ def test_no_server_errors(app_and_token: tuple[Any, str]) -> None:
         if operation.method.upper() == "POST" and operation.path in ("/api/executions", "/api/pipelines"):
             continue
 
-        @settings(max_examples=15, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
             kwargs = case.as_transport_kwargs(base_url="http://127.0.0.1")
             headers = {**(kwargs.get("headers") or {}), "Authorization": f"Bearer {token}"}
-            r = client.request(case.method, case.formatted_path, params=kwargs.get("params"),
-                               json=kwargs.get("json"), headers=headers)
+            r = client.request(
+                case.method, case.formatted_path, params=kwargs.get("params"), json=kwargs.get("json"), headers=headers
+            )
             sent.append(r.status_code)
             if r.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} -> {r.status_code}: {r.text[:200]}")

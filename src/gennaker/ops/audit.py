@@ -119,7 +119,6 @@ def score(findings: list[Finding]) -> float | None:
     return round(100.0 * passed / total, 1)
 
 
-
 @dataclass
 class AuditResult:
     id: str

@@ -35,8 +35,9 @@ def names_application(value: str | None, application: str) -> bool:
     return bool(value) and naming.parse(str(value)).application == application
 
 
-def application_refs(db: Database, snapshot_id: str, application: str,
-                     workload_tags: list[str]) -> tuple[set[tuple[str, str]], int]:
+def application_refs(
+    db: Database, snapshot_id: str, application: str, workload_tags: list[str]
+) -> tuple[set[tuple[str, str]], int]:
     """(account, ARN or id) of every resource of the snapshot tagged with the application, and how
     many resources that is."""
     cols = [ops_resources.c.account, ops_resources.c.resource_id, ops_resources.c.arn, ops_resources.c.tags]
@@ -47,7 +48,8 @@ def application_refs(db: Database, snapshot_id: str, application: str,
         for r in rows:
             tags: dict[str, str] = r.tags or {}
             mine = tags.get(TAG_APPLICATION) == application or any(
-                names_application(tags.get(t), application) for t in workload_tags)
+                names_application(tags.get(t), application) for t in workload_tags
+            )
             if mine:
                 count += 1
                 refs.add((r.account, r.resource_id))
@@ -83,20 +85,30 @@ def latest_for_application(runtime: Runtime, application: str) -> dict[str, Any]
         return None
     workload_tags = ops_settings(runtime.config.ops).workload_tags
     everything = [Finding(**f) for f in report["findings"]]
-    refs, count = (application_refs(runtime.db, report["snapshot_id"], application, workload_tags)
-                   if report.get("snapshot_id") else (set(), 0))
+    refs, count = (
+        application_refs(runtime.db, report["snapshot_id"], application, workload_tags)
+        if report.get("snapshot_id")
+        else (set(), 0)
+    )
     if refs:
-        findings = [f for f in everything if (f.account, f.resource_id) in refs
-                    or _workload_of(f, application, workload_tags)]
-        note = (f"Findings about the {count} resources tagged "
-                f"with {application} ({len(findings)} of the audit's {len(everything)} findings).")
+        findings = [
+            f for f in everything if (f.account, f.resource_id) in refs or _workload_of(f, application, workload_tags)
+        ]
+        note = (
+            f"Findings about the {count} resources tagged "
+            f"with {application} ({len(findings)} of the audit's {len(everything)} findings)."
+        )
     else:
         findings = everything
-        note = (f"No resource in this audit's snapshot carries {application}'s tags ({TAG_APPLICATION}, or "
-                f"{', '.join(workload_tags)} naming it), so these are the findings of the whole audit "
-                f"({', '.join(report.get('scope', {}).get('accounts', [])) or 'all accounts'}).")
-    failing = sorted((f for f in findings if f.status == "FAIL" and not f.suppressed),
-                     key=lambda f: (-SEVERITY_RANK[f.severity], f.pillar, f.check_id, f.resource_id))
+        note = (
+            f"No resource in this audit's snapshot carries {application}'s tags ({TAG_APPLICATION}, or "
+            f"{', '.join(workload_tags)} naming it), so these are the findings of the whole audit "
+            f"({', '.join(report.get('scope', {}).get('accounts', [])) or 'all accounts'})."
+        )
+    failing = sorted(
+        (f for f in findings if f.status == "FAIL" and not f.suppressed),
+        key=lambda f: (-SEVERITY_RANK[f.severity], f.pillar, f.check_id, f.resource_id),
+    )
     return {
         "id": report["audit_id"],
         "created_at": dt.datetime.fromisoformat(report["generated_at"]).timestamp(),

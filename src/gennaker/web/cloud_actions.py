@@ -28,6 +28,7 @@ FormStr = Annotated[str, Form(max_length=100)]
 MinField = Annotated[str, Form(alias="min", max_length=10)]  # aliases: min/max would shadow builtins
 MaxField = Annotated[str, Form(alias="max", max_length=10)]
 
+
 def clusters_url(app: str) -> str:
     return f"/applications/{app}/clusters"
 
@@ -48,33 +49,54 @@ def confirm_url(app: str, name: str, account: str, region: str) -> str:
 
 
 @router.get("/applications/{app}/server_groups/{name}/destroy", response_class=HTMLResponse)
-def destroy_confirm(request: Request, app: str, name: str, me: PrincipalDep, account: str = "",
-                    region: str = "") -> Response:
+def destroy_confirm(
+    request: Request, app: str, name: str, me: PrincipalDep, account: str = "", region: str = ""
+) -> Response:
     """The confirmation step before a destroy (a page, so no script is needed to ask)."""
-    return render(request, "destroy.html", app=app, tab="clusters", name=name, account=account,
-                  region=region, can_operate=me.can("operator", app))
+    return render(
+        request,
+        "destroy.html",
+        app=app,
+        tab="clusters",
+        name=name,
+        account=account,
+        region=region,
+        can_operate=me.can("operator", app),
+    )
 
 
 @router.post("/applications/{app}/server_groups/{name}/{operation}")
-async def server_group_action(app: str, name: str, operation: str, web: WebDep, me: PrincipalDep,
-                              account: FormStr, region: FormStr, low: MinField = "", high: MaxField = "",
-                              desired: FormStr = "", confirm: FormStr = "") -> Response:
+async def server_group_action(
+    app: str,
+    name: str,
+    operation: str,
+    web: WebDep,
+    me: PrincipalDep,
+    account: FormStr,
+    region: FormStr,
+    low: MinField = "",
+    high: MaxField = "",
+    desired: FormStr = "",
+    confirm: FormStr = "",
+) -> Response:
     if operation not in SERVER_GROUP_TASKS:
         return back(clusters_url(app), f"unknown operation {operation} ({', '.join(SERVER_GROUP_TASKS)})")
     if operation == "destroy" and confirm != "yes":
         return back(confirm_url(app, name, account, region), "tick the confirmation to destroy the server group")
     try:
         capacity = _capacity(low, high, desired) if operation == "resize" else None
-        task_id = await run_in_threadpool(start_server_group_task, web.runtime, app, name, operation, account, region,
-                                          capacity, me.name)
+        task_id = await run_in_threadpool(
+            start_server_group_task, web.runtime, app, name, operation, account, region, capacity, me.name
+        )
     except GennakerError as exc:
         return back(clusters_url(app), str(exc))
     return back(f"/executions/{task_id}")
 
 
 @router.post("/applications/{app}/clusters/{cluster}/rollback")
-async def cluster_rollback(app: str, cluster: str, web: WebDep, me: PrincipalDep, account: FormStr,
-                           region: FormStr) -> Response:
+async def cluster_rollback(
+    app: str, cluster: str, web: WebDep, me: PrincipalDep, account: FormStr, region: FormStr
+) -> Response:
     try:
         task_id = await run_in_threadpool(start_rollback_task, web.runtime, app, cluster, account, region, me.name)
     except GennakerError as exc:

@@ -24,8 +24,12 @@ def principal(request: Request) -> Principal:
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     web = web_state(request)
-    base = {"principal": principal(request), "csrf": getattr(request.state, "csrf", ""),
-            "auth_on": web.auth is not None, "flash": request.query_params.get("err", "")}
+    base = {
+        "principal": principal(request),
+        "csrf": getattr(request.state, "csrf", ""),
+        "auth_on": web.auth is not None,
+        "flash": request.query_params.get("err", ""),
+    }
     return web.templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
 
 

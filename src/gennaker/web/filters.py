@@ -8,10 +8,19 @@ from typing import Any
 
 from jinja2 import Environment
 
-STATUS_LABEL = {"NOT_STARTED": "Not Started", "RUNNING": "Running", "WAITING": "Waiting", "PAUSED": "Paused",
-                "SUCCEEDED": "Succeeded", "FAILED": "Failed", "FAILED_CONTINUE": "Failed (continued)",
-                "TERMINAL": "Terminal", "CANCELED": "Canceled", "SKIPPED": "Skipped",
-                "AWAITING_JUDGMENT": "Awaiting Judgment"}
+STATUS_LABEL = {
+    "NOT_STARTED": "Not Started",
+    "RUNNING": "Running",
+    "WAITING": "Waiting",
+    "PAUSED": "Paused",
+    "SUCCEEDED": "Succeeded",
+    "FAILED": "Failed",
+    "FAILED_CONTINUE": "Failed (continued)",
+    "TERMINAL": "Terminal",
+    "CANCELED": "Canceled",
+    "SKIPPED": "Skipped",
+    "AWAITING_JUDGMENT": "Awaiting Judgment",
+}
 
 
 def when(ts: float | None) -> str:

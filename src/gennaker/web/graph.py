@@ -54,8 +54,9 @@ def depths(stages: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def layout(stages: list[dict[str, Any]], node_w: int = 150, node_h: int = 34, gap_x: int = 36,
-           gap_y: int = 12, pad: int = 4) -> Layout:
+def layout(
+    stages: list[dict[str, Any]], node_w: int = 150, node_h: int = 34, gap_x: int = 36, gap_y: int = 12, pad: int = 4
+) -> Layout:
     cols = depths(stages)
     rows: dict[int, int] = {}
     pos: dict[str, tuple[int, int]] = {}
@@ -79,9 +80,14 @@ def layout(stages: list[dict[str, Any]], node_w: int = 150, node_h: int = 34, ga
             edges.append(Edge(f"M{sx},{sy} C{mid},{sy} {mid},{ey} {ex},{ey}"))
     ncols = max(cols.values(), default=0) + 1
     nrows = max(rows.values(), default=1)
-    return Layout(width=2 * pad + ncols * node_w + (ncols - 1) * gap_x,
-                  height=2 * pad + nrows * node_h + (nrows - 1) * gap_y,
-                  node_w=node_w, node_h=node_h, nodes=nodes, edges=edges)
+    return Layout(
+        width=2 * pad + ncols * node_w + (ncols - 1) * gap_x,
+        height=2 * pad + nrows * node_h + (nrows - 1) * gap_y,
+        node_w=node_w,
+        node_h=node_h,
+        nodes=nodes,
+        edges=edges,
+    )
 
 
 def progress(stages: list[dict[str, Any]]) -> tuple[int, int]:

@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_FORM = 1 << 20
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 # Swagger UI and ReDoc load their scripts from a CDN with inline bootstrapping: they get framing
 # protection but not the strict CSP (the console never serves them).
 NO_CSP = ("/docs", "/redoc")
@@ -144,8 +146,17 @@ class Guard:
         session = self.web.sessions.load(cookies.get(SESSION_COOKIE))
         principal = self._principal(headers, peer, session)
         csrf = session["c"] if session and principal.auth == "session" else cookies.get(CSRF_COOKIE, "")
-        call = Call(method=scope["method"], path=path, headers=headers, cookies=cookies, client=client, peer=peer,
-                    is_api=path == "/api" or path.startswith("/api/"), principal=principal, csrf=csrf)
+        call = Call(
+            method=scope["method"],
+            path=path,
+            headers=headers,
+            cookies=cookies,
+            client=client,
+            peer=peer,
+            is_api=path == "/api" or path.startswith("/api/"),
+            principal=principal,
+            csrf=csrf,
+        )
         if not call.csrf:
             call.csrf = new_csrf()
             call.set_csrf_cookie = not call.is_api
@@ -160,14 +171,16 @@ class Guard:
             token = store.token_for_secret(self.web.db, bearer[7:].strip(), roles_of(auth))
             if token is None or token["name"] == LOGIN_LINK_NAME:
                 return Principal(name="anonymous", auth="bad-token")  # a login link is for /login only
-            return Principal(name=token["user"], roles=frozenset(token["roles"]), auth="token",
-                             token_id=token["id"])
+            return Principal(name=token["user"], roles=frozenset(token["roles"]), auth="token", token_id=token["id"])
         th = auth.trusted_headers
         # The TCP peer, not X-Forwarded-For: a proxy is trusted for what it is, not for what it says.
         if th.trusts(peer) and headers.get(th.user_header.lower()):
             groups = [g.strip() for g in headers.get(th.groups_header.lower(), "").split(",") if g.strip()]
-            return Principal(name=headers[th.user_header.lower()], auth="header",
-                             roles=frozenset(groups) | frozenset(th.default_roles))
+            return Principal(
+                name=headers[th.user_header.lower()],
+                auth="header",
+                roles=frozenset(groups) | frozenset(th.default_roles),
+            )
         if session:
             user = auth.users.get(session["u"])
             if user is not None:  # a user removed from the config is signed out at once
@@ -217,8 +230,11 @@ class Guard:
         if target.level == "user":
             allowed = p.authenticated
         elif target.level == "judge":
-            allowed = p.can_judge(target.application or "", list(target.stage_roles)) if target.application \
+            allowed = (
+                p.can_judge(target.application or "", list(target.stage_roles))
+                if target.application
                 else p.can("operator", None)
+            )
         else:
             allowed = p.can(target.level, target.application)
         if allowed:
@@ -228,8 +244,9 @@ class Guard:
         if target.level == "judge" and target.stage_roles:
             need = f"one of the roles {', '.join(target.stage_roles)}"
         else:
-            need = f"the {target.level} role" + (f" on application '{target.application}'"
-                                                   if target.application else "")
+            need = f"the {target.level} role" + (
+                f" on application '{target.application}'" if target.application else ""
+            )
         return 403, f"{p.name} may not {target.action}: it needs {need}"
 
     async def _csrf_submitted(self, scope: Scope, receive: Receive, call: Call) -> tuple[Receive, str | None]:
@@ -266,36 +283,68 @@ class Guard:
         return replay, value
 
     async def _bad_host(self, send: Send, host: str) -> None:
-        body = (f"Host '{host[:100]}' is not one of this server's names (server.allowed_hosts in "
-                "gennaker.yml)\n").encode()
-        await send({"type": "http.response.start", "status": 400,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        body = (
+            f"Host '{host[:100]}' is not one of this server's names (server.allowed_hosts in gennaker.yml)\n"
+        ).encode()
+        await send(
+            {"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"text/plain; charset=utf-8")]}
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _login_link(self, call: Call, send: Send, secret: str) -> None:
         """Spend a one-time login link: a session for its user, then on to the console."""
         user = await to_thread.run_sync(spend_login_link, self.web.db, secret)
         if user is None:
-            await send({"type": "http.response.start", "status": 303,
-                        "headers": [(b"location", b"/login?" + urlencode({"err": "That login link was already "
-                                     "used or has expired: restart the server for a new one."}).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 303,
+                    "headers": [
+                        (
+                            b"location",
+                            b"/login?"
+                            + urlencode(
+                                {
+                                    "err": "That login link was already "
+                                    "used or has expired: restart the server for a new one."
+                                }
+                            ).encode(),
+                        )
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         secure = "; Secure" if self.web.secure_cookies(call.headers) else ""
         session = await to_thread.run_sync(self.web.sessions.start, user, new_csrf())
-        cookie = (f"{SESSION_COOKIE}={session}; Max-Age={int(self.web.sessions.max_age)}; Path=/; HttpOnly; "
-                  f"SameSite=Lax{secure}")
-        await send({"type": "http.response.start", "status": 303,
-                    "headers": [(b"location", b"/applications"), (b"set-cookie", cookie.encode()),
-                                (b"set-cookie", f"{CSRF_COOKIE}=; Max-Age=0; Path=/".encode()),
-                                (b"cache-control", b"no-store")]})
+        cookie = (
+            f"{SESSION_COOKIE}={session}; Max-Age={int(self.web.sessions.max_age)}; Path=/; HttpOnly; "
+            f"SameSite=Lax{secure}"
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", b"/applications"),
+                    (b"set-cookie", cookie.encode()),
+                    (b"set-cookie", f"{CSRF_COOKIE}=; Max-Age=0; Path=/".encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
         await to_thread.run_sync(self._audit, call, Target(action="login_link", level="public"), 303)
 
     async def _refuse(self, call: Call, send: Send, status: int, message: str) -> None:
         if not call.is_api and status == 401 and call.method not in UNSAFE:
-            await send({"type": "http.response.start", "status": 303,
-                        "headers": [(b"location", f"/login?next={quote(call.path)}".encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 303,
+                    "headers": [(b"location", f"/login?next={quote(call.path)}".encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         if call.is_api:
@@ -316,8 +365,11 @@ class Guard:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                            (b"referrer-policy", b"same-origin")]
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"same-origin"),
+                ]
                 if not call.path.startswith(NO_CSP):
                     headers.append((b"content-security-policy", CSP.encode()))
                 else:
@@ -338,9 +390,19 @@ class Guard:
         if call.path.startswith("/static/"):
             return
         p = call.principal
-        store.write_audit(self.web.db, self.web.server.audit_retention, actor=p.name, auth=p.auth,
-                          action=target.action, method=call.method,
-                          path=call.path, application=target.application, execution_id=target.execution,
-                          stage_id=target.stage, status_code=status, client=call.client,
-                          user_agent=call.headers.get("user-agent", "")[:500],
-                          details={"token": p.token_id} if p.token_id else {})
+        store.write_audit(
+            self.web.db,
+            self.web.server.audit_retention,
+            actor=p.name,
+            auth=p.auth,
+            action=target.action,
+            method=call.method,
+            path=call.path,
+            application=target.application,
+            execution_id=target.execution,
+            stage_id=target.stage,
+            status_code=status,
+            client=call.client,
+            user_agent=call.headers.get("user-agent", "")[:500],
+            details={"token": p.token_id} if p.token_id else {},
+        )

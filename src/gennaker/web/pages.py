@@ -68,12 +68,22 @@ async def readiness_tab(request: Request, app: str, web: WebDep, me: PrincipalDe
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request, web: WebDep, me: PrincipalDep, application: str | None = None,
-               actor: str | None = None, before: int | None = None) -> Response:
+def audit_page(
+    request: Request,
+    web: WebDep,
+    me: PrincipalDep,
+    application: str | None = None,
+    actor: str | None = None,
+    before: int | None = None,
+) -> Response:
     if not (me.is_admin or (application and me.can("viewer", application))):
-        return render(request, "error.html", status_code=403, status=403,
-                      message="The audit log of all applications is for admins; "
-                              "open it from an application's TASKS tab.")
+        return render(
+            request,
+            "error.html",
+            status_code=403,
+            status=403,
+            message="The audit log of all applications is for admins; open it from an application's TASKS tab.",
+        )
     with web.db.read() as conn:
         rows = store.read_audit(conn, application or None, actor or None, None, before, 100)
     return render(request, "audit.html", entries=rows, application=application or "", actor=actor or "")
@@ -87,8 +97,14 @@ def tokens_page(request: Request, web: WebDep, me: PrincipalDep) -> Response:
 
 
 @router.post("/tokens", response_class=HTMLResponse)
-async def tokens_create(request: Request, web: WebDep, me: PrincipalDep, name: Annotated[str, Form(max_length=100)],
-                        roles: Annotated[str, Form()] = "", days: Annotated[str, Form()] = "") -> Response:
+async def tokens_create(
+    request: Request,
+    web: WebDep,
+    me: PrincipalDep,
+    name: Annotated[str, Form(max_length=100)],
+    roles: Annotated[str, Form()] = "",
+    days: Annotated[str, Form()] = "",
+) -> Response:
     wanted = [r.strip() for r in roles.replace(",", " ").split() if r.strip()] or None
     try:
         body = TokenIn(name=name, roles=wanted, expires_in_days=float(days) if days.strip() else None)

@@ -75,9 +75,14 @@ def resolve_mutation(db: Database, path: str) -> Target:
         if m:
             groups = {k: v for k, v in m.groupdict().items() if v}
             action = rule.action or p.rstrip("/").rsplit("/", 1)[-1]
-            target = Target(action=action, level=rule.level, application=groups.get("application"),
-                            execution=groups.get("execution"), stage=groups.get("stage"),
-                            pipeline=groups.get("pipeline"))
+            target = Target(
+                action=action,
+                level=rule.level,
+                application=groups.get("application"),
+                execution=groups.get("execution"),
+                stage=groups.get("stage"),
+                pipeline=groups.get("pipeline"),
+            )
             _fill(db, target)
             return target
     return Target(action=p.strip("/").replace("/", "_") or "root", level=DEFAULT_MUTATING.level)
@@ -106,8 +111,13 @@ def resolve_read(db: Database, path: str) -> str | None:
         m = pattern.match(p)
         if m:
             g = m.groupdict()
-            target = Target(action="read", level="viewer", application=g.get("application"),
-                            execution=g.get("execution"), pipeline=g.get("pipeline"))
+            target = Target(
+                action="read",
+                level="viewer",
+                application=g.get("application"),
+                execution=g.get("execution"),
+                pipeline=g.get("pipeline"),
+            )
             _fill(db, target)
             return target.application
     return None
@@ -117,9 +127,11 @@ def _fill(db: Database, t: Target) -> None:
     """Look up the application (and a judgment's roles): one indexed query."""
     if t.execution and t.stage and t.level == "judge":
         with db.read() as conn:
-            row = conn.execute(select(executions.c.application, stages.c.config, stages.c.context)
-                               .join(stages, stages.c.execution_id == executions.c.id)
-                               .where(executions.c.id == t.execution, stages.c.stage_id == t.stage)).first()
+            row = conn.execute(
+                select(executions.c.application, stages.c.config, stages.c.context)
+                .join(stages, stages.c.execution_id == executions.c.id)
+                .where(executions.c.id == t.execution, stages.c.stage_id == t.stage)
+            ).first()
         if row is not None:
             t.application = row.application
             # the roles the stage asks for, read as operations.judge reads them (one read model)
@@ -127,9 +139,9 @@ def _fill(db: Database, t: Target) -> None:
             t.stage_roles = tuple(request.get("roles") or ())
     elif t.execution:
         with db.read() as conn:
-            t.application = conn.execute(select(executions.c.application)
-                                         .where(executions.c.id == t.execution)).scalar()
+            t.application = conn.execute(
+                select(executions.c.application).where(executions.c.id == t.execution)
+            ).scalar()
     elif t.pipeline:
         with db.read() as conn:
-            t.application = conn.execute(select(pipelines.c.application)
-                                         .where(pipelines.c.name == t.pipeline)).scalar()
+            t.application = conn.execute(select(pipelines.c.application).where(pipelines.c.name == t.pipeline)).scalar()

@@ -168,8 +168,10 @@ def auth_settings(raw: dict[str, Any]) -> AuthSettings | None:
         return None
     settings: AuthSettings = _parse(AuthSettings, "auth", raw)
     if settings.trusted_headers.enabled and not settings.trusted_headers.trusted_proxies:
-        raise ConfigError("invalid 'auth' configuration: auth.trusted_headers.trusted_proxies: list the "
-                          "addresses (or CIDRs) of the proxies allowed to assert users")
+        raise ConfigError(
+            "invalid 'auth' configuration: auth.trusted_headers.trusted_proxies: list the "
+            "addresses (or CIDRs) of the proxies allowed to assert users"
+        )
     if not settings.enabled:
         return None
     if settings.secret_key is None and os.environ.get("GENNAKER_SECRET_KEY"):

@@ -22,8 +22,12 @@ CLOUD_READERS: dict[str, Callable[[str, Any], list[dict[str, Any]]]] = {
 
 def cloud(runtime: Runtime, application: str, tab: str) -> dict[str, Any]:
     if not runtime.config.accounts:
-        return {"available": False, "items": [], "error": "",
-                "why": "No accounts are configured (accounts: in gennaker.yml), so there is nothing to show."}
+        return {
+            "available": False,
+            "items": [],
+            "error": "",
+            "why": "No accounts are configured (accounts: in gennaker.yml), so there is nothing to show.",
+        }
     try:
         providers = registry.all_providers(runtime.services)
         items = CLOUD_READERS[tab](application, providers)
@@ -39,7 +43,13 @@ def readiness(runtime: Runtime, application: str, sees_all: bool = True) -> dict
     to the application's resources is not shown: its findings are about other applications too."""
     audit = ops_views.latest_for_application(runtime, application)
     if audit is not None and not audit["narrowed"] and not sees_all:
-        return {"available": False, "audit": None, "sees_all": False,
-                "why": (f"The latest audit ({audit['id']}) has no resources tagged with {application}, and its "
-                        "findings cover whole accounts: only viewers of every application may read it.")}
+        return {
+            "available": False,
+            "audit": None,
+            "sees_all": False,
+            "why": (
+                f"The latest audit ({audit['id']}) has no resources tagged with {application}, and its "
+                "findings cover whole accounts: only viewers of every application may read it."
+            ),
+        }
     return {"available": True, "audit": audit, "why": "", "sees_all": sees_all}

@@ -40,9 +40,11 @@ NO_PASSWORD = "$argon2id$no-password"
 def local_auth(server: ServerSettings) -> AuthSettings:
     """Access control of a server without an ``auth:`` section: one admin, who holds tokens. On a
     loopback bind anyone on this machine may read (as a viewer); elsewhere reads need a credential too."""
-    return AuthSettings(secure_cookies=False, users={LOCAL_ADMIN: UserEntry(password_hash=NO_PASSWORD,
-                                                                            roles=["admin"])},
-                        anonymous_roles=["viewer"] if is_loopback(server.host) else [])
+    return AuthSettings(
+        secure_cookies=False,
+        users={LOCAL_ADMIN: UserEntry(password_hash=NO_PASSWORD, roles=["admin"])},
+        anonymous_roles=["viewer"] if is_loopback(server.host) else [],
+    )
 
 
 @dataclass
@@ -82,8 +84,9 @@ class WebState:
         secret = auth.secret_key if auth and auth.secret_key else None
         if mode == "config" and secret is None:
             log.warning("auth.secret_key is not set: using a random key; sessions end when the server restarts")
-        sessions = Sessions(secret or secrets.token_urlsafe(48), (auth.session_hours if auth else 12) * 3600,
-                            runtime.db)
+        sessions = Sessions(
+            secret or secrets.token_urlsafe(48), (auth.session_hours if auth else 12) * 3600, runtime.db
+        )
         rate = auth.login_rate if auth else None
         limiter = LoginLimiter(rate.attempts if rate else 5, rate.per_seconds if rate else 60.0)
         templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -92,8 +95,15 @@ class WebState:
         filters.install(templates.env)
         templates.env.globals["insecure_no_auth"] = mode == "off"  # the warning banner on every page
         templates.env.globals["local_admin_login"] = mode == "local"  # the login page points to the link
-        return cls(runtime=runtime, auth=auth, server=server, mode=mode, sessions=sessions, limiter=limiter,
-                   templates=templates)
+        return cls(
+            runtime=runtime,
+            auth=auth,
+            server=server,
+            mode=mode,
+            sessions=sessions,
+            limiter=limiter,
+            templates=templates,
+        )
 
     @staticmethod
     def peer(scope: MutableMapping[str, Any]) -> str:
@@ -144,8 +154,9 @@ class WebState:
 
     def render_error(self, status: int, message: str, call: Any) -> str:
         template = self.templates.env.get_template("error.html")
-        return template.render(status=status, message=message, principal=call.principal, csrf=call.csrf,
-                               auth_on=self.auth is not None)
+        return template.render(
+            status=status, message=message, principal=call.principal, csrf=call.csrf, auth_on=self.auth is not None
+        )
 
 
 def host_name(host_header: str) -> str:
