@@ -13,6 +13,7 @@ from typing import Any
 from gennaker.cloud import naming
 from gennaker.cloud.actions import Action
 from gennaker.cloud.provider import (
+    AlarmState,
     Capacity,
     CloudProvider,
     Image,
@@ -133,6 +134,9 @@ class ModelProvider:
 
     def find_images(self, name_pattern: str | None, tags: dict[str, str], provider_options: Any = None) -> list[Image]:
         return self.real.find_images(name_pattern, tags, provider_options)
+
+    def alarm_states(self, names: list[str] | None = None) -> list[AlarmState]:
+        return self.real.alarm_states(names)
 
     # --- changes are refused -------------------------------------------------------------------
     def create_server_group(self, spec: ServerGroupSpec) -> ServerGroup:

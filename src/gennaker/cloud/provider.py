@@ -228,6 +228,35 @@ class SecurityGroup:
     used_by: list[str] = field(default_factory=list)
 
 
+# A CloudWatch-style alarm's state. "MISSING" is not a cloud state: ``alarm_states`` reports a
+# name asked for that no alarm has, so a watcher can call it unreadable instead of passing it over.
+AlarmStateValue = Literal["OK", "ALARM", "INSUFFICIENT_DATA", "MISSING"]
+
+
+@dataclass(frozen=True)
+class AlarmState:
+    """One alarm as the cloud evaluates it (Gennaker reads it, never evaluates it)."""
+
+    name: str
+    state: str  # an AlarmStateValue
+    reason: str  # the cloud's own words for the state (CloudWatch's StateReason)
+    updated_at: datetime | None = None
+    namespace: str | None = None  # metric alarms only; composite alarms have neither
+    metric: str | None = None
+    dimensions: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "reason": self.reason,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "namespace": self.namespace,
+            "metric": self.metric,
+            "dimensions": dict(self.dimensions),
+        }
+
+
 @dataclass
 class Image:
     id: str
@@ -305,4 +334,11 @@ class CloudProvider(Protocol):
     def find_images(self, name_pattern: str | None, tags: dict[str, str], provider_options: Any = None) -> list[Image]:
         """Images matching a glob on the name and every tag, newest first; ``provider_options`` is the
         find_image stage's provider model (AWS: whose images to search)."""
+        ...
+
+    # --- alarms --------------------------------------------------------------------------------
+    def alarm_states(self, names: list[str] | None = None) -> list[AlarmState]:
+        """The named alarms' states (``None``: every alarm of the account and region), in the order
+        asked; a name no alarm has comes back as state MISSING. Raises NotSupported where the cloud
+        has no alarms (the local provider: use metric conditions), CloudError when it cannot be read."""
         ...

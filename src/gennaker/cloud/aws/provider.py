@@ -25,6 +25,7 @@ from gennaker.cloud.provider import (
     TAG_EXECUTION,
     TAG_SERVER_GROUP,
     TAG_STAGE,
+    AlarmState,
     Capacity,
     Image,
     Instance,
@@ -557,3 +558,41 @@ class AwsProvider:
         if not found:
             raise NotFound(f"no image named {image!r} in account {self.account}, region {self.region}")
         return found[0].id
+
+    # --- alarms --------------------------------------------------------------------------------
+    def alarm_states(self, names: list[str] | None = None) -> list[AlarmState]:
+        """CloudWatch's states of the named alarms (metric and composite), 100 names a call (the
+        API's limit), every page; a name CloudWatch does not know comes back MISSING."""
+        cloudwatch = self.sessions.client(self.account, self.region, "cloudwatch")
+        # Without AlarmTypes DescribeAlarms answers metric alarms only.
+        query: dict[str, Any] = {"AlarmTypes": ["MetricAlarm", "CompositeAlarm"]}
+        wanted = list(dict.fromkeys(names)) if names is not None else None
+        batches = [wanted[i : i + 100] for i in range(0, len(wanted), 100)] if wanted is not None else [None]
+        raws: list[dict[str, Any]] = []
+        for batch in batches:
+            token: str | None = None
+            while True:  # pages by hand: one page holds both lists, which paginate() reads one at a time
+                page = cloudwatch.describe_alarms(
+                    **query, **({"AlarmNames": batch} if batch else {}), **({"NextToken": token} if token else {})
+                )
+                raws += page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])
+                token = page.get("NextToken")
+                if not token:
+                    break
+        found = {raw["AlarmName"]: _alarm_state(raw) for raw in raws}
+        if names is None:
+            return [found[n] for n in sorted(found)]
+        where = f"account {self.account}, region {self.region}"
+        return [found.get(n) or AlarmState(n, "MISSING", f"no CloudWatch alarm named {n!r} in {where}") for n in names]
+
+
+def _alarm_state(raw: dict[str, Any]) -> AlarmState:
+    return AlarmState(
+        name=raw["AlarmName"],
+        state=raw.get("StateValue", "INSUFFICIENT_DATA"),
+        reason=raw.get("StateReason", ""),
+        updated_at=_created(raw["StateUpdatedTimestamp"]) if raw.get("StateUpdatedTimestamp") else None,
+        namespace=raw.get("Namespace"),
+        metric=raw.get("MetricName"),
+        dimensions={d["Name"]: d["Value"] for d in raw.get("Dimensions", [])},
+    )

@@ -36,10 +36,12 @@ from gennaker.cloud.provider import (
     MAX_TRAFFIC_WEIGHT,
     TAG_EXECUTION,
     TAG_STAGE,
+    AlarmState,
     Capacity,
     Image,
     Instance,
     LoadBalancer,
+    NotSupported,
     SecurityGroup,
     ServerGroup,
     ServerGroupSpec,
@@ -504,3 +506,10 @@ class LocalProvider:
 
     def resolve_image(self, image: str) -> str:
         return self.artifacts.resolve(image)
+
+    # --- alarms --------------------------------------------------------------------------------
+    def alarm_states(self, names: list[str] | None = None) -> list[AlarmState]:
+        raise NotSupported(
+            f"account {self.account} is local: it has no alarms to read; watch a metric condition "
+            "instead (e.g. {source: haproxy, query: http_5xx_rate, op: '>', threshold: 0.02})"
+        )
