@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from gennaker.engine import counters, queue, secrets
 from gennaker.engine import logs as stage_logs
-from gennaker.engine import queue, secrets
 from gennaker.engine.messages import CancelStage, Message, RunTask, StartExecution, StartStage, stage_of
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Status
 from gennaker.engine.queue import Delivery
@@ -520,6 +520,7 @@ class Engine:
         msg = delivery.message
         with self.db.begin() as conn:
             self._ack(conn, delivery, worker_id)
+            counters.increment(conn, counters.DEAD_LETTERS)
             ex = self._lock_execution(conn, msg.execution_id)
             if ex is None or ex.status in EXECUTION_DONE:
                 return

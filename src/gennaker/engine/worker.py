@@ -20,8 +20,8 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from gennaker.engine import queue
-from gennaker.engine.messages import Message, RunTask, StartExecution, StartStage
+from gennaker.engine import counters, logcontext, queue
+from gennaker.engine.messages import Message, RunTask, StartExecution, StartStage, stage_of
 from gennaker.engine.model import STAGE_ACTIVE, STAGE_LETS_THROUGH, Status, new_id
 from gennaker.engine.queue import Delivery
 from gennaker.engine.runner import Engine, LeaseLost, final_status
@@ -135,7 +135,13 @@ class Worker:
                     self._inflight[current.id] = current
 
     def _handle(self, msg: Delivery[Message]) -> None:
+        with logcontext.bound(msg.message.execution_id, stage_of(msg.message)):
+            self._handle_bound(msg)
+
+    def _handle_bound(self, msg: Delivery[Message]) -> None:
         try:
+            if msg.attempts > 1:
+                self._count(counters.REDELIVERIES)
             if msg.attempts > self.settings.max_message_attempts:
                 self.engine.dead_letter(msg, self.id, "giving up")
             else:
@@ -155,6 +161,13 @@ class Worker:
         finally:
             with self._lock:
                 self._inflight.pop(msg.id, None)
+
+    def _count(self, name: str) -> None:
+        try:
+            with self.db.begin() as conn:
+                counters.increment(conn, name)
+        except DBAPIError as exc:  # a total is worth a warning, never a lost message
+            log.warning("could not count %s: %s", name, exc.orig)
 
     # ---- heartbeat and repair -------------------------------------------------------------------
     def _beat(self) -> None:
@@ -242,6 +255,7 @@ def repair_zombies(engine: Engine) -> int:
                 continue
             if ex.status == Status.NOT_STARTED:
                 queue.push(conn, StartExecution(ex.id), due_at=now)
+                counters.increment(conn, counters.REPAIRED)
                 repaired += 1
                 continue
             rows = conn.execute(
@@ -265,6 +279,7 @@ def repair_zombies(engine: Engine) -> int:
                     .where(executions.c.id == ex.id)
                     .values(status=final, ended_at=now, message=f"completed by self-check{': ' + why if why else ''}")
                 )
+            counters.increment(conn, counters.REPAIRED)
             log.warning("self-check repaired execution %s (%d messages)", ex.id, pushed)
             repaired += 1
     return repaired

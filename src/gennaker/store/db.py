@@ -169,6 +169,13 @@ def _current_heads(db: Database) -> set[str]:
         return set(MigrationContext.configure(conn).get_current_heads())
 
 
+def schema_behind(db: Database) -> set[str]:
+    """The migrations this code has that the database lacks (empty: current). For /readyz: a replica
+    of a newer release must not take traffic before its schema is there."""
+    heads = set(ScriptDirectory.from_config(_alembic_config(db)).get_heads())
+    return heads - _current_heads(db)
+
+
 def upgrade(db: Database) -> None:
     """Migrate to the newest schema; a fast no-op when already there. Concurrent openers wait."""
     cfg = _alembic_config(db)

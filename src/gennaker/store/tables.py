@@ -122,3 +122,12 @@ workers = Table(
     Column("heartbeat_at", Float, nullable=False),
     Index("ix_workers_heartbeat", "heartbeat_at"),
 )
+
+# Totals of engine events that leave no row behind (a redelivered message is deleted once handled;
+# a dead letter becomes a failed stage): kept here so every replica's /metrics reads the same count.
+engine_counters = Table(
+    "engine_counters",
+    metadata,
+    Column("name", String(60), primary_key=True),
+    Column("value", Integer, nullable=False, default=0),
+)
