@@ -105,6 +105,9 @@ class Capabilities:
     # when its context says so (``awaiting_judgment: {options, roles, instructions}``: a rolling deploy)
     judgeable: bool = False
     streams_log: bool = False  # what it runs writes a live log worth showing beside it
+    # it changes which server group of a cluster serves (counted in /metrics as a deploy, by the
+    # ``strategy`` of its config and its result; a ``rollback`` in its context counts as a rollback)
+    deploys: bool = False
 
     def as_dict(self) -> dict[str, bool]:
         return dataclasses.asdict(self)

@@ -169,7 +169,8 @@ class Deploy(StageType):
     type = "deploy"
     Config = DeployConfig
     description = "Create the next server group of a cluster and cut over with a strategy"
-    capabilities = Capabilities(judgeable=True)  # a rolling deploy may pause between steps for a judgment
+    # a rolling deploy may pause between steps for a judgment
+    capabilities = Capabilities(judgeable=True, deploys=True)
     script_fields = ("user_data",)  # a #!/bin/sh script runs as root: values in it are quoted
 
     def tasks(self, config: Any) -> list[Task]:
@@ -289,6 +290,7 @@ class Deploy(StageType):
         except DEPLOY_FAILURES as exc:
             rb["errors"] = int(rb.get("errors", 0)) + 1
             if rb["errors"] >= MAX_ROLLBACK_ATTEMPTS:
+                rb["result"] = "failed"
                 self._release(ctx, self._provider(ctx), new)
                 return TaskResult.failed(
                     f"{rb['reason']}; rollback to {prev['name']} failed too: {exc}",
@@ -301,6 +303,7 @@ class Deploy(StageType):
         if not progress.done:
             return TaskResult.running(after=progress.poll_after, context={"rollback": rb}, message=progress.message)
         tail = "destroyed" if cfg.destroy_on_rollback else "disabled"
+        rb["result"] = "completed"
         self._release(ctx, self._provider(ctx), new)
         return TaskResult.failed(
             f"{rb['reason']}; rolled back: {prev['name']} is serving again, {new} {tail}",
