@@ -6,12 +6,13 @@ reaches for globals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from gennaker.cloud.registry import kind_of
 from gennaker.cloud.registry import upkeep as cloud_upkeep
 from gennaker.cloud.tasks import bind_schemas
+from gennaker.engine.jobs import JobHandler, JobSettings
 from gennaker.engine.runner import Engine, EngineSettings
 from gennaker.engine.worker import Worker
 from gennaker.spec.config import Config, load_config
@@ -30,6 +31,10 @@ class Runtime:
     registry: dict[str, StageType]
     services: Services
     engine: Engine
+    # Durable jobs by kind (gennaker.engine.jobs): every worker this runtime builds runs them. Each
+    # subsystem adds its kinds here (notifications' deliveries, reminders, escalation timers).
+    job_handlers: dict[str, JobHandler] = field(default_factory=dict)
+    job_settings: JobSettings = field(default_factory=JobSettings)
 
     @cached_property
     def schemas(self) -> dict[str, type[StageConfig]]:
@@ -56,6 +61,8 @@ class Runtime:
             threads=threads,
             worker_id=worker_id,
             upkeep=(lambda: cloud_upkeep(self.services)) if needs else None,
+            job_handlers=self.job_handlers,
+            job_settings=self.job_settings,
         )
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+import gennaker.engine.job_tables
 import gennaker.metrics.tables
+import gennaker.ops.notifications.tables
 import gennaker.ops.tables
 import gennaker.store.tables
 import gennaker.web.tables  # noqa: F401  (all table modules register on the one metadata)

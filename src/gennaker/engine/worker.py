@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from gennaker.engine import counters, logcontext, queue
+from gennaker.engine.jobs import JobHandler, JobRunner, JobSettings
 from gennaker.engine.messages import Message, RunTask, StartExecution, StartStage, stage_of
 from gennaker.engine.model import STAGE_ACTIVE, STAGE_LETS_THROUGH, Status, new_id
 from gennaker.engine.queue import Delivery
@@ -39,6 +40,8 @@ class Worker:
         worker_id: str | None = None,
         upkeep: Callable[[], None] | None = None,
         upkeep_every: float = 2.0,
+        job_handlers: Mapping[str, JobHandler] | None = None,
+        job_settings: JobSettings | None = None,
     ):
         self.engine = engine
         # Work the host asks to be done every few seconds beside the queue (the runtime passes the
@@ -56,6 +59,11 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gennaker-task")
         self._loops: list[threading.Thread] = []
         engine.on_push = self._wake.set
+        # Durable jobs (notifications, timers) run beside the queue on threads of their own; the
+        # composition root says which kinds this worker handles. None: no job thread at all.
+        self.jobs = (
+            JobRunner(engine.db, dict(job_handlers), self.id, job_settings or JobSettings()) if job_handlers else None
+        )
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -68,12 +76,16 @@ class Worker:
             t = threading.Thread(target=target, name=f"gennaker-{name}", daemon=True)
             t.start()
             self._loops.append(t)
+        if self.jobs is not None:
+            self.jobs.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
         for t in self._loops:
             t.join(timeout)
+        if self.jobs is not None:
+            self.jobs.stop(timeout)
         self._pool.shutdown(wait=True, cancel_futures=False)
         with self.db.begin() as conn:
             conn.execute(delete(workers).where(workers.c.id == self.id))
