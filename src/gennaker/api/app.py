@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse
 
 from gennaker import __version__
 from gennaker.api import canary as canary_api
-from gennaker.api import cloud, executions
+from gennaker.api import cloud, executions, telemetry
 from gennaker.api import ops as ops_api
 from gennaker.api.limits import BodyLimit
+from gennaker.api.telemetry import RequestDurations, metrics_registry
 from gennaker.errors import Conflict, Forbidden, GennakerError, InvalidInput, NotFound, ValidationFailed
 from gennaker.runtime import Runtime
 from gennaker.web import mount
@@ -84,7 +85,10 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
     app.include_router(cloud.router)
     app.include_router(ops_api.router)
     app.include_router(canary_api.router)
+    app.include_router(telemetry.router)
     mount(app, runtime)  # the console, access control (middleware), tokens and the audit log
+    app.state.metrics_registry, http_durations = metrics_registry(runtime)
+    app.add_middleware(RequestDurations, histogram=http_durations)  # outside access control: refusals count too
     # outermost: an oversized body is refused before access control or any route reads it
     app.add_middleware(BodyLimit, max_bytes=runtime.config.limits.request_bytes)
     return app

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -19,7 +20,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from typer.core import TyperGroup, TyperOption
 
 from gennaker import __version__
-from gennaker.cli import options
+from gennaker.cli import logformat, options
 from gennaker.errors import GennakerError, ValidationFailed
 
 app = typer.Typer(
@@ -30,6 +31,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
 
 
 @dataclass
@@ -69,10 +75,11 @@ def _global(
         str | None, typer.Option(envvar="GENNAKER_TOKEN", parser=options.token, help="API token for --server.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the engine does.")] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option(envvar="GENNAKER_LOG_FORMAT", help="text, or json (one object a line, with ids).")
+    ] = LogFormat.text,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logformat.configure(logging.INFO if verbose else logging.WARNING, log_format.value)
     acting = user or _default_user()
     if server and not acting.isascii():  # it travels in an HTTP header, which is ASCII
         raise typer.BadParameter(f"with --server the user name must be ASCII, not {acting!r}", param_hint="'--user'")
@@ -114,6 +121,7 @@ _GLOBAL_OPTIONS = {
     "--server": True,
     "--user": True,
     "--token": True,
+    "--log-format": True,
     "--verbose": False,
     "-v": False,
 }

@@ -32,6 +32,7 @@ from gennaker.web.security import (
     roles_of,
     same_token,
 )
+from gennaker.web.settings import in_networks
 from gennaker.web.state import WebState
 
 Scope = MutableMapping[str, Any]
@@ -52,6 +53,9 @@ CSP = (
 # protection but not the strict CSP (the console never serves them).
 NO_CSP = ("/docs", "/redoc")
 PUBLIC_PREFIXES = ("/static/", "/login", "/api/health", "/openapi.json", "/docs", "/redoc", "/favicon")
+# For load balancers and orchestrators, which carry no credentials; they say nothing about applications.
+PUBLIC_PATHS = ("/healthz", "/readyz")
+METRICS_PATH = "/metrics"
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -153,7 +157,9 @@ class Guard:
             cookies=cookies,
             client=client,
             peer=peer,
-            is_api=path == "/api" or path.startswith("/api/"),
+            is_api=path == "/api"
+            or path.startswith("/api/")
+            or path == METRICS_PATH,  # refused with a 401, not a login page
             principal=principal,
             csrf=csrf,
         )
@@ -191,11 +197,21 @@ class Guard:
 
     async def _read(self, scope: Scope, receive: Receive, send: Send, call: Call) -> None:
         p = call.principal
-        if self.web.auth is None or call.path.startswith(PUBLIC_PREFIXES) or call.path == "/":
+        if self.web.auth is None or call.path.startswith(PUBLIC_PREFIXES) or call.path in ("/", *PUBLIC_PATHS):
             await self.app(scope, receive, send)
+            return
+        if call.path == METRICS_PATH and in_networks(call.peer, self.web.server.metrics_scrapers):
+            await self.app(scope, receive, send)  # an allow-listed scraper, by its TCP peer
             return
         if p.auth == "bad-token":
             await self._refuse(call, send, 401, "invalid, revoked or expired API token")
+            return
+        if call.path == METRICS_PATH and p.readable() is not None:
+            # Totals over every application (pipeline names are labels): a role on some is not enough.
+            if not p.authenticated:
+                await self._refuse(call, send, 401, "pass an API token (or scrape from an allow-listed address)")
+            else:
+                await self._refuse(call, send, 403, f"{p.name} needs the viewer role on every application")
             return
         application = await to_thread.run_sync(resolve_read, self.web.db, call.path)
         if p.can("viewer", application):

@@ -100,12 +100,15 @@ class ServerSettings(BaseModel):
     # Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the real client (for
     # the audit log).
     forwarded_allow: list[str] = Field(default_factory=list)
+    # Addresses or networks (CIDR) of Prometheus servers that may read GET /metrics without a token
+    # (anyone else needs a token or session with the viewer role on every application).
+    metrics_scrapers: list[str] = Field(default_factory=list)
     # Set by `gennaker server --insecure-no-auth`: no access control at all (loopback binds only).
     insecure_no_auth: bool = False
     # How long the audit log keeps entries (e.g. 90d); older ones are pruned as new ones are written.
     audit_retention: Duration = Field(default=90 * 86400.0, gt=0)
 
-    @field_validator("forwarded_allow")
+    @field_validator("forwarded_allow", "metrics_scrapers")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
         for entry in v:
