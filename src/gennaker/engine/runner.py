@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from gennaker.engine import counters, queue, secrets
+from gennaker.engine import counters, queue, secrets, views
 from gennaker.engine import logs as stage_logs
+from gennaker.engine.events import EventHook, ExecutionEvent
 from gennaker.engine.messages import CancelStage, Message, RunTask, StartExecution, StartStage, stage_of
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Status
 from gennaker.engine.queue import Delivery
@@ -85,6 +86,9 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.clock = clock
         self.on_push: Callable[[], None] = lambda: None  # wakes an in-process worker
+        # Told of each execution and stage event inside the transaction that commits it (runtime.py
+        # wires notifications here); None: nobody listens and nothing is built.
+        self.on_event: EventHook | None = None
 
     # ---- dispatch -------------------------------------------------------------------------------
     def handle(self, delivery: Delivery[Message], worker_id: str) -> None:
@@ -111,6 +115,27 @@ class Engine:
         self, conn: Connection, message: Message, delay: float = 0.0, held: bool = False, affinity: str | None = None
     ) -> None:
         queue.push(conn, message, due_at=self.clock() + delay, held=held, affinity=affinity)
+
+    def _emit(self, conn: Connection, event: str, ex: Any, st: Any = None, **kw: Any) -> None:
+        if self.on_event is None:
+            return
+        status = kw.pop("status", None) or (st.status if st is not None else ex.status)
+        evt = ExecutionEvent(
+            event=event,
+            execution_id=ex.id,
+            pipeline=ex.pipeline,
+            application=ex.application,
+            status=str(status),
+            at=self.clock(),
+            stage_id=st.stage_id if st is not None else None,
+            stage_name=(st.name or st.stage_id) if st is not None else None,
+            attempt=kw.pop("attempt", st.attempt if st is not None else None),
+            **kw,
+        )
+        try:
+            self.on_event(conn, evt)
+        except Exception:  # a listener's bug must not fail the change it was told of; it is logged
+            log.exception("event listener failed on %s of execution %s", event, ex.id)
 
     def _defer_while_paused(self, conn: Connection, message: Message) -> None:
         """A message claimed just as its execution was paused: park it until resume."""
@@ -141,6 +166,7 @@ class Engine:
             conn.execute(
                 update(executions).where(executions.c.id == ex.id).values(status=Status.RUNNING, started_at=now)
             )
+            self._emit(conn, "pipeline.starting", ex, status=Status.RUNNING)
             roots = conn.execute(
                 select(stages.c.stage_id, stages.c.requires).where(stages.c.execution_id == ex.id)
             ).all()
@@ -228,6 +254,13 @@ class Engine:
                 worker_id=None,
             )
             self._push(conn, RunTask(ex.id, st.stage_id, task=0, attempt=attempt))
+            if self.on_event is not None:
+                status = Status.WAITING if stype.capabilities.waits else Status.RUNNING
+                self._emit(conn, "stage.starting", ex, st, status=status, attempt=attempt)
+                started = {"status": status, "context": {CAPABILITIES: stype.capabilities.as_dict()}}
+                if views.awaiting_judgment(started):
+                    request = {"instructions": getattr(config, "instructions", None)}
+                    self._emit(conn, "judgment.awaiting", ex, st, status=status, attempt=attempt, details=request)
 
     def _scope(self, conn: Connection, ex: Any, raw_config: dict[str, Any]) -> dict[str, Any]:
         """What expressions may read. Only the stages a config names are loaded (no O(n) per stage)."""
@@ -387,6 +420,8 @@ class Engine:
         # outputs are shown to every viewer and read by later stages: never keep a secret's value in them
         outputs = {**(st.outputs or {}), **secrets.mask(result.outputs, secrets.secret_values(ex.trigger))}
         tasks = [dict(t) for t in st.tasks]
+        if self.on_event is not None:
+            self._emit_judgment(conn, ex, st, context, result)
         if result.status == "RUNNING":
             pin = bool(result.context.get("_pin"))
             self._set_stage(
@@ -441,6 +476,21 @@ class Engine:
             status = Status.FAILED_CONTINUE if ctx.config.continue_on_failure else Status.FAILED
         self._finish_stage(conn, ex, st, status, message, now)
 
+    def _emit_judgment(self, conn: Connection, ex: Any, st: Any, context: dict[str, Any], result: TaskResult) -> None:
+        """A judgment was acted on (the task that read it finished, or consumed it), or a running
+        stage began asking for one (a rolling deploy pausing between steps)."""
+        judged = (st.context or {}).get("judgment")
+        if judged and (result.status != "RUNNING" or context.get("judgment") != judged):
+            event = "judgment.stopped" if result.status in ("FAILED", "TERMINAL") else "judgment.continued"
+            self._emit(conn, event, ex, st, details={"choice": judged.get("choice"), "by": judged.get("by")})
+        elif (
+            result.status == "RUNNING"
+            and not views.awaiting_judgment(st._mapping)
+            and views.awaiting_judgment({"status": st.status, "context": context})
+        ):
+            asked = context.get("awaiting_judgment")
+            self._emit(conn, "judgment.awaiting", ex, st, details=dict(asked) if isinstance(asked, dict) else {})
+
     # ---- finishing ------------------------------------------------------------------------------
     def _finish_stage(
         self,
@@ -457,6 +507,10 @@ class Engine:
             values["started_at"] = started
         self._set_stage(conn, ex.id, st.stage_id, **values)
         queue.drop_stage_polls(conn, ex.id, st.stage_id, now)  # e.g. a judgment's hourly re-poll
+        if status == Status.SUCCEEDED:
+            self._emit(conn, "stage.complete", ex, st, status=status, message=message)
+        elif status in (Status.FAILED, Status.FAILED_CONTINUE, Status.TERMINAL):
+            self._emit(conn, "stage.failed", ex, st, status=status, message=message)
         if status in STAGE_LETS_THROUGH:
             self._start_ready_dependents(conn, ex.id, st.dependents or [])
             self._maybe_complete(conn, ex, now)
@@ -498,6 +552,10 @@ class Engine:
         conn.execute(
             update(executions).where(executions.c.id == ex.id).values(status=status, ended_at=now, message=message)
         )
+        if status == Status.SUCCEEDED:
+            self._emit(conn, "pipeline.complete", ex, status=status, message=message)
+        elif status in (Status.FAILED, Status.TERMINAL):
+            self._emit(conn, "pipeline.failed", ex, status=status, message=message)
         start_next_queued(conn, ex.pipeline, ex.concurrency_limit, self.clock)
 
     # ---- CancelStage ----------------------------------------------------------------------------

@@ -7,10 +7,11 @@ stays the one place that knows the file's outer shape and nothing of what is ins
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gennaker.errors import ConfigError, ValidationFailed
 from gennaker.spec.durations import Duration
@@ -66,6 +67,85 @@ class Account(BaseModel):
         return self
 
 
+class _Channel(BaseModel):
+    """Fields every notification channel has. Secrets are never in the file: a channel names the
+    environment variable that holds one (``secret_env``, ``password_env``, ``url_env``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: Duration = Field(default=10.0, gt=0, le=120)  # every network call of a delivery
+
+
+class WebhookChannel(_Channel):
+    """JSON POSTed to ``url``; with ``secret_env``, signed: ``X-Gennaker-Signature: sha256=<hex HMAC>``."""
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+    secret_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class SlackChannel(_Channel):
+    """A Slack incoming webhook. Its URL is a credential: give it inline only for a local receiver."""
+
+    type: Literal["slack"]
+    url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    url_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SlackChannel:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("a slack channel needs exactly one of url or url_env")
+        return self
+
+
+class EmailChannel(_Channel):
+    """SMTP: STARTTLS when the server offers it (``starttls: auto``), always (``required``: refuse to
+    send otherwise) or never (``off``, loopback relays only)."""
+
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1, max_length=100)
+    starttls: Literal["auto", "required", "off"] = "auto"
+    username: str | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+    ca_file: str | None = None  # a private CA for the server's certificate (else the system's)
+
+
+class SnsChannel(_Channel):
+    """Publish to an SNS topic (which fans out to email, SMS, …) with a configured account's credentials."""
+
+    type: Literal["sns"]
+    topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
+    account: str
+    region: str | None = None  # default: the topic ARN's region
+
+
+NotificationChannel = Annotated[WebhookChannel | SlackChannel | EmailChannel | SnsChannel, Field(discriminator="type")]
+
+
+class NotificationSettings(BaseModel):
+    """The ``notifications:`` section: channels by name, and how deliveries are retried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: dict[str, NotificationChannel] = Field(default_factory=dict)
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    backoff: Duration = Field(default=2.0, gt=0)  # after the first failure; doubled each time
+    backoff_max: Duration = Field(default=300.0, gt=0)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = [n for n in v if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", n)]
+        if bad:
+            raise ValueError(f"channel name(s) {bad} are not names (letters, digits, '-', '_', '.'; max 100)")
+        return v
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +154,7 @@ class Config(BaseModel):
     auth: dict[str, Any] = Field(default_factory=dict)
     server: dict[str, Any] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)  # sizes of documents and requests; see spec/limits.py
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     source: str | None = Field(default=None, exclude=True)
 
     def account(self, name: str) -> Account:

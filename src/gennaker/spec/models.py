@@ -85,6 +85,49 @@ class Concurrency(BaseModel):
     limit: int | None = Field(default=None, ge=1)
 
 
+NOTIFICATION_EVENTS = (
+    "pipeline.starting",
+    "pipeline.complete",
+    "pipeline.failed",
+    "stage.starting",
+    "stage.complete",
+    "stage.failed",
+    "judgment.awaiting",
+    "judgment.continued",
+    "judgment.stopped",
+)
+
+
+def event_matches(pattern: str, event: str) -> bool:
+    """``stage.*`` matches every stage event; anything else matches itself."""
+    return pattern == event or (pattern.endswith(".*") and event.startswith(pattern[:-1]))
+
+
+class Subscription(BaseModel):
+    """Send the pipeline's events ``when`` to a channel declared in gennaker.yml; while a judgment
+    waits, say so again every ``remind_every``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(min_length=1, max_length=100)
+    when: list[str] = Field(min_length=1, max_length=len(NOTIFICATION_EVENTS))
+    remind_every: Duration | None = Field(default=None, ge=1)
+
+    @field_validator("when")
+    @classmethod
+    def _known_events(cls, v: list[str]) -> list[str]:
+        groups = {e.split(".")[0] + ".*" for e in NOTIFICATION_EVENTS}
+        unknown = [e for e in v if e not in NOTIFICATION_EVENTS and e not in groups]
+        if unknown:
+            raise ValueError(
+                f"unknown event(s) {unknown} (known: {', '.join([*NOTIFICATION_EVENTS, *sorted(groups)])})"
+            )
+        return v
+
+    def wants(self, event: str) -> bool:
+        return any(event_matches(p, event) for p in self.when)
+
+
 class PipelineHeader(BaseModel):
     """Everything in a pipeline but its stages (which are validated one by one, per type)."""
 
@@ -95,6 +138,7 @@ class PipelineHeader(BaseModel):
     description: str | None = None
     parameters: list[Parameter] = Field(default_factory=list)
     concurrency: Concurrency = Field(default_factory=Concurrency)
+    notifications: list[Subscription] = Field(default_factory=list, max_length=50)
     stages: list[Any] = Field(min_length=1)
 
     @field_validator("name", "application")
@@ -123,6 +167,7 @@ class Pipeline(BaseModel):
     parameters: list[Parameter]
     concurrency: Concurrency
     stages: list[StageConfig]
+    notifications: list[Subscription] = Field(default_factory=list)
     source: str | None = None  # file it came from
     text: str | None = None  # its YAML, kept with each execution
 

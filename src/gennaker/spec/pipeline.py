@@ -79,6 +79,7 @@ def validate_pipeline(
         parameters=header.parameters,
         concurrency=header.concurrency,
         stages=[s for _, s in stages],
+        notifications=header.notifications,
         source=doc.file,
         text=text,
     )
