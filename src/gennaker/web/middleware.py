@@ -157,9 +157,8 @@ class Guard:
             cookies=cookies,
             client=client,
             peer=peer,
-            is_api=path == "/api"
-            or path.startswith("/api/")
-            or path == METRICS_PATH,  # refused with a 401, not a login page
+            # answered (and refused) in JSON, with no login page or CSRF cookie: machines call these
+            is_api=path == "/api" or path.startswith(("/api/", "/hooks/")) or path == METRICS_PATH,
             principal=principal,
             csrf=csrf,
         )
