@@ -4,12 +4,27 @@ nothing, so the tests drive the state)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
-
-from .conftest import ACCOUNT, REGION
+from gennaker.cloud.provider import TAG_DEPLOYING
+from gennaker.sandbox.seed import ShopWorld
+from gennaker.stages.base import TaskContext
+from gennaker.stages.deploy import Deploy, DeployConfig
+from tests.cloud.conftest import (
+    ACCOUNT,
+    REGION,
+    Clock,
+    WorkerKilled,
+    cluster_state,
+    deploy_raw,
+    launch_templates,
+    run_stage,
+    serving_groups,
+)
 
 
 def _cloudwatch(sessions: AwsSessions) -> Any:
@@ -62,3 +77,291 @@ def test_alarm_states_none_means_every_alarm_and_batches_of_100(sessions: AwsSes
     states = provider.alarm_states(names)
     assert len(states) == 150 and states[0].state == "OK" and states[149].state == "MISSING"
     assert sessions.calls["cloudwatch.describe_alarms"] - before == 2  # 100 names a call
+
+
+# --- the deploy stage's watch ----------------------------------------------------------------------
+
+
+def watched(world: ShopWorld, alarms: list[str], **watch: Any) -> dict[str, Any]:
+    return deploy_raw(world, watch={"alarms": alarms, "for": "5s", **watch})
+
+
+def fire_at(sessions: AwsSessions, alarm: str, poll: int, reason: str = "Threshold Crossed: 9 > 5") -> Any:
+    """An on_call hook: set ``alarm`` to ALARM before the watch's ``poll``-th call."""
+    seen = {"n": 0}
+
+    def on_call(task: str, _n: int, _context: dict[str, Any]) -> None:
+        if task == "watch":
+            seen["n"] += 1
+            if seen["n"] == poll:
+                _set_state(sessions, alarm, "ALARM", reason)
+
+    return on_call
+
+
+def _tg_targets(provider: AwsProvider, world: ShopWorld) -> set[str]:
+    health = provider.elb.describe_target_health(TargetGroupArn=world.target_group_arn)["TargetHealthDescriptions"]
+    return {d["Target"]["Id"] for d in health if d["TargetHealth"]["State"] != "unused"}
+
+
+def _instances_of(provider: AwsProvider, name: str) -> set[str]:
+    group = provider.get_server_group(name)
+    assert group is not None
+    return {i.id for i in group.instances}
+
+
+def test_an_alarm_fired_mid_watch_rolls_back_to_the_previous_group(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    _put_alarm(sessions, "shop-5xx")
+    clock = Clock()
+    run = run_stage(
+        Deploy(), watched(world, ["shop-5xx"]), services, clock=clock, on_call=fire_at(sessions, "shop-5xx", 3)
+    )
+    assert run.status == "FAILED"
+    assert "alarm shop-5xx is in ALARM: Threshold Crossed: 9 > 5" in (run.message or "")
+    assert "rolled back: shop-web-v001 is serving again, shop-web-v002 disabled" in (run.message or "")
+    state = cluster_state(provider)
+    assert serving_groups(provider) == ["shop-web-v001"]
+    assert state["shop-web-v001"]["enabled"] and not state["shop-web-v001"]["suspended"]
+    assert not state["shop-web-v002"]["enabled"]
+    assert {"Launch", "Terminate", "AddToLoadBalancer"} <= state["shop-web-v002"]["suspended"]
+    # the target group has exactly the previous group's instances
+    assert _tg_targets(provider, world) == _instances_of(provider, "shop-web-v001")
+    assert TAG_DEPLOYING not in state["shop-web-v002"]["tags"]  # the lease is released
+    watch = run.outputs["watch"]
+    assert watch["result"] == "rolled back" and watch["alarms"]["shop-5xx"]["state"] == "ALARM"
+    assert watch["polls"] == 3
+    assert any("watch: alarm shop-5xx: ALARM (Threshold Crossed: 9 > 5)" in line for line in run.logs)
+    assert run.tasks_run.count("check_alarms") == 1
+
+
+def test_no_alarm_succeeds_after_the_watch_with_the_new_group_serving(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    _put_alarm(sessions, "shop-5xx")
+    clock = Clock()
+    run = run_stage(Deploy(), watched(world, ["shop-5xx"]), services, clock=clock)
+    assert run.status == "SUCCEEDED", run.message
+    watch_polls = [t for t in run.tasks_run if t == "watch"]
+    assert len(watch_polls) == 6  # every second for 5 s, and one at the deadline
+    assert serving_groups(provider) == ["shop-web-v002"]
+    state = cluster_state(provider)
+    assert TAG_DEPLOYING not in state["shop-web-v002"]["tags"]
+    assert run.outputs["watch"]["result"] == "passed"
+    assert run.outputs["watch"]["alarms"]["shop-5xx"]["state"] == "OK"
+    assert run.outputs["alarms_before"][0]["state"] == "OK"
+
+
+def _kill_after(sessions: AwsSessions, service: str, event: str, which: set[int]) -> Any:
+    """Kill the worker right after the n-th successful ``event`` call for n in ``which``."""
+    calls = {"n": 0}
+
+    def after_call(**_kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] in which:
+            raise WorkerKilled(f"killed after {event} #{calls['n']}")
+
+    sessions.client(ACCOUNT, REGION, service).raw.meta.events.register(f"after-call.{event}", after_call)
+    return after_call
+
+
+def test_the_deadline_is_stored_not_recomputed_after_a_restart(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    """Workers killed on watch polls (their results lost) do not move the watch's end: it ends at
+    the deadline its first saved poll stored."""
+    _put_alarm(sessions, "shop-5xx")
+    clock = Clock()
+    deadlines: list[float] = []
+
+    def on_call(task: str, _n: int, context: dict[str, Any]) -> None:
+        if task == "watch" and "watch" in context:
+            deadlines.append(context["watch"]["deadline"])
+
+    # DescribeAlarms #1 is check_alarms; #3, #5, #6 are watch polls
+    hook = _kill_after(sessions, "cloudwatch", "monitoring.DescribeAlarms", {3, 5, 6})
+    try:
+        run = run_stage(Deploy(), watched(world, ["shop-5xx"]), services, clock=clock, on_call=on_call)
+    finally:
+        _cloudwatch(sessions).raw.meta.events.unregister("after-call.monitoring.DescribeAlarms", hook)
+    assert run.status == "SUCCEEDED", run.message
+    assert run.kills == 3
+    assert len(set(deadlines)) == 1  # every poll after the first saved one saw the same deadline
+    assert clock.t >= deadlines[0] and clock.t - deadlines[0] < 1.01
+    assert run.outputs["watch"]["until"] == datetime.fromtimestamp(deadlines[0], UTC).isoformat(timespec="seconds")
+
+
+def test_a_worker_killed_mid_watch_and_mid_rollback_rolls_back_once(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    _put_alarm(sessions, "shop-5xx")
+    clock = Clock()
+    # the poll that first sees ALARM dies (DescribeAlarms #4: check_alarms, 2 OK polls, then it),
+    # and so does the rollback right after it re-enabled the previous group
+    hooks = [
+        (
+            "cloudwatch",
+            "monitoring.DescribeAlarms",
+            _kill_after(sessions, "cloudwatch", "monitoring.DescribeAlarms", {4}),
+        ),
+        (
+            "autoscaling",
+            "autoscaling.ResumeProcesses",
+            _kill_after(sessions, "autoscaling", "autoscaling.ResumeProcesses", {1}),
+        ),
+    ]
+    try:
+        run = run_stage(
+            Deploy(), watched(world, ["shop-5xx"]), services, clock=clock, on_call=fire_at(sessions, "shop-5xx", 4)
+        )
+    finally:
+        for service, event, hook in hooks:
+            sessions.client(ACCOUNT, REGION, service).raw.meta.events.unregister(f"after-call.{event}", hook)
+    assert run.kills == 2
+    assert run.status == "FAILED" and "alarm shop-5xx is in ALARM" in (run.message or "")
+    assert sum("rolling back to shop-web-v001" in line for line in run.logs) == 1
+    assert serving_groups(provider) == ["shop-web-v001"]
+    assert not cluster_state(provider)["shop-web-v002"]["enabled"]
+
+    # The same task delivered once more after the stage ended (a late message): nothing is redone.
+    before = sessions.calls.copy()
+    ctx = TaskContext(
+        execution_id="ex-1",
+        stage_id="deploy",
+        pipeline="p",
+        application="shop",
+        trigger={},
+        config=DeployConfig.model_validate({"id": "deploy", "type": "deploy", **watched(world, ["shop-5xx"])}),
+        context=dict(run.context),
+        outputs=dict(run.outputs),
+        attempt=1,
+        stage_started_at=0.0,
+        services=services,
+        log=run.logs.append,
+        now=clock.now,
+    )
+    task = next(t for t in Deploy().tasks(ctx.config) if t.name == "watch")
+    again = task.run(ctx)
+    assert again.status == "FAILED" and "rolled back" in (again.message or "")
+    changed = {k: v - before[k] for k, v in sessions.calls.items() if v != before[k]}
+    mutations = {k for k in changed if not k.split(".")[1].startswith(("describe", "get", "list"))}
+    assert mutations <= {"autoscaling.delete_tags"}, changed  # clearing the lease again is all it does
+
+
+def test_an_unreadable_alarm_rolls_back_unless_poll_failures_are_ignored(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    _put_alarm(sessions, "shop-5xx")
+
+    def delete_at(poll: int) -> Any:
+        seen = {"n": 0}
+
+        def on_call(task: str, _n: int, _context: dict[str, Any]) -> None:
+            if task == "watch":
+                seen["n"] += 1
+                if seen["n"] == poll:
+                    _cloudwatch(sessions).delete_alarms(AlarmNames=["shop-5xx"])
+
+        return on_call
+
+    run = run_stage(Deploy(), watched(world, ["shop-5xx"]), services, on_call=delete_at(2))
+    assert run.status == "FAILED"
+    assert "alarm shop-5xx cannot be read: no CloudWatch alarm named 'shop-5xx'" in (run.message or "")
+    assert "ignore_poll_failure is false" in (run.message or "") and "rolled back" in (run.message or "")
+    assert serving_groups(provider) == ["shop-web-v001"]
+
+    _put_alarm(sessions, "shop-5xx")
+    run = run_stage(
+        Deploy(),
+        watched(world, ["shop-5xx"], ignore_poll_failure=True),
+        services,
+        on_call=delete_at(2),
+        execution_id="ex-2",
+    )
+    assert run.status == "SUCCEEDED", run.message
+    assert serving_groups(provider) == ["shop-web-v003"]
+    assert run.outputs["watch"]["alarms"]["shop-5xx"]["state"] == "MISSING"
+    assert sum("going on (ignore_poll_failure)" in line for line in run.logs) == 1  # said once, not every poll
+
+
+def test_access_denied_reading_alarms_is_unreadable_too(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    """An error answer from CloudWatch (here AccessDenied, injected into botocore) mid-watch."""
+    from botocore.exceptions import ClientError
+
+    _put_alarm(sessions, "shop-5xx")
+    calls = {"n": 0}
+
+    def deny(**_kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "DescribeAlarms")
+
+    cloudwatch = _cloudwatch(sessions)
+    cloudwatch.raw.meta.events.register("before-call.monitoring.DescribeAlarms", deny)
+    try:
+        run = run_stage(Deploy(), watched(world, ["shop-5xx"]), services)
+    finally:
+        cloudwatch.raw.meta.events.unregister("before-call.monitoring.DescribeAlarms", deny)
+    assert run.status == "FAILED" and "AccessDenied" in (run.message or ""), run.message
+    assert "rolled back" in (run.message or "")
+    assert serving_groups(provider) == ["shop-web-v001"]
+
+
+def test_an_alarm_in_alarm_before_warns_and_deploys_the_fix(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    _put_alarm(sessions, "shop-5xx")
+    _set_state(sessions, "shop-5xx", "ALARM", "Threshold Crossed: 50 > 5")
+    run = run_stage(Deploy(), watched(world, ["shop-5xx"]), services)
+    assert run.status == "SUCCEEDED", run.message  # still in that same ALARM: the deploy may be its fix
+    warning = next(line for line in run.logs if line.startswith("warning: alarm already in ALARM"))
+    assert "shop-5xx (Threshold Crossed: 50 > 5)" in warning and "deploying anyway" in warning
+    assert run.outputs["alarms_before"][0]["state"] == "ALARM"
+    assert serving_groups(provider) == ["shop-web-v002"]
+
+
+def test_an_alarm_in_alarm_before_that_recovers_and_fires_again_rolls_back(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    _put_alarm(sessions, "shop-5xx")
+    _set_state(sessions, "shop-5xx", "ALARM", "before")
+    seen = {"n": 0}
+
+    def on_call(task: str, _n: int, _context: dict[str, Any]) -> None:
+        if task == "watch":
+            seen["n"] += 1
+            if seen["n"] == 2:
+                _set_state(sessions, "shop-5xx", "OK", "recovered")
+            if seen["n"] == 3:
+                _set_state(sessions, "shop-5xx", "ALARM", "again")
+
+    run = run_stage(Deploy(), watched(world, ["shop-5xx"]), services, on_call=on_call)
+    assert run.status == "FAILED" and "alarm shop-5xx is in ALARM: again" in (run.message or "")
+    assert serving_groups(provider) == ["shop-web-v001"]
+
+
+def test_an_alarm_in_alarm_before_with_refuse_creates_nothing(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    _put_alarm(sessions, "shop-5xx")
+    _set_state(sessions, "shop-5xx", "ALARM", "Threshold Crossed: 50 > 5")
+    before = cluster_state(provider)
+    run = run_stage(Deploy(), {**watched(world, ["shop-5xx"]), "on_alarm_before": "refuse"}, services)
+    assert run.status == "FAILED"
+    assert run.message == (
+        "watch: alarm already in ALARM before the deploy: shop-5xx (Threshold Crossed: 50 > 5); "
+        "on_alarm_before is refuse, so nothing was created"
+    )
+    assert run.tasks_run == ["check_alarms"]
+    assert cluster_state(provider) == before and launch_templates(provider) == ["shop-web-v001"]
+
+
+def test_a_missing_alarm_before_the_deploy_creates_nothing(
+    world: ShopWorld, provider: AwsProvider, services: SimpleNamespace
+) -> None:
+    run = run_stage(Deploy(), watched(world, ["nope"]), services)
+    assert run.status == "FAILED" and "alarm nope cannot be read" in (run.message or "")
+    assert "nothing was created" in (run.message or "") and launch_templates(provider) == ["shop-web-v001"]

@@ -40,6 +40,10 @@ class ProviderKind:
     # What the cloud does by itself that this provider must do for it, every few seconds, on each
     # worker (an ASG replaces crashed instances; the local provider's processes need a hand).
     upkeep: Callable[[Any], None] | None = None
+    # What a deploy's ``watch:`` can read in accounts of this kind: the cloud's own alarms
+    # (``CloudProvider.alarm_states``), and the metric sources that see its server groups.
+    alarms: bool = False
+    metric_sources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -89,13 +93,18 @@ def state_dir(config: Config, name: str, account: Account) -> Path:
 
 PROVIDERS: dict[str, ProviderKind] = {
     "aws": ProviderKind(
-        "aws", _aws, {"deploy": AwsDeployOptions, "bake": AwsBakeOptions, "find_image": AwsFindImageOptions}
+        "aws",
+        _aws,
+        {"deploy": AwsDeployOptions, "bake": AwsBakeOptions, "find_image": AwsFindImageOptions},
+        alarms=True,
+        metric_sources=("cloudwatch", "prometheus"),
     ),
     "local": ProviderKind(
         "local",
         _local,
         {"deploy": LocalDeployOptions, "bake": LocalBakeOptions},
         upkeep=lambda provider: provider.reconcile_all(),
+        metric_sources=("haproxy", "prometheus"),
     ),
 }
 

@@ -14,9 +14,9 @@ out, then the task fails with both stories in its message.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gennaker.cloud import naming, registry
 from gennaker.cloud.actions import JUDGMENT_OPTIONS, Action, HealthTimeout, run_action
@@ -24,8 +24,10 @@ from gennaker.cloud.lease import held_by_other, lease_value
 from gennaker.cloud.provider import (
     TAG_DEPLOYING,
     TAG_EXECUTION,
+    AlarmState,
     Capacity,
     CloudProvider,
+    NotSupported,
     ServerGroup,
     ServerGroupSpec,
 )
@@ -41,7 +43,9 @@ from gennaker.cloud.strategies import (
 )
 from gennaker.cloud.tasks import ActionFailed, CapacityModel, CloudStageConfig, advance
 from gennaker.errors import GennakerError
-from gennaker.spec.durations import Duration
+from gennaker.metrics.sources import Scope
+from gennaker.spec.durations import Duration, format_duration
+from gennaker.stages import watch as watching
 from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
 
 # Failures that mean "this deploy did not work" (roll back), as opposed to bugs in Gennaker.
@@ -86,6 +90,41 @@ class DeployConfig(CloudStageConfig):
     rollback_on_failure: bool = True
     destroy_on_rollback: bool = False
     health_timeout: Duration = 1800.0
+    # After cutover: watch alarms and metric conditions, and roll back when one fires (stages/watch.py).
+    watch: watching.WatchConfig | None = None
+    on_alarm_before: Literal["warn", "refuse"] = "warn"  # a watched alarm already in ALARM
+
+    @field_validator("watch")
+    @classmethod
+    def _watchable(cls, v: watching.WatchConfig | None, info: ValidationInfo) -> watching.WatchConfig | None:
+        """What the account's kind can watch (once bound to a configuration), and a previous group
+        left to roll back to."""
+        if v is None:
+            return v
+        if info.data.get("rollback_on_failure", True) and (
+            info.data.get("strategy") == "highlander" or info.data.get("max_remaining_server_groups") == 1
+        ):
+            raise ValueError(
+                "watch rolls back to the previous server group, which highlander or "
+                "max_remaining_server_groups: 1 destroys at cutover"
+            )
+        account = info.data.get("account")
+        kind_name = (cls.account_kinds or {}).get(account) if isinstance(account, str) else None
+        kind = registry.PROVIDERS.get(kind_name) if kind_name else None
+        if kind is None:
+            return v  # unbound: the watch's first poll says what the provider cannot read
+        if v.alarms and not kind.alarms:
+            raise ValueError(
+                f"watch.alarms: account {account} is of kind {kind.name}, which has no alarms; "
+                "watch metric conditions instead"
+            )
+        for c in v.metrics:
+            if c.source not in kind.metric_sources:
+                raise ValueError(
+                    f"watch.metrics: source '{c.source}' cannot see server groups of account {account} "
+                    f"(kind {kind.name}: {', '.join(kind.metric_sources)})"
+                )
+        return v
 
     def options(self) -> StrategyOptions:
         return StrategyOptions(
@@ -118,6 +157,7 @@ class DeployConfig(CloudStageConfig):
             + self.delay_before_disable
             + self.delay_before_scale_down
             + steps * self.pause_seconds()
+            + (self.watch.for_ if self.watch else 0.0)
             + LEASE_MARGIN
         )
         return min(bound, self.timeout + LEASE_MARGIN) if self.timeout else bound
@@ -174,10 +214,13 @@ class Deploy(StageType):
     script_fields = ("user_data",)  # a #!/bin/sh script runs as root: values in it are quoted
 
     def tasks(self, config: Any) -> list[Task]:
+        watch: watching.WatchConfig | None = config.watch
         return [
+            *([Task("check_alarms", self.check_alarms)] if watch and watch.alarms else []),
             Task("create_server_group", self._guarded(self.create_server_group)),
             Task("wait_for_healthy", self._guarded(self.wait_for_healthy)),
             Task("apply_strategy", self._guarded(self.apply_strategy)),
+            *([Task("watch", self._guarded(self.watch))] if watch else []),
         ]
 
     def plan(self, ctx: TaskContext, provider: CloudProvider) -> tuple[list[Action], dict[str, Any]]:
@@ -197,7 +240,7 @@ class Deploy(StageType):
     @staticmethod
     def _outputs(ctx: TaskContext, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         c = {**ctx.context, **(extra or {})}
-        return {
+        out = {
             "server_group": c.get("server_group"),
             "previous_server_group": c.get("previous_server_group"),
             "image_id": c.get("image_id"),
@@ -205,6 +248,10 @@ class Deploy(StageType):
             "account": ctx.config.account,
             "region": _region(ctx),
         }
+        if ctx.config.watch is not None:
+            out["alarms_before"] = c.get("alarms_before")
+            out["watch"] = watching.summary(c.get("watch"))
+        return out
 
     def _release(self, ctx: TaskContext, provider: CloudProvider, name: str | None) -> None:
         """Clear this deploy's lease on the cluster (see cloud/lease.py). A failure to clear it is
@@ -496,9 +543,115 @@ class Deploy(StageType):
             return TaskResult.running(
                 after=progress.poll_after, context={"strategy": progress.context, **extra}, message=progress.message
             )
+        if cfg.watch is not None:  # the watch holds the cluster until it ends
+            return TaskResult.succeeded(context={"strategy": progress.context, **extra})
         self._release(ctx, provider, name)
         return TaskResult.succeeded(
             outputs=self._outputs(ctx),
             context={"strategy": progress.context, **extra},
             message=f"{name} deployed ({cfg.strategy})",
+        )
+
+    # --- the watch (see stages/watch.py) ---------------------------------------------------------
+    def check_alarms(self, ctx: TaskContext) -> TaskResult:
+        """Before anything is created: the watched alarms' states now. One in ALARM is reported and,
+        by ``on_alarm_before``, deployed over (warn: the deploy may be its fix) or refused."""
+        cfg: DeployConfig = ctx.config
+        assert cfg.watch is not None
+        if ctx.context.get("alarms_before") is not None:
+            return TaskResult.succeeded()
+        states: list[AlarmState] = []
+        try:
+            states = self._provider(ctx).alarm_states(cfg.watch.alarms)
+        except NotSupported as exc:
+            return TaskResult.failed(f"watch: {exc}; nothing was created")
+        except GennakerError as exc:
+            unreadable = [f"cannot read alarms {', '.join(cfg.watch.alarms)}: {exc}"]
+        else:
+            unreadable = [f"alarm {s.name} cannot be read: {s.reason}" for s in states if s.state == "MISSING"]
+        if unreadable and not cfg.watch.ignore_poll_failure:
+            return TaskResult.failed(
+                f"watch: {'; '.join(unreadable)} (ignore_poll_failure is false); nothing was created"
+            )
+        for line in unreadable:
+            ctx.log(f"warning: {line}; going on (ignore_poll_failure)")
+        before = [s.as_dict() for s in states]
+        firing = watching.alarm_firing_before(states)
+        context = {"alarms_before": before, "alarms_firing_before": firing}
+        if firing:
+            told = "; ".join(f"{n} ({a['reason'] or 'no reason given'})" for n, a in firing.items())
+            if cfg.on_alarm_before == "refuse":
+                return TaskResult.failed(
+                    f"watch: alarm already in ALARM before the deploy: {told}; on_alarm_before is refuse, "
+                    "so nothing was created",
+                    outputs=self._outputs(ctx, context),
+                    context=context,
+                )
+            ctx.log(
+                f"warning: alarm already in ALARM before the deploy: {told}; deploying anyway "
+                "(on_alarm_before: warn): it rolls back only if the alarm fires again after cutover"
+            )
+        else:
+            ctx.log("watched alarms before the deploy: " + ", ".join(f"{s['name']} {s['state']}" for s in before))
+        return TaskResult.succeeded(outputs=self._outputs(ctx, context), context=context)
+
+    def watch(self, ctx: TaskContext) -> TaskResult:
+        """After cutover, until the stored deadline: poll the alarms and conditions; a breach (or,
+        without ignore_poll_failure, anything unreadable) starts the strategy's rollback."""
+        cfg: DeployConfig = ctx.config
+        w = cfg.watch
+        assert w is not None
+        provider = self._provider(ctx)
+        name = ctx.context["server_group"]
+        now = ctx.now()
+        saved = dict(ctx.context.get("watch") or {})
+        if "deadline" not in saved:  # the first poll: the deadline is kept, never recomputed
+            saved = {"started_at": now, "deadline": now + w.for_, "alarms": {}, "conditions": {}, "polls": 0}
+            ctx.log(f"watching {w.describe()} for {format_duration(w.for_)} after cutover to {name}")
+        firing_before = {
+            n: {**a, "left": n in saved.get("left_alarm", [])}
+            for n, a in (ctx.context.get("alarms_firing_before") or {}).items()
+        }
+        poll = watching.Poll()
+        if w.alarms:
+            watching.poll_alarms(provider, w.alarms, saved["alarms"], firing_before, poll)
+        if w.metrics:
+            kind = registry.kind_of(ctx.services.config, cfg.account).name
+            sources = watching.sources_for(ctx.services, kind, provider)
+            scope = Scope(name, provider.region, account=cfg.account)
+            watching.poll_conditions(w.metrics, sources, scope, saved["started_at"], now, saved["conditions"], poll)
+        for line in poll.notes:
+            ctx.log(f"watch: {line}")
+        state = {
+            **saved,
+            "alarms": poll.alarms,
+            "conditions": poll.conditions,
+            "polls": int(saved.get("polls", 0)) + 1,
+            "left_alarm": sorted({*saved.get("left_alarm", []), *poll.left_alarm}),
+            "last_poll": now,
+        }
+        if poll.breaches or (poll.unreadable and not w.ignore_poll_failure):
+            why = poll.breaches or [f"{line} (ignore_poll_failure is false)" for line in poll.unreadable]
+            state["result"] = "rolled back"
+            state["reason"] = "; ".join(why)
+            return self._fail(ctx, f"watch: {state['reason']}", known={"watch": state})
+        if poll.unreadable and poll.unreadable != saved.get("unreadable"):
+            ctx.log(f"watch: {'; '.join(poll.unreadable)}; going on (ignore_poll_failure)")
+        state["unreadable"] = poll.unreadable
+        if now >= state["deadline"]:
+            state["result"] = "passed"
+            self._release(ctx, provider, name)
+            message = f"{name} deployed ({cfg.strategy}); watched {format_duration(w.for_)}: nothing fired"
+            ctx.log(f"watch: {message}")
+            return TaskResult.succeeded(
+                outputs=self._outputs(ctx, {"watch": state}), context={"watch": state}, message=message
+            )
+        steps = [c.step for c in w.metrics]
+        after = max(0.0, min([cfg.poll_interval, *steps, state["deadline"] - now]))
+        left = format_duration(max(0.0, state["deadline"] - now))
+        return TaskResult.running(
+            after=after,
+            context={"watch": state},
+            outputs=self._outputs(ctx, {"watch": state}),
+            message=f"watching {name}: {left} left",
         )
