@@ -69,6 +69,22 @@ def test_time_budget_stops_it_by_itself(app: int) -> None:
     assert 0 < load.count() < 10**9
 
 
+def test_a_rate_paces_the_requests_evenly(app: int) -> None:
+    load = LoadGenerator("127.0.0.1", app, threads=3, rate=100, max_requests=10**6, max_seconds=1.0).start()
+    time.sleep(1.3)
+    answers = load.stop()
+    # 100/s for 1 s: about 100 (not the thousands an unpaced loop sends), spread over the second.
+    assert 80 <= len(answers) <= 110, len(answers)
+    halves = [sum(1 for a in answers if (a.sent - load.started < 0.5) == first) for first in (True, False)]
+    assert min(halves) >= 35, halves
+
+
+@pytest.mark.parametrize("rate", [0, -1, 10**6])
+def test_a_rate_out_of_bounds_is_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        LoadGenerator("127.0.0.1", 1, rate=rate)
+
+
 def test_errors_are_counted_with_the_version_that_answered(app: int) -> None:
     with LoadGenerator("127.0.0.1", app, path="/bad", threads=1, max_requests=5, pause=0) as load:
         load.wait_for(5)

@@ -2,7 +2,13 @@
 
 Two worlds: simulated AWS (moto, the default), or ``--local``: this machine, where the packaged
 sample application runs as real processes behind Gennaker's HAProxy while a bounded load generator
-sends it requests the whole time, and the demo prints requests and errors per server group.
+sends it requests the whole time, and the demo prints requests and errors per server group. There
+the canary is analysed on HAProxy's counters; ``--bad-version`` deploys a release answering 5 % of
+its requests with 500, which the analysis fails and rolls back on its own.
+
+Exit codes: 0 when the demo showed what it set out to show (the pipeline succeeded; with
+``--bad-version``, the canary failed, was rolled back, and no request outside the canary failed),
+1 otherwise.
 """
 
 from __future__ import annotations
@@ -33,10 +39,18 @@ SANDBOX_DIR = Path(__file__).resolve().parent.parent / "sandbox"
 # gennaker has its demo too.
 DEMO_PIPELINE = SANDBOX_DIR / "demo.yml"
 LOCAL_PIPELINE = SANDBOX_DIR / "demo-local.yml"
+FAILED_STATUSES = ("FAILED", "TERMINAL")
 DEFAULT_PORT = 8080
 LOCAL_ACCOUNT = "laptop"
 LOAD_BALANCER = "shop-web"
 RATES_EVERY = 2.0  # seconds between two "requests per server group" lines
+NEXT_VERSION = "1.1.0"
+BAD_ERROR_RATE = "0.05"  # --bad-version: the share of GET / its release answers with 500
+# The load: steady, paced, bounded. The canary stage of demo-local.yml sends half of the traffic to
+# the baseline/canary pair (a quarter to the canary) and samples every 2 s; seeing a 5 % error rate
+# takes about 40 canary requests a step, so 120 req/s (≈ 60 a step) with room to spare.
+LOAD_RATE = 120.0
+LOAD_THREADS = 4
 
 # What production runs before the demo pipeline deploys the next version (the sandbox seeds
 # shop-web-v001 in simulated AWS; here it is deployed the way any version is).
@@ -45,7 +59,7 @@ name: demo-local-seed
 application: shop
 description: The version in production before the demo (shop-web-v001, 1.0.0).
 stages:
-  - {{id: bake, name: Bake 1.0.0, type: bake, account: {LOCAL_ACCOUNT}, source: ../sample_app, version: "1.0.0"}}
+  - {{id: bake, name: Bake 1.0.0, type: bake, account: {LOCAL_ACCOUNT}, source: "{{source}}", version: "1.0.0"}}
   - id: deploy
     name: Deploy 1.0.0
     type: deploy
@@ -54,7 +68,6 @@ stages:
     stack: web
     image: "${{stages.bake.outputs.image_id}}"
     command: "python3 app.py"
-    env: {{APP_VERSION: "1.0.0"}}
     capacity: {{min: 2, max: 2, desired: 2}}
     load_balancers: [{LOAD_BALANCER}]
     strategy: red_black
@@ -104,6 +117,22 @@ def demo_params(world: Any, soak: str) -> dict[str, str]:
         "target_group": world.target_group_arn,
         "soak": soak,
     }
+
+
+def write_release(work: Path, version: str, error_rate: str = "0") -> Path:
+    """The sample application as one release: its code and a ``release.env`` naming its version
+    and error rate, which travel in the baked artifact (a canary's baseline and canary run with
+    one environment, so a release's behaviour cannot come from the stage's env)."""
+    from gennaker.sample_app import SOURCE_DIR
+    from gennaker.sample_app.app import RELEASE_FILE
+
+    target = work / "releases" / version
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(SOURCE_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    note = "answers this share of GET / with 500: a bad release" if float(error_rate) else "a good release"
+    (target / RELEASE_FILE).write_text(f"APP_VERSION={version}\n# {note}\nERROR_RATE={error_rate}\n")
+    return target
 
 
 def local_config_text(lb_port: int) -> str:
@@ -194,12 +223,27 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(parser=options.duration_text, help="--local: the longest the load generator runs."),
         ] = "30m",
+        bad_version: Annotated[
+            bool,
+            typer.Option(
+                "--bad-version",
+                help="--local: deploy a release answering 5% of requests with 500; the canary analysis "
+                "fails it and rolls back on its own (exit 0 when it did, with no failed request outside "
+                "the canary).",
+            ),
+        ] = False,
     ) -> None:
         """Start simulated AWS (or, with --local, this machine) and the server, then run the demo
-        pipeline on the sample application."""
+        pipeline on the sample application.
+
+        Exit code 0 when the demo showed what it set out to: the pipeline succeeded, or with
+        --bad-version the canary failed and was rolled back with no failed request outside the
+        canary's share; 1 otherwise."""
         serve_port, port_note = pick_port(port)
         work = workdir or Path(tempfile.mkdtemp(prefix="gennaker-demo-"))
         work.mkdir(parents=True, exist_ok=True)
+        if bad_version and not local:
+            raise ConfigError("--bad-version needs --local (the canary is analysed on this machine's HAProxy)")
         if local:
             from gennaker.spec.durations import parse_duration
 
@@ -211,6 +255,7 @@ def register(app: typer.Typer) -> None:
                 soak or "30s",
                 parse_duration(traffic_for),
                 pipeline_file or LOCAL_PIPELINE,
+                bad_version,
             )
         else:
             code = _aws_demo(work, serve_port, port_note, auto_approve, soak or "4h", pipeline_file or DEMO_PIPELINE)
@@ -250,6 +295,7 @@ def _local_demo(
     soak: str,
     traffic_seconds: float,
     pipeline_file: Path,
+    bad_version: bool = False,
 ) -> int:
     from gennaker.cloud.registry import provider_for
     from gennaker.sandbox.traffic import GroupRates, LoadGenerator
@@ -272,7 +318,8 @@ def _local_demo(
             highlight=False,
         )
         out.print("Putting shop 1.0.0 in production (bake the sample application, deploy shop-web-v001)…")
-        seed = rt.pipeline_from_text(LOCAL_SEED, str(SANDBOX_DIR / "demo-local-seed.yml"))
+        seed_text = LOCAL_SEED.replace("{source}", str(write_release(work, "1.0.0")))
+        seed = rt.pipeline_from_text(seed_text, str(SANDBOX_DIR / "demo-local-seed.yml"))
         seed_id = ops.start_execution(rt.db, seed, {}, "demo", base_dir=str(SANDBOX_DIR))
         seeded = _follow(rt, seed_id, auto_approve=True)
         if seeded["status"] != "SUCCEEDED":
@@ -280,24 +327,43 @@ def _local_demo(
             raise GennakerError(f"putting 1.0.0 in production failed (execution {seed_id}): see the stages above")
         # Low and steady: a shop's traffic, not a flood on a shared machine; bounded in time and count.
         load = LoadGenerator(
-            "127.0.0.1", lb_port, threads=2, pause=0.05, max_seconds=traffic_seconds, max_requests=200_000
+            "127.0.0.1",
+            lb_port,
+            threads=LOAD_THREADS,
+            rate=LOAD_RATE,
+            max_seconds=traffic_seconds,
+            max_requests=int(LOAD_RATE * traffic_seconds) + 1,
         ).start()
         out.print(
-            f"Traffic: 2 clients sending GET / to http://127.0.0.1:{lb_port}/ for up to "
-            f"{traffic_seconds:g}s; requests/s and errors per server group every {RATES_EVERY:g}s.",
+            f"Traffic: {LOAD_THREADS} clients sending {LOAD_RATE:g} GET / a second to http://127.0.0.1:{lb_port}/ "
+            f"for up to {traffic_seconds:g}s; requests/s and errors per server group every {RATES_EVERY:g}s.",
             highlight=False,
         )
+        error_rate = BAD_ERROR_RATE if bad_version else "0"
+        release = write_release(work, NEXT_VERSION, error_rate)
+        if bad_version:
+            out.print(
+                f"--bad-version: shop {NEXT_VERSION} answers {float(error_rate):.0%} of GET / with 500; "
+                "the canary analysis should fail it and roll it back on its own.",
+                highlight=False,
+            )
         pipeline = rt.load_pipeline(str(pipeline_file))
         with rt.db.begin() as conn:
             ops.save_pipeline(conn, pipeline, "demo", registered=True)
-        execution_id = ops.start_execution(rt.db, pipeline, {"soak": soak}, "demo", base_dir=str(pipeline_file.parent))
+        params = {"soak": soak, "version": NEXT_VERSION, "source": str(release)}
+        execution_id = ops.start_execution(rt.db, pipeline, params, "demo", base_dir=str(pipeline_file.parent))
         _announce(base, execution_id, pipeline.name, port_note)
         rates = GroupRates(provider.traffic_by_server_group)  # type: ignore[attr-defined]
         final = _follow(rt, execution_id, auto_approve, every=(RATES_EVERY, lambda: _print_rates(rates, load)))
         _print_rates(rates, load)
+        canary = _canary_outcome(rt, final)
+        if canary is not None:
+            _print_canary(rt, canary, base, work)
         code = _finish(rt, server, base, final, execution_id, auto_approve)
         load.stop()
-        _print_traffic_summary(load)
+        failed_outside = _print_traffic_summary(load, NEXT_VERSION if bad_version else None)
+        if bad_version:
+            return _bad_version_verdict(final, canary, failed_outside)
         return code
     finally:
         if load is not None:
@@ -318,8 +384,10 @@ def _print_rates(rates: Any, load: Any) -> None:
     )
 
 
-def _print_traffic_summary(load: Any) -> None:
-    from gennaker.sandbox.traffic import summarize, timeline
+def _print_traffic_summary(load: Any, canary_version: str | None = None) -> int:
+    """The load generator's account of the demo; with ``canary_version`` (a release that only ever
+    ran as the canary), also what failed outside it. Returns that number (0 without one)."""
+    from gennaker.sandbox.traffic import failures, summarize, timeline
 
     answers = load.snapshot()
     by_version: dict[str, int] = {}
@@ -328,6 +396,96 @@ def _print_traffic_summary(load: Any) -> None:
             by_version[version] = by_version.get(version, 0) + counts.requests
     served = ", ".join(f"{v}: {n}" for v, n in sorted(by_version.items())) or "none"
     out.print(f"Traffic during the demo: {summarize(answers).line()}; answered by version {served}", highlight=False)
+    if canary_version is None:
+        return 0
+    # Outside the canary: production, the baseline, and anything no instance answered (HAProxy's 503).
+    outside = [r for r in answers if r.version != canary_version]
+    inside = [r for r in answers if r.version == canary_version]
+    failed_outside = len(failures(outside))
+    out.print(
+        f"Outside the canary: {len(outside)} requests, {failed_outside} failed; "
+        f"the canary ({canary_version}) answered {len(inside)}, {len(failures(inside))} failed.",
+        highlight=False,
+    )
+    return failed_outside
+
+
+def _canary_outcome(rt: Runtime, final: dict[str, Any]) -> dict[str, Any] | None:
+    """The stage of the run that produced a canary report (the first), with its analysis."""
+    from gennaker.metrics import store as canary_store
+
+    for s in final["stages"]:
+        report = (s.get("outputs") or {}).get("report")
+        if isinstance(report, dict) and report.get("id"):
+            try:
+                analysis = canary_store.get_analysis(rt.db, str(report["id"]))
+            except GennakerError as exc:
+                analysis = {"judgements": [], "message": f"could not read the analysis: {exc}"}
+            return {"stage": s, "report": report, "analysis": analysis}
+    return None
+
+
+def _failing_metrics(analysis: dict[str, Any]) -> list[str]:
+    """``errors (critical) High: canary median 0.05 vs baseline 0`` for each metric of the last
+    judgement that did not pass."""
+    judgements = analysis.get("judgements") or []
+    if not judgements:
+        return []
+    lines = []
+    for m in judgements[-1].get("metrics") or []:
+        if m.get("label") == "Pass" or m.get("muted"):
+            continue
+        medians = ""  # the classification's figures sit beside the label in a stored metric
+        if isinstance(m.get("canary_median"), int | float) and isinstance(m.get("baseline_median"), int | float):
+            medians = f": canary median {m['canary_median']:.3g} vs baseline {m['baseline_median']:.3g}"
+        critical = " (critical)" if m.get("critical") else ""
+        lines.append(
+            f"{m.get('name')}{critical} {m.get('label')}{medians}" + (f" ({m['reason']})" if m.get("reason") else "")
+        )
+    return lines
+
+
+def _print_canary(rt: Runtime, canary: dict[str, Any], base: str, work: Path) -> None:
+    stage, analysis, report = canary["stage"], canary["analysis"], canary["report"]
+    outputs = stage.get("outputs") or {}
+    score, result = outputs.get("score"), outputs.get("result") or "no result"
+    judged = len(analysis.get("judgements") or [])
+    scored = f"score {score:g} ({result})" if isinstance(score, int | float) else f"no score ({result})"
+    out.print(
+        f"\nCanary: {scored} after {judged} judgement(s); stage {stage['name']} {stage['status']}", highlight=False
+    )
+    for line in _failing_metrics(analysis):
+        out.print(f"  failed metric: {line}", highlight=False, soft_wrap=True)
+    if stage.get("message"):
+        out.print(f"  {stage['message']}", highlight=False, soft_wrap=True)
+    out.print(f"  report:  {base}{report.get('path') or '/canary/' + str(report['id'])}", highlight=False)
+    out.print(
+        f"  again:   gennaker --db {work / 'gennaker.db'} canary analyze --analysis {report['id']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _bad_version_verdict(final: dict[str, Any], canary: dict[str, Any] | None, failed_outside: int) -> int:
+    """--bad-version showed what it meant to when the canary failed the release and the run ended
+    there, with nothing failing outside the canary: exit 0, said in one line; otherwise 1, said why."""
+    stage = (canary or {}).get("stage") or {}
+    caught = (
+        canary is not None
+        and (stage.get("outputs") or {}).get("result") == "fail"
+        and stage.get("status") in FAILED_STATUSES
+        and final["status"] in FAILED_STATUSES
+    )
+    if caught and failed_outside == 0:
+        out.print(
+            f"The canary caught the bad version: {NEXT_VERSION} never reached production, its pair was "
+            "destroyed and production kept serving with no failed request outside the canary.",
+            highlight=False,
+        )
+        return 0
+    why = "the canary did not fail it" if not caught else f"{failed_outside} request(s) failed outside the canary"
+    out.print(f"--bad-version did not go as it should: {why}.", highlight=False)
+    return 1
 
 
 def _stop_local(provider: Any) -> None:
@@ -339,6 +497,13 @@ def _stop_local(provider: Any) -> None:
     haproxy = getattr(provider, "haproxy", None)
     if haproxy is not None:
         haproxy.stop(timeout=5)
+
+
+def _approvable(stage: dict[str, Any]) -> bool:
+    """Whether --auto-approve answers this stage: only where "approve" is a choice. A canary under
+    analysis also awaits a judgment (promote / abort, to end it early); that is left to its metrics."""
+    options = (stage.get("judgment_request") or {}).get("options") or ["approve"]
+    return "approve" in options
 
 
 def _follow(
@@ -361,7 +526,7 @@ def _follow(
                         highlight=False,
                         soft_wrap=True,
                     )
-            if s["awaiting_judgment"] and auto_approve:
+            if s["awaiting_judgment"] and auto_approve and _approvable(s):
                 ops.judge(rt.db, execution_id, s["stage_id"], "demo (auto-approve)", "approve", "--auto-approve")
         if views.is_done(ex["status"]):
             return ex

@@ -9,6 +9,11 @@ an artifact and run with ``python3 app.py``. Environment:
 - ``LATENCY_MS``: added to every ``GET /``
 - ``UNHEALTHY``: when set, ``GET /up`` answers 503 (a version that never becomes healthy)
 
+A ``release.env`` beside this file (``KEY=value`` lines, ``#`` comments) sets the same variables for
+the release it is baked with: a version's own number and misbehaviour travel in its artifact, so a
+canary's baseline and canary, started with one environment, still run different releases. The
+process environment wins over the file.
+
 ``GET /up`` is the health check, ``GET /metrics`` is Prometheus text. SIGTERM stops accepting
 connections and lets requests in flight finish (up to ``SHUTDOWN_TIMEOUT`` seconds, default 30).
 """
@@ -22,8 +27,10 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
 
+RELEASE_FILE = "release.env"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -154,8 +161,29 @@ class Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
+def release_settings(path: Path) -> dict[str, str]:
+    """The ``KEY=value`` lines of a release file (none when there is no file)."""
+    if not path.is_file():
+        return {}
+    settings = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{path.name} line {number}: expected KEY=value, got {line[:60]!r}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
 def main(env: dict[str, str] | None = None) -> int:
-    env = dict(os.environ if env is None else env)
+    try:
+        release = release_settings(Path(__file__).resolve().parent / RELEASE_FILE)
+    except ValueError as exc:
+        print(f"sample app: {exc}", file=sys.stderr)
+        return 2
+    env = {**release, **(os.environ if env is None else env)}
     try:
         config = Config(env)
         port = int(env.get("PORT", "8000"))

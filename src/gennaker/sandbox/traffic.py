@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+MAX_RATE = 2000.0  # requests/s: a paced generator on two shared cores, never a flood
 NO_VERSION = "-"  # an answer no instance gave (connection refused, or the balancer's own 503)
 
 
@@ -58,6 +59,9 @@ class LoadGenerator:
 
     Stops by itself after ``max_requests`` answers or ``max_seconds``, whichever comes first.
     ``keep_alive`` reuses one connection per thread (as browsers do) instead of one per request.
+    ``rate`` (requests per second, all threads together) paces the requests instead of ``pause``:
+    a steady, known load, such as a canary analysis needs to have enough requests in every step
+    (a thread that falls behind does not burst to catch up).
     """
 
     def __init__(
@@ -71,9 +75,12 @@ class LoadGenerator:
         pause: float = 0.005,
         keep_alive: bool = False,
         timeout: float = 10.0,
+        rate: float | None = None,
     ):
         if threads < 1 or max_requests < 1 or max_seconds <= 0:
             raise ValueError("the load generator needs at least one thread, one request and some time")
+        if rate is not None and not 0 < rate <= MAX_RATE:
+            raise ValueError(f"the load generator's rate is 0 < rate <= {MAX_RATE:g} requests/s, not {rate:g}")
         self.host = _loopback(host)
         self.port = port
         self.path = path
@@ -83,6 +90,7 @@ class LoadGenerator:
         self.pause = pause
         self.keep_alive = keep_alive
         self.timeout = timeout
+        self.rate = rate
         self.started = 0.0
         self._responses: list[Response] = []
         self._issued = 0  # requests taken from the budget (answered or in flight)
@@ -116,15 +124,21 @@ class LoadGenerator:
         conn.close()
         return answer, None
 
-    def _run(self) -> None:
+    def _run(self, index: int) -> None:
         deadline = self.started + self.max_seconds
         conn: http.client.HTTPConnection | None = None
+        # Paced: each thread sends every threads/rate seconds, the threads spread over one period.
+        period = self.threads / self.rate if self.rate else 0.0
+        due = self.started + period * index / self.threads
         try:
             while not self._stop.is_set() and time.monotonic() < deadline and self._take():
                 answer, conn = self._one(conn)
                 with self._lock:
                     self._responses.append(answer)
-                if self.pause:
+                if period:
+                    due = max(due + period, time.monotonic())  # behind: no burst to catch up
+                    self._stop.wait(max(0.0, due - time.monotonic()))
+                elif self.pause:
                     self._stop.wait(self.pause)
         finally:
             if conn is not None:
@@ -135,7 +149,7 @@ class LoadGenerator:
             raise RuntimeError("this load generator was already started")
         self.started = time.monotonic()
         self._workers = [
-            threading.Thread(target=self._run, daemon=True, name=f"loadgen-{i}") for i in range(self.threads)
+            threading.Thread(target=self._run, args=(i,), daemon=True, name=f"loadgen-{i}") for i in range(self.threads)
         ]
         for w in self._workers:
             w.start()
