@@ -148,6 +148,42 @@ async def start(request: Request, name: str, web: WebDep, me: PrincipalDep) -> R
     return back(f"/executions/{execution_id}")
 
 
+def canary_report(stage: dict[str, Any]) -> dict[str, Any] | None:
+    """The canary report a stage produced (its ``report`` output: id and path), with its score."""
+    outputs = stage.get("outputs") or {}
+    report = outputs.get("report")
+    if not isinstance(report, dict) or not report.get("id"):
+        return None
+    return {
+        "id": str(report["id"]),
+        "stage_id": stage["stage_id"],
+        "stage_name": stage["name"],
+        "score": outputs.get("score"),
+        "result": outputs.get("result"),
+    }
+
+
+def judged_reports(stages: list[dict[str, Any]], stage: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The canary reports a judgment is asked to verify: the judged stage's own (a canary pausing on
+    a marginal score), else those of the nearest stages it follows (breadth-first up ``requires``;
+    a judgment after a canary and a few test stages still finds the canary)."""
+    if stage is None:
+        return []
+    own = canary_report(stage)
+    if own is not None:
+        return [own]
+    by_id = {s["stage_id"]: s for s in stages}
+    seen = {stage["stage_id"]}
+    level = [r for r in stage.get("requires") or [] if r in by_id]
+    while level:
+        found = [r for r in (canary_report(by_id[i]) for i in level) if r is not None]
+        if found:
+            return found
+        seen |= set(level)
+        level = sorted({r for i in level for r in by_id[i].get("requires") or [] if r in by_id and r not in seen})
+    return []
+
+
 def execution_context(
     web: WebState, execution_id: str, stage_id: str | None, me: Principal, with_log: bool = True
 ) -> dict[str, Any]:
@@ -176,6 +212,8 @@ def execution_context(
         "stage_done": STAGE_DONE,
         "can_operate": me.can("operator", app),
         "can_judge": bool(stage) and me.can_judge(app, judgment_roles),
+        "judged_reports": judged_reports(ex["stages"], stage),
+        "canary_report": canary_report,
     }
 
 
