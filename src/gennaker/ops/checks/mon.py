@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gennaker.ops.checks.base import Inventory, Result, fail, ok, unknown
-from gennaker.ops.checks.common import alarmed, asg_by_instance, k, running
+from gennaker.ops.checks.common import actionable, asg_by_instance, k, running
 from gennaker.ops.model import Resource
 from gennaker.ops.settings import OpsSettings
 
@@ -30,8 +30,22 @@ def _watched(inv: Inventory) -> Iterator[tuple[Resource, str, str]]:
         yield c, "DBClusterIdentifier", c.id
 
 
+def _alarmed(inv: Inventory) -> set[tuple[str, str, str, str]]:
+    """(account, region, dimension name, value) watched by an alarm with enabled actions: its own
+    dimensions, or those of the metrics its math reads (a 5xx rate is RequestCount and 5XX_Count)."""
+    out = set()
+    for a in inv.of("cloudwatch.alarm"):
+        if not actionable(a):
+            continue
+        dims = list(a.attrs.get("Dimensions", []))
+        for m in a.attrs.get("Metrics") or []:
+            dims += ((m.get("MetricStat") or {}).get("Metric") or {}).get("Dimensions", [])
+        out |= {(a.account, a.region, d["Name"], d["Value"]) for d in dims}
+    return out
+
+
 def alarms_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
-    watched = alarmed(inv)
+    watched = _alarmed(inv)
     for r, dim, value in _watched(inv):
         joined = ("cloudwatch.alarm", "autoscaling.group") if r.type == "ec2.instance" else ("cloudwatch.alarm",)
         if (r.account, r.region, dim, value) in watched:
