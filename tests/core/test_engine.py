@@ -415,7 +415,13 @@ def test_awaiting_judgment_is_read_from_capabilities(runtime: Runtime, worker: W
     assert shown["roll"]["judgment_request"]["options"] == ["continue", "rollback"]
     assert shown["gate"]["judgment_request"] == {"options": ["approve", "reject"], "roles": [], "instructions": ""}
     assert shown["other"]["judgment_request"] is None and shown["soak"]["judgment_request"] is None
-    assert shown["soak"]["capabilities"] == {"waits": True, "skippable": True, "judgeable": False, "streams_log": False}
+    assert shown["soak"]["capabilities"] == {
+        "waits": True,
+        "skippable": True,
+        "judgeable": False,
+        "streams_log": False,
+        "deploys": False,
+    }
     with pytest.raises(Conflict, match="not asking for a judgment"):
         ops.judge(runtime.db, eid, "other", "lee", "continue", None)
     with pytest.raises(Conflict, match="not asking for a judgment"):

@@ -93,6 +93,22 @@ def start_execution(
     trigger_type: str = "manual",
     base_dir: str | None = None,
 ) -> str:
+    with db.begin() as conn:
+        return start_execution_in(conn, pipeline, params, actor, trigger_type, base_dir)
+
+
+def start_execution_in(
+    conn: Connection,
+    pipeline: Pipeline,
+    params: dict[str, Any],
+    actor: str,
+    trigger_type: str = "manual",
+    base_dir: str | None = None,
+    trigger: dict[str, Any] | None = None,
+) -> str:
+    """Start in the caller's transaction, so what started it (a trigger's firing record) commits with
+    it or not at all. ``trigger`` adds what the trigger knows (commit, branch, parent) to
+    ``${trigger.*}``; it cannot override the engine's own keys."""
     bound = bind_parameters(pipeline, params)
     secret = sorted(p.name for p in pipeline.parameters if p.secret)  # their values are masked on display
     execution_id = new_id()
@@ -101,56 +117,56 @@ def start_execution(
     for s in pipeline.stages:
         for r in s.requires:
             dependents[r].append(s.id)
-    with db.begin() as conn:
-        if trigger_type != "task":  # tasks are not pipelines: keep them out of the pipelines list
-            save_pipeline(conn, pipeline, actor, registered=False)
-        conn.execute(
-            insert(executions).values(
-                id=execution_id,
-                pipeline=pipeline.name,
-                application=pipeline.application,
-                status=Status.NOT_STARTED,
-                trigger={
-                    "type": trigger_type,
-                    "user": actor,
-                    "params": bound,
-                    "at": now,
-                    "base_dir": base_dir,
-                    secrets.SECRETS_KEY: secret,
-                },
-                pipeline_text=pipeline.text,
-                source=pipeline.source,
-                base_dir=base_dir,
-                concurrency_limit=pipeline.concurrency.limit,
-                created_at=now,
-            )
+    if trigger_type != "task":  # tasks are not pipelines: keep them out of the pipelines list
+        save_pipeline(conn, pipeline, actor, registered=False)
+    conn.execute(
+        insert(executions).values(
+            id=execution_id,
+            pipeline=pipeline.name,
+            application=pipeline.application,
+            status=Status.NOT_STARTED,
+            trigger={
+                **(trigger or {}),
+                "type": trigger_type,
+                "user": actor,
+                "params": bound,
+                "at": now,
+                "base_dir": base_dir,
+                secrets.SECRETS_KEY: secret,
+            },
+            pipeline_text=pipeline.text,
+            source=pipeline.source,
+            base_dir=base_dir,
+            concurrency_limit=pipeline.concurrency.limit,
+            created_at=now,
         )
-        conn.execute(
-            insert(stages),
-            [
-                {
-                    "execution_id": execution_id,
-                    "stage_id": s.id,
-                    "idx": i,
-                    "name": s.display_name,
-                    "type": s.type,
-                    "status": Status.NOT_STARTED,
-                    "requires": list(s.requires),
-                    "dependents": dependents[s.id],
-                    # A ${...} in a typed field is stored as written (resolved at run time): not a
-                    # serializer surprise worth a warning on the user's terminal.
-                    "config": s.model_dump(mode="json", exclude_none=True, warnings=False),
-                    "context": {},
-                    "outputs": {},
-                    "tasks": [],
-                    "task_index": 0,
-                    "attempt": 0,
-                }
-                for i, s in enumerate(pipeline.stages)
-            ],
-        )
-        queue.push(conn, StartExecution(execution_id), due_at=now)
-        record(conn, "start", actor, execution_id, params=secrets.mask_params(bound, secret), trigger=trigger_type)
+    )
+    conn.execute(
+        insert(stages),
+        [
+            {
+                "execution_id": execution_id,
+                "stage_id": s.id,
+                "idx": i,
+                "name": s.display_name,
+                "type": s.type,
+                "status": Status.NOT_STARTED,
+                "requires": list(s.requires),
+                "dependents": dependents[s.id],
+                # A ${...} in a typed field is stored as written (resolved at run time): not a
+                # serializer surprise worth a warning on the user's terminal.
+                "config": s.model_dump(mode="json", exclude_none=True, warnings=False),
+                "context": {},
+                "outputs": {},
+                "tasks": [],
+                "task_index": 0,
+                "attempt": 0,
+            }
+            for i, s in enumerate(pipeline.stages)
+        ],
+    )
+    queue.push(conn, StartExecution(execution_id), due_at=now)
+    record(conn, "start", actor, execution_id, params=secrets.mask_params(bound, secret), trigger=trigger_type)
     return execution_id
 
 
