@@ -4,9 +4,13 @@ nothing, so the tests drive the state)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
@@ -365,3 +369,122 @@ def test_a_missing_alarm_before_the_deploy_creates_nothing(
     run = run_stage(Deploy(), watched(world, ["nope"]), services)
     assert run.status == "FAILED" and "alarm nope cannot be read" in (run.message or "")
     assert "nothing was created" in (run.message or "") and launch_templates(provider) == ["shop-web-v001"]
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+CONFIG = """
+accounts:
+  prod: {regions: [us-east-1]}
+  laptop:
+    kind: local
+    load_balancers:
+      shop-web: {listen: "127.0.0.1:8088", health: {path: /up, interval: 1s, timeout: 5s}}
+"""
+
+DOCUMENT = """name: p
+application: shop
+stages:
+  - id: deploy
+    type: deploy
+    account: {account}
+    stack: web
+    image: ami-1
+    capacity: {{min: 1, max: 1, desired: 1}}
+{extra}"""
+
+AWS = "    instance_type: t3.small\n"
+LOCAL = "    command: python3 app.py\n    load_balancers: [shop-web]\n"
+
+
+def _problems(account: str, extra: str) -> list[str]:
+    from gennaker.cloud.tasks import bind_schemas
+    from gennaker.errors import ValidationFailed
+    from gennaker.spec.config import config_from_text
+    from gennaker.spec.pipeline import pipeline_from_text
+    from gennaker.stages import default_registry, stage_schemas
+
+    schemas = bind_schemas(stage_schemas(default_registry()), config_from_text(CONFIG))
+    try:
+        pipeline_from_text(DOCUMENT.format(account=account, extra=extra), schemas, "p.yml")
+    except ValidationFailed as err:
+        return [str(p) for p in err.problems]
+    return []
+
+
+HAPROXY_5XX = "{source: haproxy, query: http_5xx_rate, op: '>', threshold: 0.02}"
+
+
+@pytest.mark.parametrize(
+    ("account", "extra", "problem"),
+    [
+        ("prod", AWS + "    watch: {alarms: [a], for: 5s}\n", None),
+        ("laptop", LOCAL + f"    watch: {{metrics: [{HAPROXY_5XX}]}}\n", None),
+        (
+            "prod",
+            AWS + "    watch: {alarms: [a], for: soon}\n",
+            "p.yml:11:26: for: not a duration: 'soon' (use e.g. 30s, 10m, 4h, 3d, 1h30m)",
+        ),
+        ("prod", AWS + "    watch: {alarms: [a], alarm: b}\n", "p.yml:11:26: unknown field 'alarm'"),
+        ("prod", AWS + "    watch: {alarms: [a, a]}\n", "p.yml:11:13: alarms: an alarm is named twice"),
+        ("prod", AWS + "    watch: {for: 5s}\n", "p.yml:11:5: watch: needs alarms or metrics to watch"),
+        (
+            "prod",
+            AWS + "    on_alarm_before: block\n",
+            "p.yml:11:5: on_alarm_before: Input should be 'warn' or 'refuse'",
+        ),
+        (
+            "laptop",
+            LOCAL + "    watch:\n      metrics:\n        - {source: haproxy, query: errors, op: '>', threshold: 1}\n",
+            "p.yml:14:29: query: haproxy has no measure 'errors' (one of: request_rate, http_5xx_rate, response_time)",
+        ),
+        (
+            "laptop",
+            LOCAL + "    watch:\n      metrics:\n        - {source: datadog, query: x, op: '>', threshold: 1}\n",
+            "p.yml:14:12: source: unknown metric source 'datadog' (one of: cloudwatch, haproxy, prometheus)",
+        ),
+        (
+            "laptop",
+            LOCAL + "    watch:\n      metrics:\n        - {source: haproxy, query: request_rate, op: '>',"
+            " threshold: 1, window: 5s}\n",
+            "p.yml:14:73: unknown field 'window'",
+        ),
+        (
+            "laptop",
+            LOCAL + "    watch: {alarms: [shop-5xx]}\n",
+            "p.yml:12:5: watch: alarms: account laptop is of kind local, which has no alarms; "
+            "watch metric conditions instead",
+        ),
+        (
+            "prod",
+            AWS + f"    watch: {{metrics: [{HAPROXY_5XX}]}}\n",
+            "p.yml:11:5: watch: metrics: source 'haproxy' cannot see server groups of account prod "
+            "(kind aws: cloudwatch, prometheus)",
+        ),
+        (
+            "prod",
+            AWS + "    strategy: highlander\n    watch: {alarms: [a]}\n",
+            "p.yml:12:5: watch: it rolls back to the previous server group, which highlander or "
+            "max_remaining_server_groups: 1 destroys at cutover",
+        ),
+    ],
+)
+def test_watch_validation_is_one_located_line(account: str, extra: str, problem: str | None) -> None:
+    assert _problems(account, extra) == ([problem] if problem else [])
+
+
+def test_gennaker_validate_names_a_bad_watch_with_its_position(tmp_path: Any) -> None:
+    (tmp_path / "gennaker.yml").write_text(CONFIG)
+    (tmp_path / "p.yml").write_text(DOCUMENT.format(account="laptop", extra=LOCAL + "    watch: {alarms: [x]}\n"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gennaker", "--config", str(tmp_path / "gennaker.yml"), "validate", "p.yml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (
+        "p.yml:12:5: watch: alarms: account laptop is of kind local, which has no alarms" in proc.stdout + proc.stderr
+    )
+    assert "Traceback" not in proc.stderr

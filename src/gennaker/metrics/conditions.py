@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gennaker.metrics.sources import (
     MetricError,
@@ -69,15 +69,22 @@ class Condition(BaseModel):
             raise ValueError("must be longer than 0")
         return v
 
-    @model_validator(mode="after")
-    def _known_source_and_query(self) -> Condition:
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
         sources = _source_checks()
-        if self.source not in sources:
-            raise ValueError(f"unknown metric source '{self.source}' (one of: {', '.join(sorted(sources))})")
-        problem = sources[self.source].check(self.query)
+        if v not in sources:
+            raise ValueError(f"unknown metric source '{v}' (one of: {', '.join(sorted(sources))})")
+        return v
+
+    @field_validator("query")
+    @classmethod
+    def _query_of_its_source(cls, v: str, info: ValidationInfo) -> str:
+        source = _source_checks().get(info.data.get("source", ""))
+        problem = source.check(v) if source is not None else None  # an unknown source is told above
         if problem:
-            raise ValueError(f"query: {problem}")
-        return self
+            raise ValueError(problem)
+        return v
 
     @property
     def window(self) -> float:

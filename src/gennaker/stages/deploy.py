@@ -105,7 +105,7 @@ class DeployConfig(CloudStageConfig):
             info.data.get("strategy") == "highlander" or info.data.get("max_remaining_server_groups") == 1
         ):
             raise ValueError(
-                "watch rolls back to the previous server group, which highlander or "
+                "it rolls back to the previous server group, which highlander or "
                 "max_remaining_server_groups: 1 destroys at cutover"
             )
         account = info.data.get("account")
@@ -115,13 +115,13 @@ class DeployConfig(CloudStageConfig):
             return v  # unbound: the watch's first poll says what the provider cannot read
         if v.alarms and not kind.alarms:
             raise ValueError(
-                f"watch.alarms: account {account} is of kind {kind.name}, which has no alarms; "
+                f"alarms: account {account} is of kind {kind.name}, which has no alarms; "
                 "watch metric conditions instead"
             )
         for c in v.metrics:
             if c.source not in kind.metric_sources:
                 raise ValueError(
-                    f"watch.metrics: source '{c.source}' cannot see server groups of account {account} "
+                    f"metrics: source '{c.source}' cannot see server groups of account {account} "
                     f"(kind {kind.name}: {', '.join(kind.metric_sources)})"
                 )
         return v

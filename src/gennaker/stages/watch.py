@@ -63,7 +63,7 @@ class WatchConfig(BaseModel):
     @model_validator(mode="after")
     def _something(self) -> WatchConfig:
         if not self.alarms and not self.metrics:
-            raise ValueError("watch needs alarms or metrics to watch")
+            raise ValueError("needs alarms or metrics to watch")
         labels = [c.label for c in self.metrics]
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
