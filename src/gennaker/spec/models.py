@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gennaker.spec.durations import Duration
+from gennaker.spec.triggers import Trigger
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
@@ -139,6 +140,7 @@ class PipelineHeader(BaseModel):
     parameters: list[Parameter] = Field(default_factory=list)
     concurrency: Concurrency = Field(default_factory=Concurrency)
     notifications: list[Subscription] = Field(default_factory=list, max_length=50)
+    triggers: list[Trigger] = Field(default_factory=list, max_length=50)
     stages: list[Any] = Field(min_length=1)
 
     @field_validator("name", "application")
@@ -168,6 +170,7 @@ class Pipeline(BaseModel):
     concurrency: Concurrency
     stages: list[StageConfig]
     notifications: list[Subscription] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(default_factory=list)
     source: str | None = None  # file it came from
     text: str | None = None  # its YAML, kept with each execution
 

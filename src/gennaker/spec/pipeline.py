@@ -80,6 +80,7 @@ def validate_pipeline(
         concurrency=header.concurrency,
         stages=[s for _, s in stages],
         notifications=header.notifications,
+        triggers=header.triggers,
         source=doc.file,
         text=text,
     )

@@ -25,6 +25,19 @@ def _describe(err: Any) -> str:
     return f"{field}: {msg}" if loc else msg
 
 
+def _in_document(located: Located, path: Path) -> Path:
+    """Drop what pydantic adds to a location that is not in the document: the tag of a discriminated
+    union (``triggers.0.git.repository`` is ``triggers.0.repository`` in the file)."""
+    out: list[Any] = []
+    for i, x in enumerate(path):
+        here = (*out, x)
+        tag = isinstance(x, str) and here not in located.positions and i + 1 < len(path)
+        if tag and (*out, path[i + 1]) in located.positions:
+            continue
+        out.append(x)
+    return tuple(out)
+
+
 def pydantic_problems(exc: ValidationError, located: Located, prefix: Path = ()) -> list[Problem]:
     """Locate each of pydantic's errors in the document; skip values still holding ``${...}``.
 
@@ -37,5 +50,5 @@ def pydantic_problems(exc: ValidationError, located: Located, prefix: Path = ())
         if isinstance(value, str) and "${" in value and err.get("type") != "extra_forbidden":
             continue
         loc = tuple(x for x in err.get("loc", ()) if not (isinstance(x, str) and x.startswith("function-")))
-        problems.append(located.problem((*prefix, *loc), _describe(err)))
+        problems.append(located.problem(_in_document(located, (*prefix, *loc)), _describe(err)))
     return problems
