@@ -15,6 +15,8 @@ from gennaker.cloud.tasks import bind_schemas
 from gennaker.engine.jobs import JobHandler, JobSettings
 from gennaker.engine.runner import Engine, EngineSettings
 from gennaker.engine.worker import Worker
+from gennaker.ops.incidents import IncidentSettings, ensure_polling, incident_settings
+from gennaker.ops.incidents import job_handlers as incident_job_handlers
 from gennaker.spec.config import Config, load_config
 from gennaker.spec.models import Pipeline, StageConfig
 from gennaker.spec.pipeline import load_pipeline, pipeline_from_text
@@ -35,6 +37,7 @@ class Runtime:
     # subsystem adds its kinds here (notifications' deliveries, reminders, escalation timers).
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     job_settings: JobSettings = field(default_factory=JobSettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)  # the incidents: section
 
     @cached_property
     def schemas(self) -> dict[str, type[StageConfig]]:
@@ -56,6 +59,9 @@ class Runtime:
         # Accounts whose provider needs upkeep (local: replace crashed instances) get it on every
         # worker; with none configured the worker runs no upkeep thread at all.
         needs = any(kind_of(self.config, name).upkeep for name in self.config.accounts)
+        # The alarm poller is a job that schedules its successor; each worker start seeds the current
+        # slot again in case that chain broke (idempotent by the slot's key).
+        ensure_polling(self.db, self.incidents)
         return Worker(
             self.engine,
             threads=threads,
@@ -93,4 +99,7 @@ def build_runtime(
     registry = default_registry()
     services = Services(config=cfg, db=db)
     engine = Engine(db, registry, services, settings=settings or settings_from_env())
-    return Runtime(db=db, config=cfg, registry=registry, services=services, engine=engine)
+    rt = Runtime(db=db, config=cfg, registry=registry, services=services, engine=engine)
+    rt.incidents = incident_settings(cfg.incidents)  # a bad incidents: section fails here, before anything runs
+    rt.job_handlers.update(incident_job_handlers(services, rt.incidents))
+    return rt

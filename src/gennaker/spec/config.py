@@ -152,6 +152,7 @@ class Config(BaseModel):
     accounts: dict[str, Account] = Field(default_factory=dict)
     ops: dict[str, Any] = Field(default_factory=dict)
     alarms: dict[str, Any] = Field(default_factory=dict)  # validated by gennaker.ops.alarms.settings
+    incidents: dict[str, Any] = Field(default_factory=dict)  # validated by gennaker.ops.incidents.settings
     auth: dict[str, Any] = Field(default_factory=dict)
     server: dict[str, Any] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)  # sizes of documents and requests; see spec/limits.py

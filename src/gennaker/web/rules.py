@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from gennaker.engine import views
+from gennaker.ops.incidents.tables import incidents
 from gennaker.store.db import Database
 from gennaker.store.tables import executions, pipelines, stages
 from gennaker.web.access import Principal
@@ -36,6 +37,7 @@ MUTATING = [
     _r(r"^/pipelines$", "admin", "register_pipeline"),
     _r(r"^/executions$", "admin", "run_document"),
     _r(r"^/applications/(?P<application>[^/]+)/.+$", "operator", None),
+    _r(r"^/incidents/(?P<incident>[^/]+)/(ack|resolve|note|assign|priority)$", "operator"),
     _r(r"^/tokens(/.*)?$", "user", None),  # the endpoints decide whose tokens a caller may manage
     _r(r"^/(login|logout)$", "public", None),
     # Deliveries from GitHub, GitLab, CI systems and SNS carry no login: each endpoint authenticates
@@ -64,6 +66,7 @@ class Target:
     execution: str | None = None
     stage: str | None = None
     pipeline: str | None = None
+    incident: str | None = None
     stage_roles: tuple[str, ...] = ()
 
 
@@ -85,6 +88,7 @@ def resolve_mutation(db: Database, path: str) -> Target:
                 execution=groups.get("execution"),
                 stage=groups.get("stage"),
                 pipeline=groups.get("pipeline"),
+                incident=groups.get("incident"),
             )
             _fill(db, target)
             return target
@@ -95,7 +99,7 @@ def conceal(target: Target, principal: Principal) -> tuple[int, str] | None:
     """The refusal of a mutation on an execution or pipeline (named by id) of an application the caller
     may not even read: the answer the same caller gets for an id that does not exist, so neither the
     id's existence nor its application shows. None: nothing to conceal (the usual rules decide)."""
-    hidden = target.application and (target.execution or target.pipeline)
+    hidden = target.application and (target.execution or target.pipeline or target.incident)
     if not hidden or not principal.authenticated or principal.can("viewer", target.application):
         return None
     # With no such id the application is unknown: the request passes on the level alone (the route
@@ -103,6 +107,8 @@ def conceal(target: Target, principal: Principal) -> tuple[int, str] | None:
     if principal.can("operator" if target.level == "judge" else target.level, None):
         if target.execution:
             return 404, f"no execution '{target.execution}'"
+        if target.incident:
+            return 404, f"no incident '{target.incident}'"
         return 404, f"no pipeline named '{target.pipeline}' is registered"
     return 403, f"{principal.name} may not {target.action}: it needs the {target.level} role"
 
@@ -145,6 +151,9 @@ def _fill(db: Database, t: Target) -> None:
             t.application = conn.execute(
                 select(executions.c.application).where(executions.c.id == t.execution)
             ).scalar()
+    elif t.incident:
+        with db.read() as conn:
+            t.application = conn.execute(select(incidents.c.application).where(incidents.c.id == t.incident)).scalar()
     elif t.pipeline:
         with db.read() as conn:
             t.application = conn.execute(select(pipelines.c.application).where(pipelines.c.name == t.pipeline)).scalar()
