@@ -4,18 +4,25 @@ nothing, so the tests drive the state)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from gennaker.api.app import create_app
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.cloud.provider import TAG_DEPLOYING
+from gennaker.engine import operations as ops
+from gennaker.engine.runner import EngineSettings
+from gennaker.runtime import build_runtime
 from gennaker.sandbox.seed import ShopWorld
+from gennaker.spec.config import Config
 from gennaker.stages.base import TaskContext
 from gennaker.stages.deploy import Deploy, DeployConfig
 from tests.cloud.conftest import (
@@ -29,6 +36,8 @@ from tests.cloud.conftest import (
     run_stage,
     serving_groups,
 )
+from tests.conftest import admin_client
+from tests.core.conftest import finished, wait_for
 
 
 def _cloudwatch(sessions: AwsSessions) -> Any:
@@ -488,3 +497,53 @@ def test_gennaker_validate_names_a_bad_watch_with_its_position(tmp_path: Any) ->
         "p.yml:12:5: watch: alarms: account laptop is of kind local, which has no alarms" in proc.stdout + proc.stderr
     )
     assert "Traceback" not in proc.stderr
+
+
+# --- through the engine, read back over HTTP ---------------------------------------------------------
+
+
+def test_the_api_and_console_show_the_watch_and_its_alarms(
+    world: ShopWorld, config: Config, sessions: AwsSessions, provider: AwsProvider, tmp_path: Path
+) -> None:
+    """A real worker runs the watched deploy; the test fires the alarm mid-watch; the API's stage, its
+    log and the console's stage page show the alarm's last state and the rollback."""
+    _put_alarm(sessions, "shop-5xx")
+    stage = {
+        "id": "deploy",
+        "type": "deploy",
+        **deploy_raw(world, poll_interval=0.2, watch={"alarms": ["shop-5xx"], "for": "30s"}),
+    }
+    runtime = build_runtime(f"sqlite:///{tmp_path / 'api.db'}", config=config, settings=EngineSettings(poll=0.02))
+    runtime.services._aws = sessions
+    app = create_app(runtime, with_worker=True)
+    with admin_client(app) as api:
+        pipeline = runtime.pipeline_from_text(json.dumps({"name": "watched", "application": "shop", "stages": [stage]}))
+        eid = ops.start_execution(runtime.db, pipeline, {}, "tester")
+
+        def watching() -> bool:
+            out = api.get(f"/api/executions/{eid}/stages/deploy").json().get("outputs") or {}
+            return bool((out.get("watch") or {}).get("polls"))
+
+        wait_for(watching, timeout=60)
+        shown = api.get(f"/api/executions/{eid}/stages/deploy").json()
+        assert shown["outputs"]["watch"]["alarms"]["shop-5xx"]["state"] == "OK"
+        assert shown["outputs"]["watch"]["result"] == "watching"
+        _set_state(sessions, "shop-5xx", "ALARM", "Threshold Crossed: 9 > 5")
+        detail = finished(runtime, eid, timeout=60)
+        assert detail["status"] == "FAILED"
+        shown = api.get(f"/api/executions/{eid}/stages/deploy").json()
+        assert "alarm shop-5xx is in ALARM: Threshold Crossed: 9 > 5" in shown["message"]
+        watch = shown["outputs"]["watch"]
+        assert watch["result"] == "rolled back"
+        assert watch["alarms"]["shop-5xx"] == {
+            "state": "ALARM",
+            "reason": "Threshold Crossed: 9 > 5",
+            "updated_at": watch["alarms"]["shop-5xx"]["updated_at"],
+        }
+        lines = [r["line"] for r in api.get(f"/api/executions/{eid}/stages/deploy/logs").json()]
+        assert any(line.startswith("watching alarm shop-5xx for 30s after cutover to shop-web-v002") for line in lines)
+        assert "watch: alarm shop-5xx: ALARM (Threshold Crossed: 9 > 5)" in lines
+        page = api.get(f"/executions/{eid}/stages/deploy")
+        assert page.status_code == 200
+        assert "shop-5xx" in page.text and "Threshold Crossed: 9 &gt; 5" in page.text
+    assert serving_groups(provider) == ["shop-web-v001"]
