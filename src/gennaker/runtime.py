@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from gennaker.cloud.registry import kind_of
 from gennaker.cloud.registry import upkeep as cloud_upkeep
@@ -15,11 +16,12 @@ from gennaker.cloud.tasks import bind_schemas
 from gennaker.engine.jobs import JobHandler, JobSettings
 from gennaker.engine.runner import Engine, EngineSettings
 from gennaker.engine.worker import Worker
-from gennaker.ops.incidents import IncidentSettings, ensure_polling, incident_settings
-from gennaker.ops.incidents import job_handlers as incident_job_handlers
+from gennaker.errors import ValidationFailed
+from gennaker.ops.notifications.service import Notifications
 from gennaker.spec.config import Config, load_config
 from gennaker.spec.models import Pipeline, StageConfig
 from gennaker.spec.pipeline import load_pipeline, pipeline_from_text
+from gennaker.spec.yamlload import load_yaml
 from gennaker.stages import default_registry, skippable_types, stage_schemas
 from gennaker.stages.base import StageType
 from gennaker.stages.services import Services
@@ -37,7 +39,7 @@ class Runtime:
     # subsystem adds its kinds here (notifications' deliveries, reminders, escalation timers).
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     job_settings: JobSettings = field(default_factory=JobSettings)
-    incidents: IncidentSettings = field(default_factory=IncidentSettings)  # the incidents: section
+    notifications: Any = None  # gennaker.ops.notifications.service.Notifications
 
     @cached_property
     def schemas(self) -> dict[str, type[StageConfig]]:
@@ -46,10 +48,28 @@ class Runtime:
         return bind_schemas(stage_schemas(self.registry), self.config)
 
     def load_pipeline(self, path: str) -> Pipeline:
-        return load_pipeline(path, self.schemas, self.config.limits)
+        return self._channels_known(load_pipeline(path, self.schemas, self.config.limits))
 
     def pipeline_from_text(self, text: str, file: str = "<pipeline>") -> Pipeline:
-        return pipeline_from_text(text, self.schemas, file, self.config.limits)
+        return self._channels_known(pipeline_from_text(text, self.schemas, file, self.config.limits))
+
+    def _channels_known(self, pipeline: Pipeline) -> Pipeline:
+        """A pipeline may subscribe only to channels gennaker.yml declares (file:line:column if not)."""
+        channels = self.config.notifications.channels
+        unknown = [i for i, s in enumerate(pipeline.notifications) if s.channel not in channels]
+        if unknown and pipeline.text is not None:
+            doc = load_yaml(pipeline.text, pipeline.source or "<pipeline>", self.config.limits)
+            known = ", ".join(sorted(channels)) or "none declared in gennaker.yml"
+            raise ValidationFailed(
+                [
+                    doc.problem(
+                        ("notifications", i, "channel"),
+                        f"unknown notification channel '{pipeline.notifications[i].channel}' (known: {known})",
+                    )
+                    for i in unknown
+                ]
+            )
+        return pipeline
 
     @property
     def skippable(self) -> set[str]:
@@ -59,9 +79,6 @@ class Runtime:
         # Accounts whose provider needs upkeep (local: replace crashed instances) get it on every
         # worker; with none configured the worker runs no upkeep thread at all.
         needs = any(kind_of(self.config, name).upkeep for name in self.config.accounts)
-        # The alarm poller is a job that schedules its successor; each worker start seeds the current
-        # slot again in case that chain broke (idempotent by the slot's key).
-        ensure_polling(self.db, self.incidents)
         return Worker(
             self.engine,
             threads=threads,
@@ -100,6 +117,10 @@ def build_runtime(
     services = Services(config=cfg, db=db)
     engine = Engine(db, registry, services, settings=settings or settings_from_env())
     rt = Runtime(db=db, config=cfg, registry=registry, services=services, engine=engine)
-    rt.incidents = incident_settings(cfg.incidents)  # a bad incidents: section fails here, before anything runs
-    rt.job_handlers.update(incident_job_handlers(services, rt.incidents))
+    # Notifications: deliveries and reminders are jobs every worker runs; the engine tells them of
+    # pipelines' events only when a channel is declared (else there is nothing to tell).
+    rt.notifications = Notifications.build(cfg, db, aws=services.aws if cfg.notifications.channels else None)
+    rt.job_handlers.update(rt.notifications.job_handlers())
+    if cfg.notifications.channels:
+        engine.on_event = rt.notifications.on_event
     return rt
