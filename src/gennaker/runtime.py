@@ -17,6 +17,8 @@ from gennaker.engine.jobs import JobHandler, JobSettings
 from gennaker.engine.runner import Engine, EngineSettings
 from gennaker.engine.worker import Worker
 from gennaker.errors import ValidationFailed
+from gennaker.ops.incidents import IncidentSettings, ensure_polling, incident_settings
+from gennaker.ops.incidents import job_handlers as incident_job_handlers
 from gennaker.ops.notifications.service import Notifications
 from gennaker.spec.config import Config, load_config
 from gennaker.spec.models import Pipeline, StageConfig
@@ -39,6 +41,7 @@ class Runtime:
     # subsystem adds its kinds here (notifications' deliveries, reminders, escalation timers).
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     job_settings: JobSettings = field(default_factory=JobSettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)  # the incidents: section
     notifications: Any = None  # gennaker.ops.notifications.service.Notifications
 
     @cached_property
@@ -79,6 +82,9 @@ class Runtime:
         # Accounts whose provider needs upkeep (local: replace crashed instances) get it on every
         # worker; with none configured the worker runs no upkeep thread at all.
         needs = any(kind_of(self.config, name).upkeep for name in self.config.accounts)
+        # The alarm poller is a job that schedules its successor; each worker start seeds the current
+        # slot again in case that chain broke (idempotent by the slot's key).
+        ensure_polling(self.db, self.incidents)
         return Worker(
             self.engine,
             threads=threads,
@@ -123,4 +129,6 @@ def build_runtime(
     rt.job_handlers.update(rt.notifications.job_handlers())
     if cfg.notifications.channels:
         engine.on_event = rt.notifications.on_event
+    rt.incidents = incident_settings(cfg.incidents)  # a bad incidents: section fails here, before anything runs
+    rt.job_handlers.update(incident_job_handlers(services, rt.incidents))
     return rt
