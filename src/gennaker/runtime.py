@@ -121,6 +121,9 @@ def build_runtime(
     db = open_database(db_url)
     registry = default_registry()
     services = Services(config=cfg, db=db)
+    if cfg.metrics.prometheus is not None:  # the canary stage's prometheus source reads these
+        services.prometheus_url = cfg.metrics.prometheus.url
+        services.prometheus_timeout = cfg.metrics.prometheus.timeout
     engine = Engine(db, registry, services, settings=settings or settings_from_env())
     rt = Runtime(db=db, config=cfg, registry=registry, services=services, engine=engine)
     # Notifications: deliveries and reminders are jobs every worker runs; the engine tells them of

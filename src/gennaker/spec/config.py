@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -127,6 +128,43 @@ class SnsChannel(_Channel):
 NotificationChannel = Annotated[WebhookChannel | SlackChannel | EmailChannel | SnsChannel, Field(discriminator="type")]
 
 
+class PrometheusSettings(BaseModel):
+    """``metrics: prometheus:``: the Prometheus HTTP API a canary's ``prometheus`` metrics query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2000)  # http(s)://host:port[/prefix], e.g. http://127.0.0.1:9090
+    timeout: Duration = 10.0  # per request
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"must be an http(s) URL such as http://127.0.0.1:9090, not {v[:100]!r}")
+        try:
+            parts.port  # noqa: B018 (a port out of range raises here)
+        except ValueError:
+            raise ValueError(f"has no valid port: {v[:100]!r}") from None
+        return v.strip().rstrip("/")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if not 0 < v <= 300:
+            raise ValueError("must be more than 0 and at most 5m")
+        return v
+
+
+class MetricsSettings(BaseModel):
+    """The ``metrics:`` section: metric sources that need settings (haproxy and CloudWatch come from
+    the accounts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prometheus: PrometheusSettings | None = None
+
+
 class NotificationSettings(BaseModel):
     """The ``notifications:`` section: channels by name, and how deliveries are retried."""
 
@@ -157,6 +195,7 @@ class Config(BaseModel):
     server: dict[str, Any] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)  # sizes of documents and requests; see spec/limits.py
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # metric sources' settings
     source: str | None = Field(default=None, exclude=True)
 
     def account(self, name: str) -> Account:

@@ -20,6 +20,7 @@ class Services:
     # stage builds them from its account (haproxy on local, CloudWatch on AWS) and prometheus_url.
     metric_sources: dict[str, Any] | None = None
     prometheus_url: str | None = None
+    prometheus_timeout: float = 10.0  # seconds per request (gennaker.yml metrics.prometheus.timeout)
     _aws: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
