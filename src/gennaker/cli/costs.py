@@ -1,0 +1,138 @@
+"""``gennaker costs``: spend by account, service, region, application, environment or tag, with the
+change against the previous period, a sparkline per row, the untagged share and the top movers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gennaker.cli import options
+from gennaker.cloud.aws.session import AwsSessions
+from gennaker.ops.costs import CostQuery, CostReport, get_costs
+from gennaker.spec.config import load_config
+from gennaker.store.db import open_database
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Granularity(StrEnum):
+    daily = "daily"
+    monthly = "monthly"
+
+
+class Metric(StrEnum):
+    unblended = "unblended"
+    amortized = "amortized"
+
+
+def money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def change_text(change: float, ratio: float | None) -> Text:
+    style = "red" if change > 0.005 else "green" if change < -0.005 else "dim"
+    pct = "new" if ratio is None and change > 0.005 else "" if ratio is None else f"{ratio:+.1%}"
+    return Text(f"{change:+,.2f} {pct}".rstrip(), style=style)
+
+
+def table(report: CostReport) -> Table:
+    q, p = report.query, report.period
+    title = (
+        f"{q.metric} cost by {q.group_by}, {p.start}..{p.end} (end exclusive) "
+        f"vs {p.previous_start}..{p.previous_end}, {report.currency}"
+    )
+    t = Table(title=title, show_footer=True, title_justify="left")
+    total = report.total
+    t.add_column(q.group_by, footer="total", overflow="fold")
+    t.add_column("cost", justify="right", footer=money(total))
+    t.add_column("previous", justify="right", footer=money(report.previous_total))
+    t.add_column("change", justify="right", footer=change_text(total - report.previous_total, _ratio(report)))
+    t.add_column("share", justify="right", footer="100%" if total else "")
+    t.add_column(q.granularity, footer="")
+    for row in report.rows:
+        label = Text(row.label, style="yellow" if row.key == "" else "")
+        share = f"{row.total / total:.1%}" if total else ""
+        t.add_row(
+            label,
+            money(row.total),
+            money(row.previous),
+            change_text(row.change, row.change_ratio),
+            share,
+            row.sparkline(),
+        )
+    return t
+
+
+def _ratio(report: CostReport) -> float | None:
+    prev = report.previous_total
+    return None if prev == 0 else (report.total - prev) / prev
+
+
+def csv_text(report: CostReport) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([report.query.group_by, "cost", "previous", "change", *[str(b) for b in report.buckets]])
+    for r in report.rows:
+        w.writerow([r.label, f"{r.total:.6f}", f"{r.previous:.6f}", f"{r.change:.6f}", *[f"{v:.6f}" for v in r.series]])
+    return buf.getvalue()
+
+
+def print_report(console: Console, report: CostReport) -> None:
+    console.print(table(report))
+    share = report.untagged_share
+    if share is not None:
+        console.print(f"untagged: {money(report.untagged or 0.0)} ({share:.1%} of the total)")
+    movers = report.movers()
+    if movers:
+        console.print(
+            "top movers: " + ", ".join(f"{m.label} {m.change:+,.2f}" for m in movers), highlight=False, soft_wrap=True
+        )
+    if report.source == "cost_explorer":
+        how = "from the cache (--refresh to ask again)" if report.cached else "made now"
+        console.print(f"Cost Explorer requests: {report.requests} ({how})", highlight=False)
+    for note in report.notes:
+        console.print(note, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def costs(
+        ctx: typer.Context,
+        by: Annotated[
+            str, typer.Option("--by", help="account, service, region, application, environment or tag:KEY.")
+        ] = "service",
+        period: Annotated[str, typer.Option(help="30d (any Nd), month (to date) or YYYY-MM.")] = "30d",
+        granularity: Annotated[Granularity, typer.Option(help="Buckets of the sparkline and CSV.")] = Granularity.daily,
+        metric: Annotated[Metric, typer.Option(help="unblended (billed) or amortized (effective).")] = Metric.unblended,
+        fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+        refresh: Annotated[
+            bool, typer.Option("--refresh", help="Ask Cost Explorer again (each request costs $0.01).")
+        ] = False,
+        db: Annotated[
+            str | None, typer.Option("--db", parser=options.database, help="Database URL or SQLite path.")
+        ] = None,
+        config: Annotated[str | None, typer.Option("--config", parser=options.path, help="gennaker.yml")] = None,
+    ) -> None:
+        """Spend by a dimension or tag over a period, against the period before."""
+        query = CostQuery(group_by=by, period=period, granularity=granularity.value, metric=metric.value)
+        cfg = load_config(config or getattr(ctx.obj, "config", None))
+        database = open_database(db or getattr(ctx.obj, "db", None))
+        report = get_costs(database, cfg, AwsSessions(cfg, max_attempts=3), query, refresh=refresh)
+        if fmt is Format.json:
+            typer.echo(json.dumps(report.as_dict(), indent=2))
+        elif fmt is Format.csv:
+            typer.echo(csv_text(report), nl=False)
+        else:
+            print_report(Console(), report)
