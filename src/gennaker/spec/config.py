@@ -184,6 +184,38 @@ class NotificationSettings(BaseModel):
         return v
 
 
+class CostTags(BaseModel):
+    """The cost-allocation tag keys that name an application and an environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    application: str = Field(default="gennaker:application", min_length=1, max_length=128)
+    environment: str = Field(default="gennaker:environment", min_length=1, max_length=128)
+
+
+class CostSettings(BaseModel):
+    """The ``costs:`` section: where costs are read (Cost Explorer, or FOCUS 1.0 parquet files under an
+    S3 prefix read through ``account``), the tag keys, the per-instance-type hourly rates that price a
+    deploy's extra group, and the untagged share the audit tolerates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["cost_explorer", "focus"] = "cost_explorer"
+    uri: str | None = Field(default=None, max_length=2000)  # focus: s3://bucket/prefix/ (or a local dir)
+    account: str | None = None  # whose credentials call Cost Explorer / read the bucket (default: the first)
+    tags: CostTags = Field(default_factory=CostTags)
+    rates: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)  # instance type -> USD per hour
+    untagged_threshold: float = Field(default=0.1, ge=0, le=1)
+    budget_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
+    budget_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+
+    @model_validator(mode="after")
+    def _focus_uri(self) -> CostSettings:
+        if self.source == "focus" and not self.uri:
+            raise ValueError("costs: source focus needs uri (s3://bucket/prefix/)")
+        return self
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -196,6 +228,7 @@ class Config(BaseModel):
     limits: Limits = Field(default_factory=Limits)  # sizes of documents and requests; see spec/limits.py
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # metric sources' settings
+    costs: CostSettings = Field(default_factory=CostSettings)  # see gennaker.ops.costs
     source: str | None = Field(default=None, exclude=True)
 
     def account(self, name: str) -> Account:
