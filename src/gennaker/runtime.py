@@ -40,7 +40,7 @@ class Runtime:
     # Durable jobs by kind (gennaker.engine.jobs): every worker this runtime builds runs them. Each
     # subsystem adds its kinds here (notifications' deliveries, reminders, escalation timers).
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
-    job_settings: JobSettings = field(default_factory=JobSettings)
+    job_settings: JobSettings = field(default_factory=JobSettings.from_env)
     incidents: IncidentSettings = field(default_factory=IncidentSettings)  # the incidents: section
     notifications: Any = None  # gennaker.ops.notifications.service.Notifications
 

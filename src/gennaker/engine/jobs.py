@@ -304,6 +304,21 @@ class JobSettings:
     threads: int = 2  # jobs run on threads of their own: a slow channel never delays a stage
     extend_every: float = 5.0
 
+    @classmethod
+    def from_env(cls) -> JobSettings:
+        """Timings overridable for tests and tuning (GENNAKER_JOB_LEASE_SECONDS, …_POLL_SECONDS, …_THREADS)."""
+        import os
+
+        s = cls()
+        if os.environ.get("GENNAKER_JOB_LEASE_SECONDS"):
+            s.lease = float(os.environ["GENNAKER_JOB_LEASE_SECONDS"])
+            s.extend_every = min(s.extend_every, s.lease / 3)
+        if os.environ.get("GENNAKER_JOB_POLL_SECONDS"):
+            s.poll = float(os.environ["GENNAKER_JOB_POLL_SECONDS"])
+        if os.environ.get("GENNAKER_JOB_THREADS"):
+            s.threads = max(1, int(os.environ["GENNAKER_JOB_THREADS"]))
+        return s
+
 
 @dataclass
 class JobRunner:
