@@ -72,7 +72,10 @@ def local_files(uri: str) -> list[Path]:
 
 
 def query_files(files: list[Path], query: CostQuery, period: Period, app_key: str, env_key: str) -> list[DailyAmount]:
-    import duckdb  # imported here: only the FOCUS source needs it, and it takes a while to load
+    try:
+        import duckdb  # imported here: only the FOCUS source needs it, and it takes a while to load
+    except ImportError:
+        raise ConfigError("costs: source focus needs DuckDB: pip install 'gennaker[costs]'") from None
 
     if not files:
         return []
