@@ -120,6 +120,10 @@ class ServerGroup:
     created: datetime
     details: dict[str, Any] = field(default_factory=dict)  # provider extras, shown with the group
     traffic: Traffic | None = None
+    # What metric sources select this group's own samples by besides its name: the ``Scope`` fields
+    # ``target_group`` and ``load_balancer`` (AWS: the CloudWatch dimension values of a target group
+    # the group has to itself); empty when its name alone selects them.
+    metric_scope: dict[str, str] = field(default_factory=dict)
 
     @property
     def cluster(self) -> str:
@@ -192,6 +196,11 @@ class ServerGroupSpec:
     tags: dict[str, str] = field(default_factory=dict)
     execution_id: str = ""
     stage_id: str = ""
+    # The group's share of its load balancers' traffic is set apart from the groups it joins them
+    # with, by ``set_traffic_weight`` alone (a canary's baseline and canary). AWS gives it a target
+    # group of its own in the listeners' weighted forward; where every instance is weighed on its own
+    # (local) nothing changes.
+    separate_traffic: bool = False
 
     @property
     def cluster(self) -> str:

@@ -165,11 +165,13 @@ class Canary(StageType[CanaryConfig]):
         wired = getattr(ctx.services, "metric_sources", None)  # services may be any host's (see Services)
         if wired is not None:
             return dict(wired)
-        kind = registry.kind_of(ctx.services.config, ctx.config.account).name
+        used = {m.source for m in ctx.config.analysis.metrics}
         return build_sources(
             SourceSettings(
                 prometheus_url=getattr(ctx.services, "prometheus_url", None),
-                aws=ctx.services.aws if kind == "aws" else None,
+                # CloudWatch reads in the scope's account; the sessions only when a metric reads it
+                # (building them imports boto3, a second that a canary on HAProxy need not pay).
+                aws=getattr(ctx.services, "aws", None) if "cloudwatch" in used else None,
                 haproxy=provider if hasattr(provider, "server_stats") else None,
             )
         )
@@ -353,6 +355,7 @@ class Canary(StageType[CanaryConfig]):
                         tags={"gennaker:canary-role": role},
                         execution_id=ctx.execution_id,
                         stage_id=ctx.stage_id,
+                        separate_traffic=True,  # the pair's share is its weight alone (AWS: its own target groups)
                     )
                 )
                 provider.create_server_group(spec)
@@ -384,8 +387,12 @@ class Canary(StageType[CanaryConfig]):
         cfg: CanaryConfig = ctx.config
         provider = self._provider(ctx)
         pair, weight = ctx.context["pair"], int(ctx.context["weights"]["pair"])
+        scopes: dict[str, dict[str, str]] = {}
         for role in ROLES:
             provider.set_traffic_weight(pair[role], weight)
+            group = provider.get_server_group(pair[role])
+            # What selects each group's own samples besides its name (AWS: its target group's dimensions).
+            scopes[role] = dict(group.metric_scope) if group is not None else {}
         started = float(ctx.context.get("started_at") or ctx.now())
         analysis_id = canary_store.create_analysis(
             ctx.services.db,
@@ -400,7 +407,7 @@ class Canary(StageType[CanaryConfig]):
             attempt=ctx.attempt,
         )
         ctx.log(f"the pair takes ≈ {cfg.traffic:g}% of the traffic; analysis {analysis_id} starts")
-        context = {"started_at": started, "analysis_id": analysis_id, "judged": 0}
+        context = {"started_at": started, "analysis_id": analysis_id, "judged": 0, "scopes": scopes}
         return TaskResult.succeeded(context=context, outputs=self._outputs(ctx, context))
 
     def analyze(self, ctx: Ctx) -> TaskResult:
@@ -410,12 +417,12 @@ class Canary(StageType[CanaryConfig]):
         sources = self._sources(ctx, provider)
         windows = plan_windows(analysis, _at(float(ctx.context["started_at"])))
         judged = int(ctx.context.get("judged", 0))
-        if judged >= len(windows):  # the last one passed just before a crash
-            return TaskResult.succeeded(outputs=self._outputs(ctx))
-
+        # A judgment first: a pause on the last judgement has judged them all, and waits for it.
         answer = ctx.context.get("judgment")
         if answer:
             return self._judged(ctx, answer)
+        if judged >= len(windows) and not ctx.context.get("paused"):  # the last one passed just before a crash
+            return TaskResult.succeeded(outputs=self._outputs(ctx))
 
         self._sample(ctx, sources, analysis.metrics)
         if ctx.context.get("paused"):
@@ -495,13 +502,20 @@ class Canary(StageType[CanaryConfig]):
             return stored
         pair = ctx.context["pair"]
         location = self._location(ctx, provider)
+        scopes = ctx.context.get("scopes") or {}
+
+        def scope(role: str) -> Scope:
+            extra = scopes.get(role) or {}
+            return Scope(
+                pair[role],
+                location,
+                account=cfg.account,
+                target_group=extra.get("target_group"),
+                load_balancer=extra.get("load_balancer"),
+            )
+
         baseline, canary = fetch_interval(
-            sources,
-            cfg.analysis,
-            Scope(pair["baseline"], location, account=cfg.account),
-            Scope(pair["canary"], location, account=cfg.account),
-            window.start,
-            window.end,
+            sources, cfg.analysis, scope("baseline"), scope("canary"), window.start, window.end
         )
         judgement = judge(cfg.analysis, baseline, canary)
         return canary_store.record_judgement(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fnmatch
+import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +22,8 @@ from gennaker.cloud.aws.images import Bakery
 from gennaker.cloud.aws.options import AwsDeployOptions, AwsFindImageOptions
 from gennaker.cloud.aws.session import AwsClient, AwsSessions
 from gennaker.cloud.provider import (
+    DEFAULT_TRAFFIC_WEIGHT,
+    MAX_TRAFFIC_WEIGHT,
     TAG_APPLICATION,
     TAG_CLUSTER,
     TAG_EXECUTION,
@@ -35,7 +39,7 @@ from gennaker.cloud.provider import (
     ServerGroup,
     ServerGroupSpec,
 )
-from gennaker.errors import Conflict, NotFound
+from gennaker.errors import CloudError, Conflict, InvalidInput, NotFound
 
 TAG_IMAGE = "gennaker:image"
 # Processes suspended by "disable" (Spinnaker's choice): no new instances, no replacements, and
@@ -54,6 +58,16 @@ LIFECYCLE = {
 }
 # Target health in the interface's words ("unused": not registered).
 TARGET_HEALTH = {"initial": "starting", "unused": "out", "unavailable": "unhealthy"}
+
+# Traffic shares (set_traffic_weight). An ALB splits a listener's traffic between target groups by
+# weight (a weighted forward, 0..999), not between instances: a group whose share is set apart
+# (ServerGroupSpec.separate_traffic, a canary's pair) gets a target group of its own, named after
+# it, beside the shared one in every listener that forwards to the shared one.
+TAG_TRAFFIC_WEIGHT = "gennaker:traffic-weight"  # on an ASG: each instance's weight (default 1)
+TAG_SHARES_WITH = "gennaker:shares-with"  # on a group's own target group: the shared one it stands beside
+TAG_LOAD_BALANCER = "gennaker:load-balancer"  # on an ASG with a target group of its own: the ALB's ARN
+ALB_MAX_WEIGHT = 999
+TARGET_GROUP_NAME_MAX = 32
 
 
 @dataclass
@@ -84,6 +98,51 @@ def _named_for(name: str, application: str) -> bool:
 
 def _tags(items: list[dict[str, Any]] | None) -> dict[str, str]:
     return {t["Key"]: t.get("Value", "") for t in items or []}
+
+
+def own_target_group_name(server_group: str) -> str:
+    """The name of the target group a server group has to itself: its own name where ELB allows it
+    (32 characters, letters, digits and hyphens), else a shortened one with a hash of it."""
+    clean = re.sub(r"[^A-Za-z0-9-]", "-", server_group).strip("-")
+    if clean == server_group and len(clean) <= TARGET_GROUP_NAME_MAX:
+        return clean
+    digest = hashlib.sha256(server_group.encode()).hexdigest()[:8]
+    return f"{clean[: TARGET_GROUP_NAME_MAX - 9].strip('-')}-{digest}"
+
+
+def _arn_resource(arn: str, kind: str) -> str:
+    """CloudWatch's dimension value of an ELB ARN: ``targetgroup/name/id``, ``app/name/id``."""
+    resource = arn.split(":", 5)[-1]
+    return resource.removeprefix("loadbalancer/") if kind == "loadbalancer" else resource
+
+
+def _forward_weights(action: dict[str, Any]) -> dict[str, int] | None:
+    """Target group ARN -> weight of a forward action (a plain one weighs its one group 1)."""
+    if action.get("Type") != "forward":
+        return None
+    groups = (action.get("ForwardConfig") or {}).get("TargetGroups")
+    if groups:
+        return {g["TargetGroupArn"]: int(g.get("Weight", 1)) for g in groups}
+    return {action["TargetGroupArn"]: 1} if action.get("TargetGroupArn") else None
+
+
+def _forward_action(action: dict[str, Any], weights: dict[str, int]) -> dict[str, Any]:
+    """``action`` forwarding by ``weights``; down to one target group it is a plain forward again."""
+    kept = {k: v for k, v in action.items() if k not in ("TargetGroupArn", "ForwardConfig")}
+    if len(weights) == 1:
+        return {**kept, "TargetGroupArn": next(iter(weights))}
+    config: dict[str, Any] = {"TargetGroups": [{"TargetGroupArn": a, "Weight": w} for a, w in weights.items()]}
+    stickiness = (action.get("ForwardConfig") or {}).get("TargetGroupStickinessConfig")
+    if stickiness:
+        config["TargetGroupStickinessConfig"] = stickiness
+    return {**kept, "ForwardConfig": config}
+
+
+def alb_weights(shares: dict[str, float]) -> dict[str, int]:
+    """Relative shares as ALB weights (integers 0..999, proportions kept; a share above 0 stays above 0)."""
+    top = max(shares.values(), default=0.0)
+    factor = min(1.0, ALB_MAX_WEIGHT / top) if top > 0 else 0.0
+    return {arn: max(1, round(share * factor)) if share > 0 else 0 for arn, share in shares.items()}
 
 
 def _created(value: Any) -> datetime:
@@ -146,6 +205,14 @@ class AwsProvider:
         lt = raw.get("LaunchTemplate") or {}
         instance_type = next((i.get("InstanceType") for i in raw.get("Instances", []) if i.get("InstanceType")), None)
         suspended = {p["ProcessName"] for p in raw.get("SuspendedProcesses", [])}
+        own = own_target_group_name(raw["AutoScalingGroupName"])
+        own_tg = next((tg for tg in tgs if _arn_resource(tg, "targetgroup").split("/")[1:2] == [own]), None)
+        metric_scope = {}
+        if own_tg and tags.get(TAG_LOAD_BALANCER):
+            metric_scope = {
+                "target_group": _arn_resource(own_tg, "targetgroup"),
+                "load_balancer": _arn_resource(tags[TAG_LOAD_BALANCER], "loadbalancer"),
+            }
         return ServerGroup(
             name=raw["AutoScalingGroupName"],
             account=self.account,
@@ -163,7 +230,9 @@ class AwsProvider:
                 "suspended": sorted(suspended),
                 "target_groups": tgs,
                 "subnets": [s for s in raw.get("VPCZoneIdentifier", "").split(",") if s],
+                "traffic_weight": int(tags.get(TAG_TRAFFIC_WEIGHT, DEFAULT_TRAFFIC_WEIGHT)),
             },
+            metric_scope=metric_scope,
         )
 
     def _convert(self, raws: list[dict[str, Any]], with_health: bool) -> list[ServerGroup]:
@@ -302,6 +371,11 @@ class AwsProvider:
         if raws:
             self._check_owner("auto scaling group", _tags(raws[0].get("Tags")), spec)
         else:
+            if spec.separate_traffic and spec.load_balancers:
+                # After the launch template (which holds the name if we crash here), before the ASG.
+                own_arn, load_balancer = self._join_with_own_target_group(spec)
+                spec = dataclasses.replace(spec, load_balancers=[own_arn])
+                tags[TAG_LOAD_BALANCER] = load_balancer
             kwargs: dict[str, Any] = {
                 "AutoScalingGroupName": spec.name,
                 "LaunchTemplate": {"LaunchTemplateName": spec.name, "Version": "$Latest"},
@@ -379,6 +453,11 @@ class AwsProvider:
             self._deregister(after, [i.id for i in after.instances])
 
     def destroy_server_group(self, name: str) -> None:
+        """The ASG, its launch template and its own target group (out of the listeners first, so
+        the others take its traffic at once); each step idempotent, so safe to repeat after a crash."""
+        own = self._own_target_group(name)
+        if own is not None:
+            self._leave_listeners(own)
         group = self.get_server_group(name)
         if group is not None:
             # Deregister first: connections drain, and moto leaves targets of deleted groups registered.
@@ -386,6 +465,12 @@ class AwsProvider:
             self.asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
         for lt in self._launch_templates([{"Name": f"tag:{TAG_SERVER_GROUP}", "Values": [name]}]):
             self.ec2.delete_launch_template(LaunchTemplateId=lt["LaunchTemplateId"])
+        if own is not None:
+            try:
+                self.elb.delete_target_group(TargetGroupArn=own)
+            except CloudError as exc:
+                if exc.code != "TargetGroupNotFound":
+                    raise
 
     def health_report(self, name: str) -> str:
         return ""  # the instance states in the wait's own message are what AWS tells
@@ -404,13 +489,166 @@ class AwsProvider:
         if self.get_server_group(name) is not None:
             self.asg.delete_tags(Tags=[self._tag(name, key, None)])
 
+    # --- traffic shares: ALB weighted target groups -------------------------------------------
     def set_traffic_weight(self, name: str, weight: int) -> None:
-        # An ALB splits by target group (weighted forward actions), not by instance: a group would
-        # need a target group of its own and the listener rule rewritten. Not built yet.
-        raise NotSupported(
-            f"server group {name}: traffic weights on AWS need ALB weighted target groups, which "
-            "Gennaker does not manage yet; a canary on AWS cannot take a share of the traffic"
-        )
+        """Each instance of the group weighs ``weight``; every weighted forward of the listeners its
+        target groups are behind is rewritten so that a target group's weight is the sum of its
+        healthy instances' weights (scaled into ALB's 0..999). Kept in a tag: later rewrites (another
+        group's weight) use it. A forward to one target group has nothing to split and stays as is."""
+        if not 0 <= weight <= MAX_TRAFFIC_WEIGHT:
+            raise InvalidInput(f"a traffic weight is 0..{MAX_TRAFFIC_WEIGHT}, got {weight}")
+        group = self._require(name)
+        self.set_server_group_tag(name, TAG_TRAFFIC_WEIGHT, str(weight))
+        if group.load_balancers:
+            self._reweigh(list(group.load_balancers))
+
+    def _find_target_group(self, name: str) -> dict[str, Any] | None:
+        try:
+            found = self.elb.describe_target_groups(Names=[name])["TargetGroups"]
+        except CloudError as exc:
+            if exc.code == "TargetGroupNotFound":
+                return None
+            raise
+        return found[0] if found else None
+
+    def _target_group_tags(self, arns: list[str]) -> dict[str, dict[str, str]]:
+        tags: dict[str, dict[str, str]] = {}
+        for i in range(0, len(arns), 20):  # DescribeTags takes 20 ARNs a call
+            for d in self.elb.describe_tags(ResourceArns=arns[i : i + 20])["TagDescriptions"]:
+                tags[d["ResourceArn"]] = _tags(d.get("Tags"))
+        return tags
+
+    def _own_target_group(self, name: str) -> str | None:
+        """The ARN of the target group ``name`` has to itself (one we created for it), or None."""
+        found = self._find_target_group(own_target_group_name(name))
+        if found is None:
+            return None
+        arn = str(found["TargetGroupArn"])
+        return arn if self._target_group_tags([arn]).get(arn, {}).get(TAG_SERVER_GROUP) == name else None
+
+    def _listeners_for(self, target_groups: list[str]) -> list[dict[str, Any]]:
+        """Listeners with a default forward to any of ``target_groups``, found through the load
+        balancers of those target groups and of the shared ones that own target groups stand beside
+        (moto does not list a load balancer on a target group a listener change added)."""
+        shared = [t.get(TAG_SHARES_WITH) for t in self._target_group_tags(target_groups).values()]
+        arns = sorted(set(target_groups) | {s for s in shared if s})
+        load_balancers: set[str] = set()
+        for i in range(0, len(arns), 20):
+            try:
+                found = self.elb.describe_target_groups(TargetGroupArns=arns[i : i + 20])["TargetGroups"]
+            except CloudError as exc:  # one of them is gone (a destroy cut short): ask one by one
+                if exc.code != "TargetGroupNotFound":
+                    raise
+                found = [tg for arn in arns[i : i + 20] for tg in self._target_groups_if_any(arn)]
+            load_balancers |= {lb for tg in found for lb in tg.get("LoadBalancerArns", [])}
+        wanted = set(target_groups)
+        listeners = []
+        for lb in sorted(load_balancers):
+            for listener in self.elb.paginate("describe_listeners", "Listeners", LoadBalancerArn=lb):
+                forwards = [_forward_weights(a) or {} for a in listener.get("DefaultActions", [])]
+                if any(wanted & set(f) for f in forwards):
+                    listeners.append(listener)
+        return listeners
+
+    def _target_groups_if_any(self, arn: str) -> list[dict[str, Any]]:
+        try:
+            return list(self.elb.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"])
+        except CloudError as exc:
+            if exc.code == "TargetGroupNotFound":
+                return []
+            raise
+
+    def _rewrite_forwards(
+        self,
+        listener: dict[str, Any],
+        change: Any,  # (weights of one forward) -> new weights
+    ) -> None:
+        actions = listener.get("DefaultActions", [])
+        rewritten = []
+        for action in actions:
+            weights = _forward_weights(action)
+            changed = change(weights) if weights is not None else None
+            rewritten.append(action if changed is None or changed == weights else _forward_action(action, changed))
+        if rewritten != actions:
+            self.elb.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=rewritten)
+
+    def _join_with_own_target_group(self, spec: ServerGroupSpec) -> tuple[str, str]:
+        """Create (or adopt, after a crash) the target group ``spec``'s group has to itself, a copy
+        of the shared one's settings, and add it at weight 0 beside the shared one in each listener
+        forwarding to it. Returns its ARN and the first listener's load balancer ARN."""
+        if len(spec.load_balancers) != 1:
+            raise NotSupported(
+                f"server group {spec.name}: a share of the traffic is taken through one target group, "
+                f"not {len(spec.load_balancers)}"
+            )
+        shared_arn = spec.load_balancers[0]
+        listeners = self._listeners_for([shared_arn])
+        if not listeners:
+            raise NotSupported(
+                f"server group {spec.name}: target group {shared_arn} is in no listener's default forward, "
+                "so there is no traffic to take a share of"
+            )
+        name = own_target_group_name(spec.name)
+        found = self._find_target_group(name)
+        tags = {**spec.gennaker_tags(), TAG_SHARES_WITH: shared_arn}
+        if found is not None:
+            arn = str(found["TargetGroupArn"])
+            self._check_owner("target group", self._target_group_tags([arn]).get(arn, {}), spec)
+        else:
+            shared = self.elb.describe_target_groups(TargetGroupArns=[shared_arn])["TargetGroups"][0]
+            copied = (
+                "Protocol", "Port", "VpcId", "TargetType", "ProtocolVersion", "HealthCheckProtocol",
+                "HealthCheckPort", "HealthCheckEnabled", "HealthCheckPath", "HealthCheckIntervalSeconds",
+                "HealthCheckTimeoutSeconds", "HealthyThresholdCount", "UnhealthyThresholdCount", "Matcher",
+            )  # fmt: skip
+            settings = {k: shared[k] for k in copied if shared.get(k) is not None}
+            arn = str(
+                self.elb.create_target_group(
+                    Name=name, Tags=[{"Key": k, "Value": v} for k, v in tags.items()], **settings
+                )["TargetGroups"][0]["TargetGroupArn"]
+            )
+        for listener in listeners:
+            self._rewrite_forwards(listener, lambda w: w if shared_arn not in w or arn in w else {**w, arn: 0})
+        return arn, str(listeners[0]["LoadBalancerArn"])
+
+    def _leave_listeners(self, own_arn: str) -> None:
+        """Take a group's own target group out of every forward; the others keep their weights."""
+        for listener in self._listeners_for([own_arn]):
+            self._rewrite_forwards(
+                listener, lambda w: {a: x for a, x in w.items() if a != own_arn} if len(w) > 1 else w
+            )
+
+    def _reweigh(self, target_groups: list[str]) -> None:
+        """Every split forward that involves ``target_groups``, weighed from the groups' weights."""
+        listeners = self._listeners_for(target_groups)
+        if not listeners:
+            return
+        split = {a for listener in listeners for act in listener.get("DefaultActions", [])
+                 for a in (_forward_weights(act) or {}) if len(_forward_weights(act) or {}) > 1}  # fmt: skip
+        if not split:
+            return
+        raws = list(self.asg.paginate("describe_auto_scaling_groups", "AutoScalingGroups"))
+        health = self._target_health(split)
+        shares: dict[str, float] = {}
+        by_capacity: dict[str, float] = {}
+        for tg in split:
+            shares[tg] = by_capacity[tg] = 0.0
+            for raw in raws:
+                if tg not in raw.get("TargetGroupARNs", []):
+                    continue
+                weight = float(_tags(raw.get("Tags")).get(TAG_TRAFFIC_WEIGHT, DEFAULT_TRAFFIC_WEIGHT))
+                healthy = [i for i in raw.get("Instances", []) if health[tg].get(i["InstanceId"]) == "healthy"]
+                shares[tg] += weight * len(healthy)
+                by_capacity[tg] += weight * raw.get("DesiredCapacity", 0)
+        if not any(shares.values()):  # nothing healthy yet anywhere: weigh by capacity rather than drop all
+            shares = by_capacity
+        weights = alb_weights(shares)
+        if not any(weights.values()):  # every group weighed 0: ALB needs somewhere to send requests
+            weights = {tg: 1 for tg in weights}
+        for listener in listeners:
+            self._rewrite_forwards(
+                listener, lambda w: {a: weights.get(a, x) for a, x in w.items()} if len(w) > 1 else w
+            )
 
     # --- network and load balancing ------------------------------------------------------------
     def resolve_target_groups(self, refs: list[str | dict[str, str]]) -> list[str]:

@@ -1,5 +1,6 @@
 """The sample application ``shop`` in a simulated (or any) account: network, load balancer, images
-and a first server group ``shop-web-v001`` serving behind the load balancer.
+and a first server group ``shop-web-v001`` serving behind the load balancer; and, for the sandbox,
+``CanaryMetrics``: the CloudWatch figures a canary pair would have if anyone sent it traffic.
 
 The server group is created through the AWS provider, exactly as a deploy would, so it carries the
 same tags and shape as everything Gennaker makes later. It lives in the AWS provider's package
@@ -8,7 +9,13 @@ because building the world is AWS SDK work; ``gennaker.sandbox.seed`` re-exports
 
 from __future__ import annotations
 
+import math
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from gennaker.cloud.aws.options import AwsDeployOptions
 from gennaker.cloud.aws.provider import AwsProvider
@@ -162,3 +169,127 @@ def seed_shop(sessions: AwsSessions, account: str, region: str, capacity: Capaci
         release_image_id=release,
         server_group=group.name,
     )
+
+
+# --- canary metrics in the sandbox -----------------------------------------------------------------
+# Simulated AWS has no traffic, so nothing would ever publish the metrics a canary is judged by.
+# In the sandbox (never in the product's path) this publisher stands in for ALB and the instances:
+# while it runs it publishes, once a second, plausible figures for every canary pair's group.
+
+CANARY_ROLE_TAG = "gennaker:canary-role"  # what the canary stage tags its baseline and canary with
+ALB_NAMESPACE = "AWS/ApplicationELB"
+EC2_NAMESPACE = "AWS/EC2"
+
+# role ("baseline" | "canary"), tick (0, 1, ...) -> metric name -> value (see ``good_release``).
+Profile = Callable[[str, int], dict[str, float]]
+
+
+def good_release(role: str, tick: int) -> dict[str, float]:
+    """A healthy release: both groups alike, about 50 requests a second, a 5xx now and then, ~45 ms,
+    with small repeatable noise (no randomness: a demo that passes passes every time)."""
+    wobble = (tick * 7 + (3 if role == "canary" else 0)) % 5  # 0..4
+    return {
+        "RequestCount": 48.0 + wobble,
+        "HTTPCode_Target_5XX_Count": 1.0 if (tick + wobble) % 9 == 0 else 0.0,
+        "TargetResponseTime": 0.043 + 0.001 * wobble,
+        "CPUUtilization": 30.0 + wobble,
+    }
+
+
+def bad_release(role: str, tick: int) -> dict[str, float]:
+    """The canary answers about 5 % of its requests with 5xx and is slower; the baseline is healthy."""
+    figures = good_release(role, tick)
+    if role == "canary":
+        figures["HTTPCode_Target_5XX_Count"] = 2.0 + tick % 3
+        figures["TargetResponseTime"] *= 1.6
+    return figures
+
+
+class CanaryMetrics:
+    """Publishes ``profile``'s figures for each group of the application tagged with a canary role:
+    ALB metrics with the TargetGroup and LoadBalancer dimensions of the group's own target group,
+    EC2's CPUUtilization with AutoScalingGroupName. One PutMetricData a group a second, stamped on
+    whole seconds (so each one-second period holds exactly one figure). Stops by itself after
+    ``max_seconds``; a failed call is retried the next second (the sandbox may be stopping)."""
+
+    def __init__(
+        self,
+        sessions: AwsSessions,
+        account: str,
+        region: str,
+        profile: Profile = good_release,
+        application: str = APPLICATION,
+        max_seconds: float = 3600.0,
+    ) -> None:
+        self.provider = AwsProvider(sessions, account, region)
+        self.cloudwatch = sessions.client(account, region, "cloudwatch")
+        self.profile = profile
+        self.application = application
+        self.max_seconds = max_seconds
+        self.published: dict[str, int] = {}  # server group -> figures sets published
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> CanaryMetrics:
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sandbox-canary-metrics")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> CanaryMetrics:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            second = math.floor(time.time())
+            try:
+                self.publish(datetime.fromtimestamp(second, UTC))
+            except Exception as exc:  # said and retried: the sandbox may be starting or stopping
+                self.errors.append(str(exc))
+            self._stop.wait(max(0.05, second + 1 - time.time()))
+
+    def publish(self, at: datetime) -> None:
+        """One set of figures, stamped ``at``, for every group of a canary pair serving now."""
+        groups = self.provider.list_server_groups(application=self.application, with_health=False)
+        for group in groups:
+            role = group.tags.get(CANARY_ROLE_TAG)
+            if role is None:
+                continue
+            tick = self.published.get(group.name, 0)
+            figures = self.profile(role, tick)
+            data: list[dict[str, Any]] = []
+            scope = group.metric_scope
+            if scope.get("target_group") and scope.get("load_balancer"):
+                dims = [
+                    {"Name": "TargetGroup", "Value": scope["target_group"]},
+                    {"Name": "LoadBalancer", "Value": scope["load_balancer"]},
+                ]
+                data += [
+                    {"MetricName": m, "Dimensions": dims, "Timestamp": at, "Value": v}
+                    for m, v in figures.items()
+                    if m != "CPUUtilization"
+                ]
+            if data:
+                self.cloudwatch.put_metric_data(Namespace=ALB_NAMESPACE, MetricData=data)
+            if "CPUUtilization" in figures:
+                self.cloudwatch.put_metric_data(
+                    Namespace=EC2_NAMESPACE,
+                    MetricData=[
+                        {
+                            "MetricName": "CPUUtilization",
+                            "Dimensions": [{"Name": "AutoScalingGroupName", "Value": group.name}],
+                            "Timestamp": at,
+                            "Value": figures["CPUUtilization"],
+                        }
+                    ],
+                )
+            self.published[group.name] = tick + 1
