@@ -9,6 +9,7 @@ import json
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -49,8 +50,8 @@ class Receiver:
             return [r.json for r in self.requests]
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def serve_receiver() -> Iterator[Receiver]:
     port = free_port()
     rec = Receiver(url=f"http://127.0.0.1:{port}")
 
@@ -76,10 +77,24 @@ def receiver() -> Iterator[Receiver]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield rec
-    rec.release.set()
-    server.shutdown()
-    server.server_close()
+    try:
+        yield rec
+    finally:
+        rec.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serve_receiver() as rec:
+        yield rec
+
+
+@pytest.fixture
+def other_receiver() -> Iterator[Receiver]:
+    with serve_receiver() as rec:
+        yield rec
 
 
 def _certificate(tmp: Path) -> tuple[Path, Path]:
