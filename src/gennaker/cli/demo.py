@@ -202,7 +202,13 @@ def register(app: typer.Typer) -> None:
                 parser=options.port, help="Port for the API and console on 127.0.0.1 (default 8080, else any free one)."
             ),
         ] = None,
-        auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Judge 'approve' automatically.")] = False,
+        auto_approve: Annotated[
+            bool,
+            typer.Option(
+                "--auto-approve",
+                help="Judge 'approve' automatically (where it is a choice: a canary is left to its metrics).",
+            ),
+        ] = False,
         soak: Annotated[
             str | None,
             typer.Option(
@@ -350,7 +356,15 @@ def _local_demo(
         pipeline = rt.load_pipeline(str(pipeline_file))
         with rt.db.begin() as conn:
             ops.save_pipeline(conn, pipeline, "demo", registered=True)
-        params = {"soak": soak, "version": NEXT_VERSION, "source": str(release)}
+        params = {"soak": soak}
+        # The release to bake, for a pipeline that takes it (the shipped one does; a --pipeline of
+        # one's own may not, and then bakes what it names, which --bad-version cannot change).
+        declared = {p.name for p in pipeline.parameters}
+        params |= {k: v for k, v in (("version", NEXT_VERSION), ("source", str(release))) if k in declared}
+        if bad_version and "source" not in declared:
+            raise ConfigError(
+                f"--bad-version needs a pipeline with a 'source' parameter to bake ({pipeline_file} has none)"
+            )
         execution_id = ops.start_execution(rt.db, pipeline, params, "demo", base_dir=str(pipeline_file.parent))
         _announce(base, execution_id, pipeline.name, port_note)
         rates = GroupRates(provider.traffic_by_server_group)  # type: ignore[attr-defined]
