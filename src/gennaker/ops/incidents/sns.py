@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import re
+import ssl
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,6 +86,11 @@ def _host_allowed(url: str, patterns: list[str], what: str) -> str:
     return host
 
 
+def _tls(settings: SnsSettings) -> ssl.SSLContext:
+    """The system's CAs, or only the one configured (a private CA)."""
+    return ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else ssl.create_default_context()
+
+
 @dataclass
 class Verifier:
     """Checks signatures with certificates fetched once per URL (one per server, no global cache)."""
@@ -128,9 +134,8 @@ class Verifier:
             cached = self._certs.get(url)
         if cached is not None:
             return cached
-        verify: Any = self.settings.ca_file or True
         try:
-            with httpx.stream("GET", url, timeout=self.settings.timeout, verify=verify) as response:
+            with httpx.stream("GET", url, timeout=self.settings.timeout, verify=_tls(self.settings)) as response:
                 if response.status_code != 200:
                     raise SnsRefused(502, f"fetching the signing certificate answered HTTP {response.status_code}")
                 pem = b""
@@ -161,7 +166,7 @@ def confirm(message: dict[str, Any], settings: SnsSettings, *, loopback: bool) -
     elif urlsplit(url).scheme not in ("http", "https"):
         raise SnsRefused(403, "SubscribeURL must be an http(s) URL")
     try:
-        response = httpx.get(url, timeout=settings.timeout, verify=settings.ca_file or True)
+        response = httpx.get(url, timeout=settings.timeout, verify=_tls(settings))
     except httpx.HTTPError as exc:
         raise SnsRefused(502, f"confirming the subscription failed: {type(exc).__name__}: {exc}") from None
     if response.status_code >= 300:
