@@ -7,7 +7,7 @@ reaches for globals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from gennaker.cloud.registry import kind_of
@@ -17,6 +17,8 @@ from gennaker.engine.jobs import JobHandler, JobSettings
 from gennaker.engine.runner import Engine, EngineSettings
 from gennaker.engine.worker import Worker
 from gennaker.errors import ValidationFailed
+from gennaker.ops.alarms import conditions as alarm_conditions
+from gennaker.ops.alarms.settings import AlarmSettings, alarm_settings
 from gennaker.ops.incidents import IncidentSettings, ensure_polling, incident_settings
 from gennaker.ops.incidents import job_handlers as incident_job_handlers
 from gennaker.ops.notifications.service import Notifications
@@ -42,6 +44,7 @@ class Runtime:
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     job_settings: JobSettings = field(default_factory=JobSettings.from_env)
     incidents: IncidentSettings = field(default_factory=IncidentSettings)  # the incidents: section
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)  # the alarms: section
     notifications: Any = None  # gennaker.ops.notifications.service.Notifications
 
     @cached_property
@@ -85,6 +88,7 @@ class Runtime:
         # The alarm poller is a job that schedules its successor; each worker start seeds the current
         # slot again in case that chain broke (idempotent by the slot's key).
         ensure_polling(self.db, self.incidents)
+        alarm_conditions.ensure_evaluating(self.db, self.alarms)  # local alarm conditions, likewise
         return Worker(
             self.engine,
             threads=threads,
@@ -134,4 +138,11 @@ def build_runtime(
         engine.on_event = rt.notifications.on_event
     rt.incidents = incident_settings(cfg.incidents)  # a bad incidents: section fails here, before anything runs
     rt.job_handlers.update(incident_job_handlers(services, rt.incidents))
+    # Local alarm conditions: evaluated by a periodic job, their transitions taken in as alarms.
+    rt.alarms = alarm_settings(cfg.alarms)
+    alarm_conditions.check_conditions(cfg, rt.alarms)
+    if rt.alarms.conditions:
+        rt.job_handlers[alarm_conditions.EVALUATE] = partial(
+            alarm_conditions.evaluate_conditions, services=services, settings=rt.alarms, incidents=rt.incidents
+        )
     return rt

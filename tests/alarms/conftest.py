@@ -16,7 +16,10 @@ from gennaker.ops.audit import AuditResult, run_audit
 from gennaker.ops.settings import OpsSettings
 from gennaker.sandbox.seed import ShopWorld, seed_shop
 from gennaker.spec.config import Config, config_from_text
+from tests.local.conftest import haproxy_binary
 from tests.ops.scene import run, tags
+
+__all__ = ["haproxy_binary"]  # the local conditions' test needs Debian's haproxy (skips without it)
 
 MON_CHECKS = ["mon.alarms.coverage", "mon.alarms.notify"]
 

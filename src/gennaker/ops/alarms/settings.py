@@ -18,11 +18,12 @@ Example::
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gennaker.errors import ConfigError
+from gennaker.metrics.conditions import Condition
 from gennaker.ops.alarms.recommendations import DEFAULT_TIERS, THRESHOLDS
 from gennaker.spec.durations import Duration
 
@@ -32,21 +33,15 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 TOPIC = re.compile(r"arn:aws(-cn|-us-gov)?:sns:([a-z0-9-]+|\{region\}):([0-9]{12}|\{account_id\}):[A-Za-z0-9_-]{1,256}")
 
 
-class ConditionSettings(BaseModel):
-    """One alarm condition of a ``kind: local`` account, evaluated by Gennaker over a metric source."""
+class ConditionSettings(Condition):
+    """One alarm condition of a ``kind: local`` account: a metric condition (``metrics.conditions``,
+    validated there: source, query, op, threshold, ``for``, step) over the application's server
+    groups in rotation, which Gennaker evaluates itself and feeds to the incidents as an alarm."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    name: str = Field(pattern=NAME.pattern)
-    account: str
-    application: str | None = None
-    source: Literal["haproxy", "prometheus"]
-    query: str = Field(min_length=1, max_length=2000)
-    op: Literal[">", ">=", "<", "<="]
-    threshold: float
-    for_: Duration = Field(default=0.0, alias="for", ge=0)
-    scope: dict[str, str] = Field(default_factory=dict)  # e.g. {backend: shop} for the source
-    tags: dict[str, str] = Field(default_factory=dict)
+    name: str = Field(pattern=NAME.pattern)  # the alarm's name: required, unlike a watch's condition
+    account: str = Field(min_length=1, max_length=100)
+    application: str = Field(min_length=1, max_length=100)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=50)  # for the incident rules
 
 
 class AlarmSettings(BaseModel):
@@ -56,7 +51,7 @@ class AlarmSettings(BaseModel):
     tier_tag: str = Field(default="criticality", min_length=1, max_length=128)
     default_tier: str = "medium"
     tiers: dict[str, dict[str, float | None]] = Field(default_factory=dict)
-    evaluate_every: Duration = Field(default=15.0, gt=0)  # local conditions
+    evaluate_every: Duration = Field(default=10.0, gt=0)  # local conditions; at most their step
     conditions: list[ConditionSettings] = Field(default_factory=list, max_length=1000)
 
     @field_validator("topic")
