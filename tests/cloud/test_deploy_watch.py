@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -547,3 +548,46 @@ def test_the_api_and_console_show_the_watch_and_its_alarms(
         assert page.status_code == 200
         assert "shop-5xx" in page.text and "Threshold Crossed: 9 &gt; 5" in page.text
     assert serving_groups(provider) == ["shop-web-v001"]
+
+
+def test_a_cloudwatch_condition_on_the_new_group_rolls_back(
+    world: ShopWorld, provider: AwsProvider, sessions: AwsSessions, services: SimpleNamespace
+) -> None:
+    """Gennaker evaluates the condition itself over GetMetricData for the new group's ASG (moto stores
+    the data the test publishes; it evaluates nothing). No data at first is NO_DATA, not a breach."""
+    clock = Clock(t=float(int(time.time())) - 600)
+    condition = {
+        "name": "errors",
+        "source": "cloudwatch",
+        "query": "namespace=Shop metric=Errors stat=Sum",
+        "op": ">",
+        "threshold": 5,
+        "for": "10s",
+        "step": "10s",
+    }
+    seen = {"n": 0}
+
+    def publish(task: str, _n: int, _context: dict[str, Any]) -> None:
+        if task != "watch":
+            return
+        seen["n"] += 1
+        if seen["n"] >= 12:  # from 11 s into the watch (its first window is complete at 10 s), it errs
+            _cloudwatch(sessions).put_metric_data(
+                Namespace="Shop",
+                MetricData=[
+                    {
+                        "MetricName": "Errors",
+                        "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "shop-web-v002"}],
+                        "Timestamp": datetime.fromtimestamp(clock.t - 1, UTC),
+                        "Value": 9.0,
+                    }
+                ],
+            )
+
+    raw = deploy_raw(world, watch={"metrics": [condition], "for": "20s"})
+    run = run_stage(Deploy(), raw, services, clock=clock, on_call=publish)
+    assert run.status == "FAILED", [line for line in run.logs if "watch" in line]
+    assert "watch: condition errors breached: 9 > 5" in (run.message or ""), run.message
+    assert serving_groups(provider) == ["shop-web-v001"]
+    assert any(line.startswith("watch: condition errors: NO_DATA") for line in run.logs), run.logs
+    assert run.tasks_run.count("check_alarms") == 0  # no alarms named: nothing to read before

@@ -27,7 +27,8 @@ def cond(**fields: object) -> Condition:
 
 
 class Scripted:
-    """A source answering every query with the same series (or error), counting its fetches."""
+    """A source answering every query with the same series (or error), cut to the window asked,
+    counting its fetches."""
 
     name = "scripted"
 
@@ -42,7 +43,15 @@ class Scripted:
         self, queries: Sequence[MetricQuery], scopes: Sequence[Scope], start: datetime, end: datetime, step: float
     ) -> Fetched:
         self.fetches.append((len(queries), start, end, step))
-        return {s.server_group: {q.name: self.answer for q in queries} for s in scopes}
+        answer = self.answer
+        if isinstance(answer, Series):
+            kept = [
+                (t, v)
+                for t, v in zip(answer.timestamps, answer.values, strict=True)
+                if start.timestamp() <= t <= end.timestamp()
+            ]
+            answer = Series(tuple(t for t, _ in kept), tuple(v for _, v in kept))
+        return {s.server_group: {q.name: answer for q in queries} for s in scopes}
 
 
 def series(*points: tuple[float, float]) -> Series:
@@ -99,14 +108,20 @@ def test_an_unreadable_source_is_unknown_with_its_reason_never_ok() -> None:
     assert result.state == "UNKNOWN" and "cannot be read" in result.reason
 
 
-def test_evaluate_all_fetches_once_per_source_and_step_over_the_longest_window() -> None:
+def test_evaluate_all_fetches_once_per_source_step_and_window() -> None:
     s = Scripted(series((-5, 0.5)))
-    conditions = [cond(), cond(query="response_time", threshold=500, **{"for": "1m"}), cond(step="1s")]
+    conditions = [
+        cond(),
+        cond(query="request_rate", op="<", threshold=0.1),  # shares the first one's fetch
+        cond(query="response_time", threshold=500, **{"for": "1m"}),
+        cond(step="1s"),
+    ]
     results = evaluate_all(conditions, {"haproxy": s}, SCOPE, NOW)  # type: ignore[dict-item]
-    assert [r.state for r in results] == ["BREACHED", "OK", "NO_DATA"]  # the 1 s window ends after -5 s
+    assert [r.state for r in results] == ["BREACHED", "OK", "OK", "NO_DATA"]  # the 1 s window ends after -5 s
     assert sorted((n, (end - start).total_seconds(), step) for n, start, end, step in s.fetches) == [
-        (1, 2.0, 1.0),
-        (2, 70.0, 10.0),
+        (1, 1.0, 1.0),
+        (1, 60.0, 10.0),
+        (2, 10.0, 10.0),
     ]
 
 

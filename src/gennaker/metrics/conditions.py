@@ -9,7 +9,7 @@ without points is NO_DATA, which ``treat_missing_data`` (CloudWatch's words) may
 breach instead. Used by the deploy stage's watch; usable by anything with sources and a scope.
 
 API: ``Condition`` (the model), ``evaluate(condition, source, scope, now)`` for one, and
-``evaluate_all(conditions, sources, scope, now)`` for many with one fetch per source and step.
+``evaluate_all(conditions, sources, scope, now)`` for many with one fetch per source, step and window.
 """
 
 from __future__ import annotations
@@ -110,17 +110,13 @@ class ConditionResult:
         return {"label": self.label, "state": self.state, "value": self.value, "reason": self.reason}
 
 
-def judge_series(condition: Condition, series: Series | MetricError, now: float) -> ConditionResult:
-    """The condition's state over what its source answered (points outside the window are ignored)."""
+def judge_series(condition: Condition, series: Series | MetricError) -> ConditionResult:
+    """The condition's state over what its source answered for its window (the source decides which
+    points belong to a window: HAProxy stamps a step's end, CloudWatch a period's start)."""
     label = condition.label
     if isinstance(series, MetricError):
         return ConditionResult(label, "UNKNOWN", None, f"{condition.source} cannot be read: {series.reason}")
-    start = now - condition.window
-    points = [
-        v
-        for t, v in zip(series.timestamps, series.values, strict=False)
-        if start <= t <= now + 1e-6 and math.isfinite(v)
-    ]
+    points = [v for v in series.values if math.isfinite(v)]
     if not points:
         missing = f"no data in the last {condition.window:g}s"
         if condition.treat_missing_data == "breaching":
@@ -152,28 +148,27 @@ def evaluate(condition: Condition, source: MetricSource, scope: Scope, now: date
 def evaluate_all(
     conditions: Sequence[Condition], sources: Mapping[str, MetricSource], scope: Scope, now: datetime
 ) -> list[ConditionResult]:
-    """Every condition for one server group, in order: ONE fetch per source and step, over the
-    longest window of the conditions that share them. A source that raises makes its conditions
-    UNKNOWN with the reason (sources should return MetricError; this is the net under it)."""
+    """Every condition for one server group, in order: ONE fetch per source, step and window (the
+    conditions that share them share it). A source that raises makes its conditions UNKNOWN with the
+    reason (sources should return MetricError; this is the net under it)."""
     results: dict[int, ConditionResult] = {}
-    batches: dict[tuple[str, float], list[int]] = {}
+    batches: dict[tuple[str, float, float], list[int]] = {}
     for i, c in enumerate(conditions):
-        batches.setdefault((c.source, c.step), []).append(i)
-    for (name, step), indexes in batches.items():
+        batches.setdefault((c.source, c.step, c.window), []).append(i)
+    for (name, step, window), indexes in batches.items():
         source = sources.get(name)
         if source is None:
             for i in indexes:
                 reason = f"metric source '{name}' is not available here"
                 results[i] = ConditionResult(conditions[i].label, "UNKNOWN", None, reason)
             continue
-        window = max(conditions[i].window for i in indexes)
         queries = [MetricQuery(f"c{i}", conditions[i].query) for i in indexes]
         try:
-            fetched = source.fetch(queries, [scope], now - timedelta(seconds=window + step), now, step)
+            fetched = source.fetch(queries, [scope], now - timedelta(seconds=window), now, step)
             per_query = fetched.get(scope.server_group, {})
         except Exception as exc:  # reported as UNKNOWN with its reason, never as a pass
             per_query = {q.name: MetricError(f"{type(exc).__name__}: {exc}") for q in queries}
         for i, q in zip(indexes, queries, strict=True):
             answer = per_query.get(q.name, MetricError("the source answered nothing for this query"))
-            results[i] = judge_series(conditions[i], answer, now.timestamp())
+            results[i] = judge_series(conditions[i], answer)
     return [results[i] for i in range(len(conditions))]
