@@ -6,13 +6,18 @@ reaches for globals.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any
 
+from sqlalchemy import Connection
+
 from gennaker.cloud.registry import kind_of
 from gennaker.cloud.registry import upkeep as cloud_upkeep
 from gennaker.cloud.tasks import bind_schemas
+from gennaker.engine.events import EventHook, ExecutionEvent
 from gennaker.engine.jobs import JobHandler, JobSettings
 from gennaker.engine.runner import Engine, EngineSettings
 from gennaker.engine.worker import Worker
@@ -30,6 +35,9 @@ from gennaker.stages import default_registry, skippable_types, stage_schemas
 from gennaker.stages.base import StageType
 from gennaker.stages.services import Services
 from gennaker.store.db import Database, open_database
+from gennaker.triggers.fire import Catalog
+from gennaker.triggers.schedule import TriggerJobs
+from gennaker.triggers.schedule import bootstrap as trigger_bootstrap
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Runtime:
     incidents: IncidentSettings = field(default_factory=IncidentSettings)  # the incidents: section
     alarms: AlarmSettings = field(default_factory=AlarmSettings)  # the alarms: section
     notifications: Any = None  # gennaker.ops.notifications.service.Notifications
+    triggers: Any = None  # gennaker.triggers.schedule.TriggerJobs: schedules, image polls, chains
 
     @cached_property
     def schemas(self) -> dict[str, type[StageConfig]]:
@@ -89,6 +98,8 @@ class Runtime:
         # slot again in case that chain broke (idempotent by the slot's key).
         ensure_polling(self.db, self.incidents)
         alarm_conditions.ensure_evaluating(self.db, self.alarms)  # local alarm conditions, likewise
+        with self.db.begin() as conn:  # the triggers' reconcile chain, likewise (one per time slot)
+            trigger_bootstrap(conn, time.time())
         return Worker(
             self.engine,
             threads=threads,
@@ -134,8 +145,12 @@ def build_runtime(
     # pipelines' events only when a channel is declared (else there is nothing to tell).
     rt.notifications = Notifications.build(cfg, db, aws=services.aws if cfg.notifications.channels else None)
     rt.job_handlers.update(rt.notifications.job_handlers())
-    if cfg.notifications.channels:
-        engine.on_event = rt.notifications.on_event
+    # Triggers: cron, image and pipeline-chain firings are jobs; the engine tells the chain listener
+    # when executions end (and notifications, when a channel is declared), in the ending transaction.
+    rt.triggers = TriggerJobs(Catalog(rt.pipeline_from_text), find_images=_image_finder(services))
+    rt.job_handlers.update(rt.triggers.handlers())
+    listeners = [rt.notifications.on_event] if cfg.notifications.channels else []
+    engine.on_event = each_in_savepoint([*listeners, rt.triggers.listener])
     rt.incidents = incident_settings(cfg.incidents)  # a bad incidents: section fails here, before anything runs
     rt.job_handlers.update(incident_job_handlers(services, rt.incidents))
     # Local alarm conditions: evaluated by a periodic job, their transitions taken in as alarms.
@@ -146,3 +161,27 @@ def build_runtime(
             alarm_conditions.evaluate_conditions, services=services, settings=rt.alarms, incidents=rt.incidents
         )
     return rt
+
+
+def each_in_savepoint(listeners: list[EventHook]) -> EventHook:
+    """Tell every listener, each in a savepoint of the engine's transaction: one listener's failure is
+    logged (by the engine) and undoes only its own rows, never the others' or the change itself."""
+
+    def tell(conn: Connection, event: ExecutionEvent) -> None:
+        for listen in listeners:
+            try:
+                with conn.begin_nested():
+                    listen(conn, event)
+            except Exception:
+                logging.getLogger("gennaker.engine").exception("%s failed on %s", listen, event.event)
+
+    return tell
+
+
+def _image_finder(services: Services) -> Any:
+    def find(account: str, region: str, name: str, tags: dict[str, str]) -> list[tuple[str, str]]:
+        from gennaker.cloud.registry import provider_for
+
+        return [(i.id, i.created) for i in provider_for(services, account, region).find_images(name, tags)]
+
+    return find

@@ -15,6 +15,7 @@ import gennaker.ops.incidents.tables
 import gennaker.ops.notifications.tables
 import gennaker.ops.tables
 import gennaker.store.tables
+import gennaker.triggers.tables
 import gennaker.web.tables  # noqa: F401  (all table modules register on the one metadata)
 from gennaker.store.db import open_database
 from gennaker.store.schema import metadata

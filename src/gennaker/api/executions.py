@@ -17,6 +17,7 @@ from gennaker.engine import logs as stage_logs
 from gennaker.engine import operations as ops
 from gennaker.engine import views
 from gennaker.runtime import Runtime
+from gennaker.triggers.fire import refuse_cycles
 
 router = APIRouter(prefix="/api", tags=["pipelines"])
 MAX_ROW = 2**62  # row ids and offsets beyond this would overflow the database's 64-bit integers
@@ -67,6 +68,7 @@ def list_pipelines(rt: RuntimeDep, readable: ReadableDep, application: str | Non
 def register_pipeline(body: PipelineIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
     pipeline = rt.pipeline_from_text(body.yaml, body.source or "<api>")
     with rt.db.begin() as conn:
+        refuse_cycles(conn, rt.triggers.catalog, pipeline, rt.config.limits)
         ops.save_pipeline(conn, pipeline, actor, registered=True)
         ops.record(conn, "register_pipeline", actor, pipeline=pipeline.name)
     return {"name": pipeline.name, "application": pipeline.application, "stages": len(pipeline.stages)}

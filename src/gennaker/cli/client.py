@@ -15,6 +15,7 @@ from gennaker.engine import operations as ops
 from gennaker.engine import views
 from gennaker.errors import Conflict, Forbidden, GennakerError, NotFound, Problem, ValidationFailed
 from gennaker.runtime import Runtime
+from gennaker.triggers.fire import refuse_cycles
 
 
 class Client(Protocol):
@@ -63,6 +64,7 @@ class LocalClient:
         pipeline = self.rt.load_pipeline(path)
         pipeline.source = str(Path(path).resolve())
         with self.rt.db.begin() as conn:
+            refuse_cycles(conn, self.rt.triggers.catalog, pipeline, self.rt.config.limits)
             ops.save_pipeline(conn, pipeline, self.actor, registered=True)
             ops.record(conn, "register_pipeline", self.actor, pipeline=pipeline.name)
         return {"name": pipeline.name, "application": pipeline.application, "stages": len(pipeline.stages)}
