@@ -591,3 +591,20 @@ def test_a_cloudwatch_condition_on_the_new_group_rolls_back(
     assert serving_groups(provider) == ["shop-web-v001"]
     assert any(line.startswith("watch: condition errors: NO_DATA") for line in run.logs), run.logs
     assert run.tasks_run.count("check_alarms") == 0  # no alarms named: nothing to read before
+
+
+def test_the_plan_says_what_the_deploy_watches(
+    world: ShopWorld, provider: AwsProvider, services: SimpleNamespace
+) -> None:
+    from gennaker.cloud.plan import plan_pipeline, render
+    from gennaker.spec.pipeline import pipeline_from_text
+
+    stage = {"id": "deploy", "type": "deploy", **watched(world, ["shop-5xx"])}
+    pipeline = pipeline_from_text(
+        json.dumps({"name": "p", "application": "shop", "stages": [stage]}), {"deploy": Deploy.Config}
+    )
+    text = render(plan_pipeline(pipeline, {"deploy": Deploy()}, services, {}))
+    assert (
+        "note: after cutover, watches alarm shop-5xx for 5s and rolls back to the previous server group if one fires"
+        in text
+    ), text

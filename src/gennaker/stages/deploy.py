@@ -229,7 +229,13 @@ class Deploy(StageType):
         return plan_deploy(provider, cfg, ctx.application), {}
 
     def plan_notes(self, config: Any) -> list[str]:
-        return [f"image comes from {config.image} at run time"] if "${" in str(config.image) else []
+        notes = [f"image comes from {config.image} at run time"] if "${" in str(config.image) else []
+        if config.watch is not None:
+            notes.append(
+                f"after cutover, watches {config.watch.describe()} for {format_duration(config.watch.for_)} "
+                "and rolls back to the previous server group if one fires"
+            )
+        return notes
 
     # --- helpers -------------------------------------------------------------------------------
     @staticmethod
