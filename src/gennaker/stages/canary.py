@@ -253,14 +253,18 @@ class Canary(StageType[CanaryConfig]):
         except GennakerError as exc:
             problems.append(f"finding the pair: {exc}")
             names = []
-        ours = []
+        ours, remnants = [], []
         for name in names:
             try:
                 group = provider.get_server_group(name)
+                # No group, but what a create cut short left of it (a launch template, a target group).
+                owner = provider.server_group_owner(name) if group is None else None
             except GennakerError as exc:
                 problems.append(f"reading {name}: {exc}")
                 continue
             if group is None:
+                if owner is not None and owner[0] == ctx.execution_id:
+                    remnants.append(name)
                 continue
             if group.tags.get(TAG_EXECUTION) != ctx.execution_id:
                 problems.append(f"{name} was not created by this execution; left alone")
@@ -272,7 +276,7 @@ class Canary(StageType[CanaryConfig]):
                 provider.set_traffic_weight(name, 0)
             except GennakerError as exc:  # the destroy below still drains it: said, not fatal
                 ctx.log(f"could not take {name} out of the traffic before destroying it: {exc}")
-        for name in ours:
+        for name in ours + remnants:
             try:
                 provider.destroy_server_group(name)
                 ctx.log(f"destroyed {name}")
@@ -340,11 +344,14 @@ class Canary(StageType[CanaryConfig]):
         for role in ROLES:
             cluster = cfg.cluster(ctx.application, role)
             name = provider.find_created_by(cluster, ctx.execution_id, ctx.stage_id)
-            if name:
+            if name and provider.get_server_group(name) is not None:
                 ctx.log(f"found the {role} {name} from an earlier attempt; reusing it")
             else:
-                groups = provider.list_server_groups(cluster=cluster, with_health=False)
-                name = naming.next_server_group([g.name for g in groups] + provider.names_in_use(cluster), cluster)
+                if name:  # a create cut short: its name is taken, create_server_group adopts what it made
+                    ctx.log(f"found the {role} {name} from an earlier attempt cut short; completing it")
+                else:
+                    groups = provider.list_server_groups(cluster=cluster, with_health=False)
+                    name = naming.next_server_group([g.name for g in groups] + provider.names_in_use(cluster), cluster)
                 spec = provider.prepare_server_group(
                     ServerGroupSpec(
                         name=name,

@@ -463,14 +463,15 @@ class AwsProvider:
             # Deregister first: connections drain, and moto leaves targets of deleted groups registered.
             self._deregister(group, [i.id for i in group.instances])
             self.asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
-        for lt in self._launch_templates([{"Name": f"tag:{TAG_SERVER_GROUP}", "Values": [name]}]):
-            self.ec2.delete_launch_template(LaunchTemplateId=lt["LaunchTemplateId"])
         if own is not None:
             try:
                 self.elb.delete_target_group(TargetGroupArn=own)
             except CloudError as exc:
                 if exc.code != "TargetGroupNotFound":
                     raise
+        # The launch template last: while it exists the name is taken and its owner known.
+        for lt in self._launch_templates([{"Name": f"tag:{TAG_SERVER_GROUP}", "Values": [name]}]):
+            self.ec2.delete_launch_template(LaunchTemplateId=lt["LaunchTemplateId"])
 
     def health_report(self, name: str) -> str:
         return ""  # the instance states in the wait's own message are what AWS tells
