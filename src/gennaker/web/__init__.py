@@ -18,7 +18,7 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     # Imported here: the migration imports gennaker.web.tables, which must not pull in the web stack.
     from fastapi.staticfiles import StaticFiles
 
-    from gennaker.web import api, canary, cloud_actions, console, events, login, pages
+    from gennaker.web import api, canary, cloud_actions, console, events, incidents, login, pages
     from gennaker.web.middleware import Guard
     from gennaker.web.state import HERE, WebState
 
@@ -31,5 +31,6 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     app.include_router(pages.router)
     app.include_router(cloud_actions.router)
     app.include_router(canary.router)
+    app.include_router(incidents.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(Guard, web=web)

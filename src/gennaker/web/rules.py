@@ -38,6 +38,8 @@ MUTATING = [
     _r(r"^/executions$", "admin", "run_document"),
     _r(r"^/applications/(?P<application>[^/]+)/.+$", "operator", None),
     _r(r"^/incidents/(?P<incident>[^/]+)/(ack|resolve|note|assign|priority)$", "operator"),
+    # rolls the incident's application's cluster back (api/incident_actions.py)
+    _r(r"^/incidents/(?P<incident>[^/]+)/rollback$", "operator", "rollback"),
     _r(r"^/tokens(/.*)?$", "user", None),  # the endpoints decide whose tokens a caller may manage
     _r(r"^/(login|logout)$", "public", None),
     # Deliveries from GitHub, GitLab, CI systems and SNS carry no login: each endpoint authenticates

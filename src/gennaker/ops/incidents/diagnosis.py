@@ -7,8 +7,12 @@ their stages); nothing calls a cloud, so a diagnosis costs a few queries and wor
 Each part says when it could not be worked out (``status: "unknown"`` and the reason) rather than
 coming back empty: an empty list means "looked, found nothing".
 
-``diagnose(conn, ...)`` is called by the incident intake with the connection of its transaction; it
-only reads, and raises nothing but database errors.
+``diagnose(conn, ...)`` works on any alarm; ``record_diagnosis(conn, incident)`` is what the intake
+calls in the transaction that opens an incident: it diagnoses the incident's alarms (their
+dimensions name the resources) as of its opening and keeps the result on its timeline, once (a
+``diagnosis`` event whose details are ``Diagnosis.to_dict()``). ``incident_diagnosis`` reads it back,
+or gathers it now for an incident opened without one. They only read (and write that one event),
+and raise nothing but database errors.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from gennaker.cloud import naming
 from gennaker.cloud.provider import TAG_APPLICATION, TAG_CLUSTER
 from gennaker.engine.views import capabilities
 from gennaker.ops.findings import SEVERITY_RANK
+from gennaker.ops.incidents import store
 from gennaker.ops.tables import ops_audits, ops_resources, ops_snapshots
 from gennaker.store.tables import executions, stages
 
@@ -214,6 +219,69 @@ def diagnose(
     )
     d.summary = _summary(d)
     return d
+
+
+# ---- an incident's diagnosis ----------------------------------------------------------------------
+
+DIAGNOSIS_EVENT = "diagnosis"  # the timeline event kind that keeps an incident's diagnosis
+
+
+def alarm_resources(alarms: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The resources an incident's alarms name: their dimensions, as ``Name=Value``."""
+    return [f"{k}={v}" for a in alarms for k, v in sorted((a.get("dimensions") or {}).items())]
+
+
+def diagnose_incident(
+    conn: Connection,
+    incident: Mapping[str, Any],
+    *,
+    lookback_hours: float = DEFAULT_LOOKBACK_HOURS,
+    workload_tags: Sequence[str] = WORKLOAD_TAGS,
+) -> Diagnosis:
+    """The diagnosis of a stored incident as of the moment it opened."""
+    return diagnose(
+        conn,
+        resources=alarm_resources(store.alarms_of(conn, incident["id"])),
+        application=incident.get("application"),
+        at=float(incident["created_at"]),
+        lookback_hours=lookback_hours,
+        workload_tags=workload_tags,
+    )
+
+
+def record_diagnosis(
+    conn: Connection,
+    incident: Mapping[str, Any],
+    *,
+    lookback_hours: float = DEFAULT_LOOKBACK_HOURS,
+    workload_tags: Sequence[str] = WORKLOAD_TAGS,
+) -> Diagnosis:
+    """Diagnose a just-opened incident and keep it on its timeline (written once per incident)."""
+    d = diagnose_incident(conn, incident, lookback_hours=lookback_hours, workload_tags=workload_tags)
+    store.add_event(
+        conn,
+        incident["id"],
+        DIAGNOSIS_EVENT,
+        " ".join(d.summary) or "initial diagnosis: nothing found",
+        details=d.to_dict(),
+        key=f"incident:{incident['id']}:diagnosis",
+    )
+    return d
+
+
+def incident_diagnosis(
+    conn: Connection,
+    incident: Mapping[str, Any],
+    timeline: Sequence[Mapping[str, Any]],
+    *,
+    workload_tags: Sequence[str] = WORKLOAD_TAGS,
+) -> tuple[dict[str, Any], bool]:
+    """(the diagnosis as a dict, whether it was stored when the incident opened): the stored one, else
+    one gathered now as of the incident's opening (an incident opened before diagnoses existed)."""
+    stored = next((e for e in timeline if e.get("kind") == DIAGNOSIS_EVENT and e.get("details")), None)
+    if stored is not None:
+        return dict(stored["details"]), True
+    return diagnose_incident(conn, incident, workload_tags=workload_tags).to_dict(), False
 
 
 # ---- resources -------------------------------------------------------------------------------------
