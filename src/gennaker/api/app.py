@@ -17,7 +17,7 @@ from gennaker.api import alarms as alarms_api
 from gennaker.api import canary as canary_api
 from gennaker.api import costs as costs_api
 from gennaker.api import notifications as notifications_api
-from gennaker.api import cloud, executions, hooks, incidents, telemetry
+from gennaker.api import cloud, executions, hooks, incident_actions, incidents, telemetry
 from gennaker.api import ops as ops_api
 from gennaker.api.limits import BodyLimit
 from gennaker.api.telemetry import RequestDurations, metrics_registry
@@ -93,6 +93,7 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
     app.include_router(costs_api.router)
     app.include_router(notifications_api.router)
     app.include_router(incidents.router)
+    app.include_router(incident_actions.router)  # actions reaching beyond the incident (rollback)
     app.include_router(hooks.router)  # authenticated by signatures, not logins (see api/hooks.py)
     mount(app, runtime)  # the console, access control (middleware), tokens and the audit log
     app.state.metrics_registry, http_durations = metrics_registry(runtime)
