@@ -295,3 +295,16 @@ stages:
     with pytest.raises(ValidationFailed) as bad_channel:
         rt.pipeline_from_text(doc.replace(", pipeline.exploded", ""), "p.yml")
     assert str(bad_channel.value).strip() == "p.yml:5:6: unknown notification channel 'ops-mail' (known: hook)"
+
+
+def test_a_delivery_whose_workers_all_died_reads_failed_with_the_reason(rt_factory: Any, receiver: Receiver) -> None:
+    rt = rt_factory(f"    hook: {{type: webhook, url: '{receiver.url}'}}")
+    delivery_id = rt.notifications.send_test("hook", "alice")
+    now = time.time()
+    for n in range(3):  # max_attempts: 3 claims, none finished (each worker killed mid-send)
+        assert len(jobs.claim(rt.db, f"dead{n}", ["notification.deliver"], now, 1.0, 10)) == 1
+        now += 2.0
+    assert jobs.claim(rt.db, "late", ["notification.deliver"], now, 1.0, 10) == []
+    d = _delivery(rt, delivery_id)
+    assert d["status"] == "failed" and d["last_error"] == "gave up: 3 attempt(s) started and none finished"
+    assert [a["outcome"] for a in d["job_attempts"]] == ["abandoned"] * 3 and receiver.requests == []

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gennaker.engine import jobs
+from gennaker.engine.job_tables import jobs as jobs_table
 from gennaker.engine.model import new_id
 from gennaker.ops.notifications.tables import notification_deliveries as deliveries
 
@@ -97,9 +98,24 @@ def enqueue(
     return ids
 
 
+# A delivery's job may give up without its handler running (every worker that took it died): then
+# the job's status and error are the delivery's, not a "pending" that would never change.
+_WITH_JOB = select(
+    deliveries, jobs_table.c.status.label("job_status"), jobs_table.c.last_error.label("job_error")
+).select_from(deliveries.outerjoin(jobs_table, jobs_table.c.key == deliveries.c.job_key))
+
+
+def _row(r: Any) -> dict[str, Any]:
+    d = dict(r._mapping)
+    job_status, job_error = d.pop("job_status"), d.pop("job_error")
+    if d["status"] == PENDING and job_status in (jobs.FAILED, jobs.CANCELED):
+        d["status"], d["last_error"] = FAILED, job_error or f"its job was {job_status}"
+    return d
+
+
 def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
-    return dict(row._mapping) if row is not None else None
+    row = conn.execute(_WITH_JOB.where(deliveries.c.id == delivery_id)).first()
+    return _row(row) if row is not None else None
 
 
 def list_deliveries(
@@ -113,7 +129,7 @@ def list_deliveries(
 ) -> list[dict[str, Any]]:
     """Newest first. ``applications`` None: all (an admin); else only notices of those applications
     (a notice with no application, such as a channel test, is an admin's to see)."""
-    q = select(deliveries).order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc()).limit(limit)
+    q = _WITH_JOB.order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc()).limit(limit)
     if applications is not None:
         q = q.where(deliveries.c.application.in_(list(applications)))
     if channel is not None:
@@ -122,4 +138,4 @@ def list_deliveries(
         q = q.where(deliveries.c.status == status)
     if key is not None:
         q = q.where(deliveries.c.key == key)
-    return [dict(r._mapping) for r in conn.execute(q).all()]
+    return [_row(r) for r in conn.execute(q).all()]
