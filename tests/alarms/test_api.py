@@ -74,7 +74,8 @@ def test_operator_applies_for_own_application(http: Any, shop: Shop) -> None:
     assert done.status_code == 200 and {o["application"] for o in done.json()["outcomes"]} == {"shop"}
 
 
-def test_openapi_documents_both(http: Any) -> None:
-    spec = http("alice").get("/openapi.json").json()
+def test_openapi_documents_both(tmp_path: Path) -> None:
+    rt = build_runtime(db_url=f"sqlite:///{tmp_path / 'g.db'}", config=Config())
+    spec = TestClient(create_app(rt), base_url="http://127.0.0.1").get("/openapi.json").json()
     assert "get" in spec["paths"]["/api/alarms/plan"] and "post" in spec["paths"]["/api/alarms/apply"]
-    assert "ApplyRequest" in spec["components"]["schemas"]
+    assert {"ApplyRequest", "PlanModel", "ApplyModel"} <= set(spec["components"]["schemas"])

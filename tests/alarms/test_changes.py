@@ -131,3 +131,13 @@ def test_bad_settings_refused_before_any_call(shop: Shop, capfd: pytest.CaptureF
     shop.config_path.write_text(good)
     code, _, err = cli(shop, capfd, "alarms", "plan", "--topic", "arn:aws:sqs:us-east-1:123456789012:q")
     assert code == 2 and "is not an SNS topic ARN" in err
+
+
+def test_a_topic_nobody_hears_is_a_warning(shop: Shop, capfd: pytest.CaptureFixture[str]) -> None:
+    silent = shop.aws("sns").create_topic(Name="nobody-listens")["TopicArn"]
+    code, out, err = cli(shop, capfd, "alarms", "plan", "--topic", silent, "--json")
+    assert code == 0, err  # planned all the same: the warning says what the audit will say
+    assert json.loads(out)["warnings"] == [
+        f"{silent} has no confirmed email, SMS or HTTPS subscription: its alarms notify nobody"
+    ]
+    assert f"warning {silent} has no confirmed" in err

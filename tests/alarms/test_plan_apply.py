@@ -52,6 +52,7 @@ def test_apply_makes_the_monitoring_checks_pass_and_is_idempotent(
     code, out, err = cli(shop, capfd, "alarms", "plan", "--json")
     assert code == 0, err
     planned = json.loads(out)
+    assert planned["warnings"] == [] and planned["problems"] == []  # the topic has a subscriber
     by_rec = {(r["recommendation"], r["action"]) for r in planned["rows"]}
     for rec in (
         "alb.elb_5xx",

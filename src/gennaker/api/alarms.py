@@ -48,6 +48,7 @@ class PlanModel(BaseModel):
     snapshot_id: str
     counts: dict[str, int]
     problems: list[str] = Field(description="scopes planned partly or not at all, with the reason")
+    warnings: list[str] = Field(description="planned, but worth knowing (e.g. a topic nobody hears)")
     rows: list[PlanRowModel]
 
 

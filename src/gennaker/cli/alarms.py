@@ -69,6 +69,8 @@ def _summary(plan: AlarmPlan) -> str:
 
 
 def _problems(plan: AlarmPlan) -> None:
+    for w in plan.warnings:
+        err().print(Text.assemble(("warning", "yellow"), " ", w), soft_wrap=True)
     for p in plan.problems:
         err().print(Text.assemble(("not planned", "yellow"), " ", p), soft_wrap=True)
 

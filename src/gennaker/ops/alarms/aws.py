@@ -21,7 +21,8 @@ from gennaker.ops.collect import Progress, collect
 from gennaker.ops.model import Snapshot, tag_dict
 from gennaker.ops.settings import OpsSettings
 
-COLLECTED: tuple[str, ...] = (*TYPES, "cloudwatch.alarm")
+# the watched types, the alarms to diff against, and who hears the topic (a warning when nobody)
+COLLECTED: tuple[str, ...] = (*TYPES, "cloudwatch.alarm", "sns.subscription")
 
 
 def inventory(

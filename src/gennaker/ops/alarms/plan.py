@@ -26,6 +26,7 @@ from gennaker.cloud import naming
 from gennaker.cloud.provider import TAG_APPLICATION
 from gennaker.ops.alarms.recommendations import BY_ID, RECOMMENDATIONS, TYPES, Context, Dims, Recommendation
 from gennaker.ops.alarms.settings import AlarmSettings
+from gennaker.ops.checks.mon import NOTIFY_PROTOCOLS
 from gennaker.ops.model import Resource, Snapshot
 
 Action = Literal["create", "update", "unchanged", "covered", "conflict", "stale", "enable-metrics"]
@@ -87,6 +88,7 @@ class AlarmPlan:
     rows: list[Row]
     problems: list[str]  # scopes planned partly or not at all, with the reason
     snapshot_id: str
+    warnings: list[str] = field(default_factory=list)  # planned, but worth knowing (a topic nobody hears)
 
     @property
     def changes(self) -> list[Row]:
@@ -103,6 +105,7 @@ class AlarmPlan:
             "snapshot_id": self.snapshot_id,
             "counts": self.counts(),
             "problems": self.problems,
+            "warnings": self.warnings,
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -381,6 +384,22 @@ def _stale(
     return rows
 
 
+def _unheard_topics(snapshot: Snapshot, inputs: Inputs, failed: dict[tuple[str, str, str], str]) -> list[str]:
+    """Topics without a confirmed email, SMS or HTTPS subscription, as the audit's mon.alarms.notify
+    judges them: alarms wired to them notify nobody. Only topics of the account itself can be seen."""
+    confirmed = {
+        s.attrs.get("TopicArn")
+        for s in snapshot.by_type().get("sns.subscription", [])
+        if s.attrs.get("Protocol") in NOTIFY_PROTOCOLS and ":" in s.id  # not PendingConfirmation
+    }
+    out = []
+    for (acct, reg), topic in sorted(inputs.topics.items()):
+        own = topic.split(":")[4] == (snapshot.accounts[acct].account_id or "")
+        if own and not failed.get((acct, reg, "sns.subscription")) and topic not in confirmed:
+            out.append(f"{topic} has no confirmed email, SMS or HTTPS subscription: its alarms notify nobody")
+    return sorted(set(out))
+
+
 def plan(snapshot: Snapshot, inputs: Inputs) -> AlarmPlan:
     failed = _failed(snapshot)
     by_type = snapshot.by_type()
@@ -412,4 +431,4 @@ def plan(snapshot: Snapshot, inputs: Inputs) -> AlarmPlan:
                     rows.append(extra)
     rows += _stale(inputs, seen, wanted, blind, failed, problems)
     rows.sort(key=lambda r: (r.account, r.region, r.resource or "", r.alarm, r.action))
-    return AlarmPlan(rows, problems, snapshot.id)
+    return AlarmPlan(rows, problems, snapshot.id, _unheard_topics(snapshot, inputs, failed))
