@@ -211,3 +211,51 @@ def test_queries_and_periods() -> None:
         == "dimensions must be one of asg, target_group, asg+target_group"
     )
     assert [period_for(s) for s in (0.5, 1, 4, 10, 11, 45, 60, 61, 300)] == [1, 1, 5, 10, 30, 60, 60, 120, 300]
+
+
+def test_a_server_groups_own_target_group_scopes_its_alb_metrics(moto_endpoint: str) -> None:
+    """A group with a share of its own (a canary's) says which TargetGroup and LoadBalancer select
+    its ALB metrics; figures published under them come back for it alone, in the same one call
+    as its AutoScalingGroupName metrics."""
+    from gennaker.cloud.aws.options import AwsDeployOptions
+    from gennaker.cloud.aws.provider import AwsProvider
+    from gennaker.cloud.provider import Capacity, ServerGroupSpec
+    from gennaker.sandbox.seed import seed_shop
+
+    config = Config(accounts={"sim": Account(endpoint_url=moto_endpoint, regions=[REGION])})
+    sessions = AwsSessions(config, max_attempts=2)
+    world = seed_shop(sessions, "sim", REGION)
+    provider = AwsProvider(sessions, "sim", REGION)
+    options = AwsDeployOptions(instance_type="t3.small", subnets=world.subnets, target_groups=[world.target_group_arn])
+    spec = ServerGroupSpec(
+        name="shop-web-canary-v001",
+        application="shop",
+        image=world.release_image_id,
+        capacity=Capacity(1, 1, 1),
+        provider_options=options,
+        separate_traffic=True,
+    )
+    group = provider.create_server_group(provider.prepare_server_group(spec))
+    scope = Scope(group.name, REGION, account="sim", **group.metric_scope)
+    production = provider.get_server_group("shop-web-v001")
+    assert production is not None and production.metric_scope == {}  # it shares its target group
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION, endpoint_url=moto_endpoint)
+    end = datetime.now(UTC).replace(microsecond=0)
+    assert scope.target_group and scope.load_balancer
+    dims = [
+        {"Name": "TargetGroup", "Value": scope.target_group},
+        {"Name": "LoadBalancer", "Value": scope.load_balancer},
+    ]
+    for i in range(5):
+        at = end - timedelta(seconds=5 - i)
+        cloudwatch.put_metric_data(
+            Namespace="AWS/ApplicationELB",
+            MetricData=[{"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dims, "Timestamp": at, "Value": i}],
+        )
+    before = sessions.calls["cloudwatch.get_metric_data"]
+    fetched = CloudWatchSource(clients(sessions)).fetch(
+        [MetricQuery("errors", ERRORS), MetricQuery("cpu", CPU)], [scope], end - timedelta(seconds=10), end, 1
+    )[group.name]
+    assert sessions.calls["cloudwatch.get_metric_data"] - before == 1
+    assert fetched["errors"] == Series(fetched["errors"].timestamps, (0.0, 1.0, 2.0, 3.0, 4.0))  # type: ignore[union-attr]
+    assert fetched["cpu"] == Series()  # nothing published for its ASG: no samples (Nodata), not an error
