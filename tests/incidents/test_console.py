@@ -64,7 +64,7 @@ def server(world_server: tuple[Server, Any]) -> Server:
     return world_server[0]
 
 
-def open_incident(server: Server, alarm: str, **dimensions: str) -> str:
+def open_incident(server: Server, alarm: str, tags: dict[str, str] | None = None, **dimensions: str) -> str:
     """An alarm on shop's new server group going to ALARM, through the intake as the poller sends it."""
     transition = AlarmTransition(
         source="poll",
@@ -75,7 +75,7 @@ def open_incident(server: Server, alarm: str, **dimensions: str) -> str:
         previous="OK",
         reason="Threshold Crossed: 5xx above 5 %",
         at=time.time(),
-        tags={"application": "shop"},
+        tags={"application": "shop"} if tags is None else tags,
         dimensions=dimensions or {"AutoScalingGroupName": "shop-web-v002"},
     )
     with server.runtime.db.begin() as conn:
@@ -191,3 +191,15 @@ def test_rollback_from_an_incident_serves_the_previous_group_and_is_on_the_timel
     assert task["user"] == "olga"
     # the task's status shows beside the action, live
     olga.wait_for_selector("[data-testid=timeline-event][data-kind=action] [data-testid=status]:text('SUCCEEDED')")
+
+
+def test_an_incident_of_no_application_has_nothing_to_roll_back(world_server: tuple[Server, Any]) -> None:
+    server, _ = world_server
+    incident_id = open_incident(server, "nat-gateway-errors", tags={}, NatGatewayId="nat-0123")
+    with server.api("alice") as c:
+        refused = c.post(f"/api/incidents/{incident_id}/rollback")
+        assert refused.status_code == 409 and "no application" in refused.json()["message"], refused.text
+        assert c.post(f"/api/incidents/{incident_id}/rollback", json={"cluster": "x" * 201}).status_code == 422
+    with server.api("olga") as c:  # an operator of shop alone does not even see it
+        assert c.post(f"/api/incidents/{incident_id}/rollback").status_code == 404
+    assert [e["kind"] for e in timeline(server, incident_id)].count("action") == 0

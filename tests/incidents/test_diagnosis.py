@@ -13,7 +13,8 @@ import pytest
 
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.engine import operations as ops
-from gennaker.ops.incidents.diagnosis import diagnose
+from gennaker.ops.incidents import store as incidents
+from gennaker.ops.incidents.diagnosis import DIAGNOSIS_EVENT, diagnose, incident_diagnosis, record_diagnosis
 from gennaker.ops.service import audit_and_store
 from gennaker.ops.settings import OpsSettings
 from gennaker.runtime import Runtime, build_runtime
@@ -115,6 +116,33 @@ def test_a_deploy_ten_minutes_before_the_alarm_is_named(rt: Runtime, world: Shop
     assert ("ha.asg.min_capacity", True) in failing, d.findings
     assert d.findings.link == "/applications/shop/readiness"
     assert d.to_dict()["activity"]["deploys"][0]["execution_id"] == deployed["id"]  # JSON-able
+
+    # An incident opened on that alarm (through the store: on PostgreSQL the intake currently
+    # reports every first transition as a duplicate): its diagnosis is kept on the timeline, once.
+    new = incidents.NewIncident(
+        title="shop-web-5xx is in ALARM", application=None, priority="P2", dedup_key="alarm:shop-web-5xx", source="poll"
+    )
+    alarm = incidents.AlarmRef(
+        key="sandbox|us-east-1|shop-web-5xx",
+        alarm="shop-web-5xx",
+        account="sandbox",
+        region="us-east-1",
+        state="ALARM",
+        reason="Threshold Crossed",
+        changed_at=alarm_at,
+        dimensions={"AutoScalingGroupName": "shop-web-v002"},
+    )
+    with rt.db.begin() as conn:
+        inc, created = incidents.create(conn, new, alarm, at=alarm_at)
+        assert created
+        for _ in range(2):
+            record_diagnosis(conn, inc)
+    with rt.db.read() as conn:
+        events = incidents.timeline(conn, inc["id"])
+        kept, stored = incident_diagnosis(conn, inc, events)
+    assert [e["kind"] for e in events].count(DIAGNOSIS_EVENT) == 1 and stored
+    assert kept["application"] == "shop"  # from the group's tags: the alarm carried none
+    assert kept["activity"]["deploys"][0]["execution_id"] == deployed["id"]
 
     # Seven hours later the same deploy lies outside a six-hour window.
     with rt.db.read() as conn:
