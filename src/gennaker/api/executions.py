@@ -17,7 +17,7 @@ from gennaker.engine import logs as stage_logs
 from gennaker.engine import operations as ops
 from gennaker.engine import views
 from gennaker.runtime import Runtime
-from gennaker.triggers.fire import refuse_cycles
+from gennaker.triggers.fire import refuse_cycles, with_triggers
 
 router = APIRouter(prefix="/api", tags=["pipelines"])
 MAX_ROW = 2**62  # row ids and offsets beyond this would overflow the database's 64-bit integers
@@ -61,7 +61,7 @@ class Done(BaseModel):
 @router.get("/pipelines", summary="List pipelines")
 def list_pipelines(rt: RuntimeDep, readable: ReadableDep, application: str | None = None) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
-        return views.list_pipelines(conn, application, readable)
+        return with_triggers(conn, rt.triggers.catalog, views.list_pipelines(conn, application, readable))
 
 
 @router.post("/pipelines", summary="Register (or update) a pipeline", status_code=201)

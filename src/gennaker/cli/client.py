@@ -15,7 +15,7 @@ from gennaker.engine import operations as ops
 from gennaker.engine import views
 from gennaker.errors import Conflict, Forbidden, GennakerError, NotFound, Problem, ValidationFailed
 from gennaker.runtime import Runtime
-from gennaker.triggers.fire import refuse_cycles
+from gennaker.triggers.fire import refuse_cycles, with_triggers
 
 
 class Client(Protocol):
@@ -71,7 +71,7 @@ class LocalClient:
 
     def pipelines(self) -> list[dict[str, Any]]:
         with self.rt.db.read() as conn:
-            return views.list_pipelines(conn)
+            return with_triggers(conn, self.rt.triggers.catalog, views.list_pipelines(conn))
 
     def executions(self, pipeline: str | None, status: list[str] | None, limit: int) -> list[dict[str, Any]]:
         with self.rt.db.read() as conn:

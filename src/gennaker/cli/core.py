@@ -263,4 +263,10 @@ def register(app: typer.Typer) -> None:
             out.print(
                 f"{r['name']}  ({r['application']})  {'registered' if r['registered'] else 'run from file'}",
                 highlight=False,
+                markup=False,
             )
+            for line in r.get("triggers") or []:
+                out.print(f"    trigger: {line}", highlight=False, markup=False)
+            if r.get("last_fired"):
+                last = r["last_fired"]
+                out.print(f"    last fired: {last['label']} → {last['execution_id']}", highlight=False, markup=False)

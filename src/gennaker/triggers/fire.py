@@ -220,3 +220,28 @@ def _path(after: dict[str, set[str]], start: str, goal: str) -> list[str] | None
                 seen.add(nxt)
                 stack.append((nxt, [*path, nxt]))
     return None
+
+
+def describe(trigger: Trigger) -> str:
+    """One line for people: what starts the pipeline."""
+    t: Any = trigger
+    if t.type == "git":
+        return f"push to {t.repository} ({t.provider}){' on ' + ', '.join(t.branches) if t.branches else ''}"
+    if t.type == "cron":
+        return f"cron {t.schedule} ({t.timezone})"
+    if t.type == "pipeline":
+        return f"after {t.pipeline} ({', '.join(t.status)})"
+    if t.type == "image":
+        return f"new image {t.image_name} in {t.account}/{t.region}"
+    return f"webhook from {t.source}"
+
+
+def with_triggers(conn: Connection, catalog: Catalog, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pipelines list's rows, each with its triggers and the last time one fired."""
+    by_name = {p.name: p for p in catalog.registered(conn)}
+    fired = last_firings(conn)
+    for row in rows:
+        p = by_name.get(row["name"])
+        row["triggers"] = [describe(t) + ("" if t.enabled else " (disabled)") for t in p.triggers] if p else []
+        row["last_fired"] = fired.get(row["name"])
+    return rows
