@@ -242,19 +242,21 @@ def _failed(snapshot: Snapshot) -> dict[tuple[str, str, str], str]:
     return {(f.account, f.region, f.type): f.reason() for f in snapshot.failures}
 
 
-@dataclass
 class _Existing:
-    """CloudWatch's alarms of the snapshot, split into ours and the users'."""
+    """CloudWatch's alarms of the snapshot, split into ours and the users' (indexed by the metrics
+    they read, so matching thousands of resources against thousands of alarms stays linear)."""
 
-    alarms: dict[tuple[str, str, str], Resource]
-    managed: dict[tuple[str, str, str], dict[str, str]]
+    def __init__(self, alarms: dict[tuple[str, str, str], Resource], managed: dict[tuple[str, str, str], Any]):
+        self.alarms = alarms
+        self.managed = managed
+        self._on: dict[tuple[str, str, MetricKey], list[str]] = {}
+        for (acct, reg, name), a in sorted(alarms.items()):
+            if (acct, reg, name) not in managed:
+                for metric in metric_keys(a.attrs):
+                    self._on.setdefault((acct, reg, metric), []).append(name)
 
     def user_alarms_on(self, scope: tuple[str, str], metric: MetricKey) -> list[str]:
-        return sorted(
-            name
-            for (acct, reg, name), a in self.alarms.items()
-            if (acct, reg) == scope and (acct, reg, name) not in self.managed and metric in metric_keys(a.attrs)
-        )
+        return self._on.get((*scope, metric), [])
 
     def foreign(self, key: tuple[str, str, str]) -> bool:
         return key in self.alarms and key not in self.managed
