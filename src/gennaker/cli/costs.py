@@ -16,9 +16,12 @@ from rich.text import Text
 
 from gennaker.cli import options
 from gennaker.cloud.aws.session import AwsSessions
-from gennaker.ops.costs import CostQuery, CostReport, get_costs
-from gennaker.spec.config import load_config
+from gennaker.ops.costs import CostQuery, CostReport, budgets, get_costs
+from gennaker.spec.config import Config, load_config
 from gennaker.store.db import open_database
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", parser=options.path, help="gennaker.yml")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 class Format(StrEnum):
@@ -106,6 +109,38 @@ def print_report(console: Console, report: CostReport) -> None:
         console.print(note, highlight=False)
 
 
+def budget_table(rows: list[budgets.Budget]) -> Table:
+    t = Table(title="budgets (actual and forecast against the limit)", title_justify="left")
+    for col in ("budget", "period", "limit", "actual", "used", "forecast", "ours"):
+        t.add_column(col, justify="right" if col in ("limit", "actual", "used", "forecast") else "left")
+    for b in rows:
+        used = b.used
+        style = "red" if used is not None and used >= 1 else "yellow" if used is not None and used >= 0.8 else ""
+        forecast = "" if b.forecast is None else money(b.forecast)
+        t.add_row(
+            b.name,
+            b.time_unit.lower(),
+            money(b.limit),
+            money(b.actual),
+            Text("" if used is None else f"{used:.0%}", style=style),
+            Text(forecast, style="red" if b.forecast is not None and b.forecast > b.limit else ""),
+            "yes" if b.owned else "",
+        )
+    return t
+
+
+def change_table(changes: list[budgets.BudgetChange], errors: dict[str, str | None] | None = None) -> Table:
+    t = Table(title_justify="left")
+    for col in ("action", "budget", "limit", "filter", "why", *(["result"] if errors is not None else [])):
+        t.add_column(col)
+    for c in changes:
+        cells = [c.action, c.name, "" if c.limit is None else money(c.limit), json.dumps(c.filters), c.reason]
+        if errors is not None:
+            cells.append("ok" if errors.get(c.name) is None else f"failed: {errors[c.name]}")
+        t.add_row(*cells)
+    return t
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def costs(
@@ -136,3 +171,50 @@ def register(app: typer.Typer) -> None:
             typer.echo(csv_text(report), nl=False)
         else:
             print_report(Console(), report)
+
+    group = typer.Typer(help="AWS Budgets: read them; keep one monthly budget per account and application.")
+    app.add_typer(group, name="budgets", no_args_is_help=True)
+
+    def _cfg(ctx: typer.Context, config: str | None) -> tuple[Config, AwsSessions]:
+        cfg = load_config(config or getattr(ctx.obj, "config", None))
+        return cfg, AwsSessions(cfg, max_attempts=3)
+
+    @group.command("list")
+    def list_cmd(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+        """Every budget of the cost account: limit, actual and forecast spend, and whether it is ours."""
+        cfg, sessions = _cfg(ctx, config)
+        rows = budgets.list_budgets(sessions, cfg)
+        if as_json:
+            typer.echo(json.dumps([b.as_dict() for b in rows], indent=2))
+        elif rows:
+            Console().print(budget_table(rows))
+        else:
+            typer.echo("no budgets (gennaker budgets plan shows what apply would create)")
+
+    @group.command("plan")
+    def plan_cmd(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+        """What apply would create, update or delete (only budgets named gennaker-…)."""
+        cfg, sessions = _cfg(ctx, config)
+        changes = budgets.plan(sessions, cfg)
+        if as_json:
+            typer.echo(json.dumps([c.as_dict() for c in changes], indent=2))
+        else:
+            Console().print(change_table(changes))
+
+    @group.command("apply")
+    def apply_cmd(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+        """Create the missing budgets, update changed limits, delete ours no longer configured."""
+        cfg, sessions = _cfg(ctx, config)
+        changes = budgets.plan(sessions, cfg)
+        done = budgets.apply(sessions, cfg, changes)
+        errors = {c.name: e for c, e in done}
+        failed = [c for c, e in done if e]
+        if as_json:
+            typer.echo(json.dumps([{**c.as_dict(), "error": e} for c, e in done], indent=2))
+        elif done:
+            Console().print(change_table([c for c, _ in done], errors))
+            typer.echo(f"{len(done) - len(failed)} change(s) made, {len(failed)} failed")
+        else:
+            typer.echo("nothing to change")
+        if failed:
+            raise typer.Exit(1)

@@ -193,6 +193,20 @@ class CostTags(BaseModel):
     environment: str = Field(default="gennaker:environment", min_length=1, max_length=128)
 
 
+class CostBudgets(BaseModel):
+    """Monthly budgets ``gennaker budgets apply`` keeps (USD limits by account name and by application)
+    and where their notifications go (an SNS topic and/or an email; alerts at ``alert_percent`` of
+    actual spend and at 100 % of the forecast)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accounts: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    applications: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    alert_percent: float = Field(default=80.0, gt=0, le=1000)
+
+
 class CostSettings(BaseModel):
     """The ``costs:`` section: where costs are read (Cost Explorer, or FOCUS 1.0 parquet files under an
     S3 prefix read through ``account``), the tag keys, the per-instance-type hourly rates that price a
@@ -206,8 +220,7 @@ class CostSettings(BaseModel):
     tags: CostTags = Field(default_factory=CostTags)
     rates: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)  # instance type -> USD per hour
     untagged_threshold: float = Field(default=0.1, ge=0, le=1)
-    budget_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
-    budget_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    budgets: CostBudgets = Field(default_factory=CostBudgets)
 
     @model_validator(mode="after")
     def _focus_uri(self) -> CostSettings:
