@@ -96,8 +96,9 @@ def _record(conn: Connection, t: AlarmTransition, outcome: str, incident_id: str
             incident_id=incident_id,
         )
         .on_conflict_do_nothing(index_elements=["fingerprint"])
+        .returning(alarm_transitions.c.id)  # rowcount is -1 on PostgreSQL when rows are returned
     )
-    return bool(conn.execute(stmt).rowcount == 1)
+    return conn.execute(stmt).first() is not None
 
 
 def _known_state(conn: Connection, t: AlarmTransition, now: float) -> tuple[str | None, float | None]:

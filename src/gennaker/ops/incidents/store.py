@@ -118,8 +118,14 @@ def add_event(
     if key is None:
         conn.execute(insert(incident_events).values(**row))
         return True
-    stmt = _dialect(conn).insert(incident_events).values(**row).on_conflict_do_nothing(index_elements=["key"])
-    return bool(conn.execute(stmt).rowcount == 1)
+    stmt = (
+        _dialect(conn)
+        .insert(incident_events)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(incident_events.c.id)  # rowcount is -1 on PostgreSQL when rows are returned
+    )
+    return conn.execute(stmt).first() is not None
 
 
 def notify(
