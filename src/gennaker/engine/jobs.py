@@ -231,6 +231,24 @@ def claim(
     return out
 
 
+_ANY_DUE = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.status == PENDING,
+        jobs.c.due_at <= bindparam("now"),
+        or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < bindparam("now")),
+        jobs.c.kind.in_(bindparam("kinds", expanding=True)),
+    )
+    .limit(1)
+)
+
+
+def any_due(db: Database, kinds: Sequence[str], now: float) -> bool:
+    """Whether a claim would find work: a read, so an idle poll never takes SQLite's write lock."""
+    with db.read() as conn:
+        return conn.execute(_ANY_DUE, {"now": now, "kinds": list(kinds)}).first() is not None
+
+
 def finish(db: Database, job: Job, worker_id: str, outcome: JobOutcome, now: float) -> bool:
     """Record how an attempt ended and apply it to the job; False if the job was no longer ours (its
     lease ran out and another worker has it, or it was canceled): the attempt is recorded, the job
@@ -411,7 +429,7 @@ class JobRunner:
                 free = s.threads - len(self._inflight)
             batch: list[Job] = []
             try:
-                if free > 0:
+                if free > 0 and any_due(self.db, list(self.handlers), self.clock()):
                     batch = claim(self.db, self.worker_id, list(self.handlers), self.clock(), s.lease, free)
                 if self.clock() - last_extend >= s.extend_every:
                     last_extend = self.clock()
