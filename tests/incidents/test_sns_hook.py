@@ -15,6 +15,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -283,5 +284,37 @@ def test_unsigned_messages_only_with_the_setting_and_only_from_loopback(cert_hos
         r = client(rt, LOOPBACK).post("/hooks/sns", content=unsigned)
         assert r.status_code == 200 and r.json()["verified"] is False and r.json()["outcome"] == "created"
         assert counts(rt) == (1, 1)
+    finally:
+        rt.db.dispose()
+
+
+def test_the_simulators_deliveries_open_an_incident(moto_endpoint: str, tmp_path: Path) -> None:
+    """moto, in server mode, POSTs a published message to an HTTP subscription with a placeholder
+    signature; with accept_unsigned the hook takes it from loopback (the setting is for this)."""
+    import boto3
+
+    from tests.web.conftest import serve
+
+    extra = "  sns: {accept_unsigned: true, sandbox: true}\n"
+    rt = runtime(moto_endpoint, "http://127.0.0.1:9", tmp_path, extra)
+    try:
+        for url in serve(rt):
+            sns = boto3.client(
+                "sns",
+                endpoint_url=moto_endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            topic = sns.create_topic(Name="gennaker-alarms")["TopicArn"]
+            sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=f"{url}/hooks/sns")
+            sns.publish(TopicArn=topic, Subject="ALARM", Message=alarm_message("sim-5xx"))
+            deadline = time.monotonic() + 10
+            while counts(rt)[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert counts(rt)[0] == 1
+            with rt.db.read() as conn:
+                [inc] = store.list_incidents(conn)
+            assert inc["source"] == "sns" and inc["title"].startswith("sim-5xx")
     finally:
         rt.db.dispose()
