@@ -279,6 +279,10 @@ def test_config_and_pipelines_are_validated_with_their_position(rt_factory: Any,
         )
     text = str(bad_config.value)
     assert "<config>:3:" in text and "exactly one of url or url_env" in text and "<config>:4:" in text
+    with pytest.raises(ValidationFailed, match="channel 'p' publishes with unknown account 'nope'"):
+        config_from_text(
+            "notifications:\n  channels:\n    p: {type: sns, topic_arn: 'arn:aws:sns:us-east-1:1:t', account: nope}\n"
+        )
     rt = rt_factory(f"    hook: {{type: webhook, url: '{receiver.url}'}}")
     doc = """name: p
 application: shop

@@ -244,6 +244,16 @@ class Config(BaseModel):
     costs: CostSettings = Field(default_factory=CostSettings)  # see gennaker.ops.costs
     source: str | None = Field(default=None, exclude=True)
 
+    @model_validator(mode="after")
+    def _sns_accounts_exist(self) -> Config:
+        for name, ch in self.notifications.channels.items():
+            if isinstance(ch, SnsChannel) and ch.account not in self.accounts:
+                known = ", ".join(sorted(self.accounts)) or "none configured"
+                raise ValueError(
+                    f"notification channel '{name}' publishes with unknown account '{ch.account}' (known: {known})"
+                )
+        return self
+
     def account(self, name: str) -> Account:
         try:
             return self.accounts[name]
