@@ -17,8 +17,7 @@ from pydantic import BaseModel
 
 from gennaker.api.scope import ReadableDep
 from gennaker.cloud.aws.session import AwsSessions
-from gennaker.errors import Forbidden
-from gennaker.ops.costs import CostQuery, get_costs
+from gennaker.ops.costs import CostQuery, get_costs, scoped_query
 from gennaker.spec.config import Config
 from gennaker.store.db import Database
 
@@ -78,15 +77,6 @@ def _config(request: Request) -> Config:
 def _sessions(request: Request) -> AwsSessions:
     aws = getattr(request.app.state, "aws", None)
     return aws if isinstance(aws, AwsSessions) else AwsSessions(_config(request))
-
-
-def scoped_query(query: CostQuery, readable: frozenset[str] | None) -> CostQuery:
-    """The query narrowed to the caller's applications (None: a global role, all of them)."""
-    if readable is None:
-        return query
-    if not readable:
-        raise Forbidden("costs are shown per application: this caller may read none")
-    return CostQuery(query.group_by, query.period, query.granularity, query.metric, tuple(sorted(readable)))
 
 
 @router.get("/costs", response_model=CostReportOut)

@@ -19,6 +19,7 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     from fastapi.staticfiles import StaticFiles
 
     from gennaker.web import api, canary, cloud_actions, console, events, incidents, login, pages
+    from gennaker.web import costs as costs_pages
     from gennaker.web.middleware import Guard
     from gennaker.web.state import HERE, WebState
 
@@ -32,5 +33,6 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     app.include_router(cloud_actions.router)
     app.include_router(canary.router)
     app.include_router(incidents.router)
+    app.include_router(costs_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(Guard, web=web)

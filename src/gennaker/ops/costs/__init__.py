@@ -4,6 +4,16 @@ exports, the budgets beside it, and what a deploy's extra group cost."""
 
 from gennaker.ops.costs.query import CostQuery, Period, parse_period
 from gennaker.ops.costs.report import CostReport, CostRow, sparkline
-from gennaker.ops.costs.service import CostAccessDenied, get_costs
+from gennaker.ops.costs.service import CostAccessDenied, get_costs, scoped_query
 
-__all__ = ["CostAccessDenied", "CostQuery", "CostReport", "CostRow", "Period", "get_costs", "parse_period", "sparkline"]
+__all__ = [
+    "CostAccessDenied",
+    "CostQuery",
+    "CostReport",
+    "CostRow",
+    "Period",
+    "get_costs",
+    "parse_period",
+    "scoped_query",
+    "sparkline",
+]

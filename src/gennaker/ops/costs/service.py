@@ -25,6 +25,16 @@ class CostAccessDenied(Forbidden):
     """The cost API or the export bucket refused the configured credentials."""
 
 
+def scoped_query(query: CostQuery, readable: frozenset[str] | None) -> CostQuery:
+    """The query narrowed to the caller's applications (None: a global role, all of them): only
+    spend tagged with one of them counts, whatever the grouping."""
+    if readable is None:
+        return query
+    if not readable:
+        raise Forbidden("costs are shown per application: this caller may read none")
+    return CostQuery(query.group_by, query.period, query.granularity, query.metric, tuple(sorted(readable)))
+
+
 def cost_account(config: Config) -> str:
     """The account whose credentials read costs: ``costs.account``, else the first configured."""
     name = config.costs.account or next(iter(config.accounts), None)
