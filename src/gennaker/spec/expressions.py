@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 _ROOTS = ("trigger", "stages", "parameters", "execution", "pipeline", "application")
+# Kayenta's template variables: in a metric query (a field a stage config lists in
+# ``template_fields``), ``${scope}`` and ``${location}`` name the server group being measured and its
+# region. The metric source fills them in, once per group; the engine leaves them as written there,
+# and anywhere else they are unknown roots, refused by validation.
+TEMPLATE_ROOTS = frozenset({"scope", "location"})
 
 MAX_REFERENCE = 256  # characters between ``${`` and ``}``
 MAX_CONDITION = 4096  # characters in one ``when``
@@ -84,12 +89,18 @@ def unterminated(text: str) -> bool:
     return scan(text)[1] is not None
 
 
-def check_reference(path: str, stage_ids: set[str], params: set[str]) -> str | None:
-    """A message if ``path`` cannot be valid for this pipeline, else None."""
+def check_reference(path: str, stage_ids: set[str], params: set[str], template: bool = False) -> str | None:
+    """A message if ``path`` cannot be valid for this pipeline, else None. ``template``: the value is a
+    metric query, where ``${scope}`` and ``${location}`` are the metric source's to fill."""
     if len(path) > MAX_REFERENCE:
         return f"expression ${{{path[:40]}...}} is longer than {MAX_REFERENCE} characters"
     parts = path.split(".")
     root = parts[0]
+    if root in TEMPLATE_ROOTS:
+        if template and len(parts) == 1:
+            return None
+        where = "a metric query" if template else "a metric query (a canary's analysis), not here"
+        return f"${{{path}}} is a metric template variable: write ${{{root}}} in {where}"
     if root not in _ROOTS:
         return f"unknown expression root '{root}' in ${{{path}}} (use trigger, stages, parameters, execution)"
     if root == "stages":
@@ -119,20 +130,23 @@ def lookup(path: str, scope: dict[str, Any]) -> Any:
     return current
 
 
-def resolve(value: Any, scope: dict[str, Any]) -> Any:
-    """Resolve every ``${...}`` in ``value`` against ``scope``."""
+def resolve(value: Any, scope: dict[str, Any], keep: frozenset[str] = frozenset()) -> Any:
+    """Resolve every ``${...}`` in ``value`` against ``scope``; references whose root is in ``keep``
+    (a metric query's ``${scope}``) stay as written, for whoever fills them later."""
     if isinstance(value, str):
         pieces, open_at = scan(value)
         if open_at is not None:
             raise ExpressionError(f"unterminated expression in {value[:80]!r} (missing '}}')")
+        if keep:
+            pieces = [f"${{{p.path}}}" if isinstance(p, Ref) and p.path in keep else p for p in pieces]
         refs = [p for p in pieces if isinstance(p, Ref)]
         if len(refs) == 1 and all(isinstance(p, Ref) or not p.strip() for p in pieces):
             return lookup(refs[0].path, scope)
         return "".join(p if isinstance(p, str) else _text(lookup(p.path, scope)) for p in pieces)
     if isinstance(value, dict):
-        return {k: resolve(v, scope) for k, v in value.items()}
+        return {k: resolve(v, scope, keep) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(v, scope) for v in value]
+        return [resolve(v, scope, keep) for v in value]
     return value
 
 

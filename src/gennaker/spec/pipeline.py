@@ -67,7 +67,7 @@ def validate_pipeline(
     params = {p.name for p in header.parameters} if header else _param_names(doc.value.get("parameters"))
     graph = _raw_graph(raw_stages if isinstance(raw_stages, list) else [])
     problems.extend(_graph_problems(doc, graph))
-    problems.extend(_expression_problems(doc, graph, params))
+    problems.extend(_expression_problems(doc, graph, params, schemas))
     problems.extend(_shell_problems(doc, raw_stages if isinstance(raw_stages, list) else [], schemas))
     if problems or header is None:
         problems.sort(key=lambda p: (p.line, p.column))
@@ -196,7 +196,9 @@ def upstream(graph: dict[str, list[str]], stage_id: str) -> set[str]:
     return seen
 
 
-def _expression_problems(doc: Located, graph: list[tuple[int, str, list[str]]], params: set[str]) -> list[Problem]:
+def _expression_problems(
+    doc: Located, graph: list[tuple[int, str, list[str]]], params: set[str], schemas: StageSchemas
+) -> list[Problem]:
     """Check every ``${...}`` of every stage (valid or not, so all problems show at once)."""
     problems = []
     ids = {sid for _, sid, _ in graph}
@@ -204,7 +206,10 @@ def _expression_problems(doc: Located, graph: list[tuple[int, str, list[str]]], 
     raw_stages = doc.value.get("stages", [])
     for i, sid, _ in graph:
         before: set[str] | None = None  # computed only for a stage that reads other stages
+        schema = schemas.get(str(raw_stages[i].get("type")))
+        templates = set(getattr(schema, "template_fields", ()))
         for path, value in _strings(raw_stages[i], ("stages", i)):
+            template = len(path) > 2 and path[2] in templates
             pieces, open_at = expressions.scan(value)
             if open_at is not None:
                 near = value[open_at : open_at + 30] + ("..." if len(value) > open_at + 30 else "")
@@ -212,7 +217,7 @@ def _expression_problems(doc: Located, graph: list[tuple[int, str, list[str]]], 
                     doc.problem(path, f"unterminated expression {near!r} at character {open_at + 1} (missing '}}')")
                 )
             for ref in (p.path for p in pieces if isinstance(p, expressions.Ref)):
-                msg = expressions.check_reference(ref, ids, params)
+                msg = expressions.check_reference(ref, ids, params, template)
                 parts = ref.split(".")
                 if msg is None and parts[0] == "stages":
                     before = upstream(requires, sid) if before is None else before

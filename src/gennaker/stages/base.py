@@ -147,8 +147,11 @@ class StageType(Generic[C]):
         """The stage's config with its expressions resolved. Values going into a field of
         ``script_fields`` that holds a shell script are quoted for the shell (``gennaker.spec.shell``);
         a type may resolve a field its own way (``run`` quotes what goes into its command)."""
+        templates = set(getattr(self.Config, "template_fields", ()))
         resolved: dict[str, Any] = {
-            k: shell.resolve_script(v, scope) if k in self.script_fields else expressions.resolve(v, scope)
+            k: shell.resolve_script(v, scope)
+            if k in self.script_fields
+            else expressions.resolve(v, scope, expressions.TEMPLATE_ROOTS if k in templates else frozenset())
             for k, v in raw.items()
         }
         return resolved

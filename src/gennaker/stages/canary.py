@@ -58,6 +58,8 @@ class CanaryConfig(CloudStageConfig):
     # Extras are the provider's deploy fields (local: command, env, load_balancers), as on deploy.
     model_config = ConfigDict(extra="allow")
     provider_stage: ClassVar[str | None] = "deploy"
+    # metric queries may name the group being measured: ${scope}, ${location} (filled per group)
+    template_fields: ClassVar[tuple[str, ...]] = ("analysis",)
 
     stack: str = ""
     detail: str = ""

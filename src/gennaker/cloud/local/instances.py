@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from gennaker.cloud.provider import TAG_APPLICATION, TAG_CLUSTER
 from gennaker.errors import Conflict, NotFound
 
 InstanceState = Literal["running", "crashed", "stopped"]
@@ -119,6 +120,9 @@ class InstanceManager:
         self.state_dir = Path(state_dir)
         self.groups_dir = self.state_dir / "groups"
         self.logs_dir = self.state_dir / "logs"
+        # Prometheus file-based service discovery: one file per group, one target per running
+        # instance with a server_group label (point a file_sd_config at targets_dir/*.json).
+        self.targets_dir = self.state_dir / "prometheus"
         self.stop_timeout = stop_timeout
         self.keep_crashed = keep_crashed  # crashed instances kept in the record, to show their logs
         # More than max_crashes crashes within crash_window seconds: stop replacing (a command that
@@ -152,6 +156,31 @@ class InstanceManager:
         path = self._path(group.name)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(group), indent=2))
+        tmp.replace(path)
+        self._write_targets(group)
+
+    def _write_targets(self, group: GroupRecord) -> None:
+        """What Prometheus scrapes of this group, rewritten with every change to the group (atomically:
+        Prometheus may read the file at any moment)."""
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        targets = [
+            {
+                "targets": [f"127.0.0.1:{i.port}"],
+                "labels": {
+                    "server_group": group.name,
+                    "instance_id": i.id,
+                    **{
+                        label: str(tags[tag])
+                        for label, tag in (("application", TAG_APPLICATION), ("cluster", TAG_CLUSTER))
+                        if tag in (tags := group.meta.get("tags") or {})
+                    },
+                },
+            }
+            for i in group.running()
+        ]
+        path = self.targets_dir / f"{group.name}.json"
+        tmp = self.targets_dir / f".{group.name}.json.tmp"
+        tmp.write_text(json.dumps(targets))
         tmp.replace(path)
 
     def get(self, name: str) -> GroupRecord | None:
@@ -336,6 +365,7 @@ class InstanceManager:
             group.desired = 0
             self._write(group)
             self._terminate(group.running(), self.stop_timeout if timeout is None else timeout)
+            (self.targets_dir / f"{name}.json").unlink(missing_ok=True)
             self._path(name).unlink(missing_ok=True)
 
     def tail(self, instance: InstanceRecord | str, lines: int = 20) -> str:
