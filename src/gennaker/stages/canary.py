@@ -7,8 +7,10 @@ Tasks, each idempotent (state in the stage context; groups found again by their 
 2. ``deploy_pair``: the baseline (the serving group's image, or ``baseline_image``) and the canary
    (``image``) groups of ``capacity`` each, ``<app>-<stack>-baseline-vNNN`` / ``-canary-vNNN``;
 3. ``wait_for_pair``: both healthy;
-4. ``shift_traffic``: the pair's weights so that it takes ``traffic`` of the load balancer; the
-   analysis is stored from here (its windows count from now);
+4. ``shift_traffic``: the pair's weights so that it takes ``traffic`` of the load balancer (HAProxy
+   weights on local; on AWS the pair has target groups of its own in the listener's weighted
+   forward, and their CloudWatch dimensions scope its metrics); the analysis is stored from here
+   (its windows count from now);
 5. ``analyze``: after the warm-up, one judgement per interval (one fetch per source), each stored;
    an interval at or below marginal ends the canary early, the last must reach pass. Meanwhile an
    operator may end it with a judgment (promote / abort);
