@@ -21,6 +21,7 @@ from gennaker.cloud.aws.session import AwsSessions
 from gennaker.cloud.provider import TAG_DEPLOYING
 from gennaker.engine import operations as ops
 from gennaker.engine.runner import EngineSettings
+from gennaker.metrics.sources import Series
 from gennaker.runtime import build_runtime
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.spec.config import Config
@@ -608,3 +609,73 @@ def test_the_plan_says_what_the_deploy_watches(
         "note: after cutover, watches alarm shop-5xx for 5s and rolls back to the previous server group if one fires"
         in text
     ), text
+
+
+class Steady:
+    """A metric source (wired in as the host's ``cloudwatch``) answering one value per step of the
+    window asked, as a healthy group's metric would."""
+
+    name = "cloudwatch"
+
+    def __init__(self, value: float):
+        self.value = value
+        self.windows: list[tuple[float, float]] = []
+
+    def check(self, query: str) -> str | None:
+        return None
+
+    def fetch(self, queries: Any, scopes: Any, start: datetime, end: datetime, step: float) -> Any:
+        self.windows.append((start.timestamp(), end.timestamp()))
+        n = max(1, int((end - start).total_seconds() // step))
+        points = Series(tuple(end.timestamp() - i * step for i in range(n)), (self.value,) * n)
+        return {s.server_group: {q.name: points for q in queries} for s in scopes}
+
+
+def test_after_a_gap_in_polling_conditions_wait_and_one_never_judged_is_no_pass(
+    world: ShopWorld, provider: AwsProvider, services: SimpleNamespace
+) -> None:
+    source = Steady(0.0)
+    wired = SimpleNamespace(**vars(services), metric_sources={"cloudwatch": source})
+    condition = {"name": "errors", "source": "cloudwatch", "query": "namespace=Shop metric=Errors", "op": ">",
+                 "threshold": 5, "for": "3s", "step": "1s"}  # fmt: skip
+    clock = Clock()
+    polls = {"n": 0}
+
+    def stall(task: str, _n: int, _context: dict[str, Any]) -> None:
+        if task == "watch":
+            polls["n"] += 1
+            if polls["n"] == 2:
+                clock.t += 2.5  # nobody polled (or sampled) for 3.5 s: the window restarts after it
+
+    raw = deploy_raw(world, watch={"metrics": [condition], "for": "4s"})
+    run = run_stage(Deploy(), raw, wired, clock=clock, on_call=stall)
+    assert run.status == "FAILED"
+    assert "condition errors was never evaluated (no complete 3s window)" in (run.message or ""), run.message
+    assert "rolled back" in (run.message or "") and serving_groups(provider) == ["shop-web-v001"]
+    assert any("nothing sampled for 3.5s; the conditions wait for a full window" in line for line in run.logs)
+    assert source.windows == []  # never asked for a window reaching over the gap
+
+    # with ignore_poll_failure the same watch passes, saying so once; a longer watch judges it after the gap
+    raw = deploy_raw(world, watch={"metrics": [condition], "for": "4s", "ignore_poll_failure": True})
+    polls["n"] = 0
+    run = run_stage(Deploy(), raw, wired, clock=clock, on_call=stall, execution_id="ex-2")
+    assert run.status == "SUCCEEDED", run.message
+    assert sum("was never evaluated" in line for line in run.logs) == 1
+    polls["n"] = 0
+    raw = deploy_raw(world, watch={"metrics": [condition], "for": "8s"})
+    run = run_stage(Deploy(), raw, wired, clock=clock, on_call=stall, execution_id="ex-3")
+    assert run.status == "SUCCEEDED", run.message
+    assert run.outputs["watch"]["conditions"]["errors"]["state"] == "OK"
+    assert source.windows and all(end - start == 3.0 for start, end in source.windows)
+
+
+def test_a_condition_longer_than_the_watch_is_refused() -> None:
+    problems = _problems(
+        "prod",
+        AWS + "    watch:\n      for: 10s\n      metrics:\n"
+        "        - {source: cloudwatch, query: 'namespace=A metric=B', op: '>', threshold: 1, for: 30s}\n",
+    )
+    assert problems == [
+        "p.yml:11:5: watch: metric condition 'cloudwatch namespace=A metric=B > 1' looks at 30s, "
+        "longer than the watch (10s)"
+    ]

@@ -621,11 +621,29 @@ class Deploy(StageType):
         poll = watching.Poll()
         if w.alarms:
             watching.poll_alarms(provider, w.alarms, saved["alarms"], firing_before, poll)
+        steps = [c.step for c in w.metrics]
+        # Counter sources (haproxy) need a sample every step: after a gap (a lost worker, a slow
+        # engine) a window reaching back over it has no points, so the conditions wait for a full
+        # window of their own again rather than call the source unreadable.
+        since = float(saved.get("sampling_since") or saved["started_at"])
+        last = float(saved.get("last_poll") or now)
+        if steps and now - last > 2 * min(steps):
+            since = now
+            poll.notes.append(f"nothing sampled for {now - last:.1f}s; the conditions wait for a full window")
         if w.metrics:
             kind = registry.kind_of(ctx.services.config, cfg.account).name
             sources = watching.sources_for(ctx.services, kind, provider)
             scope = Scope(name, provider.region, account=cfg.account)
-            watching.poll_conditions(w.metrics, sources, scope, saved["started_at"], now, saved["conditions"], poll)
+            watching.poll_conditions(w.metrics, sources, scope, since, now, saved["conditions"], poll)
+        evaluated = sorted(
+            {*saved.get("evaluated", []), *(k for k, c in poll.conditions.items() if c["state"] != "PENDING")}
+        )
+        if now >= saved["deadline"]:  # a condition never judged is no pass
+            poll.unreadable += [
+                f"condition {c.label} was never evaluated (no complete {format_duration(c.window)} window)"
+                for c in w.metrics
+                if c.label not in evaluated
+            ]
         for line in poll.notes:
             ctx.log(f"watch: {line}")
         state = {
@@ -635,6 +653,8 @@ class Deploy(StageType):
             "polls": int(saved.get("polls", 0)) + 1,
             "left_alarm": sorted({*saved.get("left_alarm", []), *poll.left_alarm}),
             "last_poll": now,
+            "sampling_since": since,
+            "evaluated": evaluated,
         }
         if poll.breaches or (poll.unreadable and not w.ignore_poll_failure):
             why = poll.breaches or [f"{line} (ignore_poll_failure is false)" for line in poll.unreadable]
@@ -652,7 +672,6 @@ class Deploy(StageType):
             return TaskResult.succeeded(
                 outputs=self._outputs(ctx, {"watch": state}), context={"watch": state}, message=message
             )
-        steps = [c.step for c in w.metrics]
         after = max(0.0, min([cfg.poll_interval, *steps, state["deadline"] - now]))
         left = format_duration(max(0.0, state["deadline"] - now))
         return TaskResult.running(

@@ -68,6 +68,11 @@ class WatchConfig(BaseModel):
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(f"metric condition {twice[0]!r} is given twice (give one a name)")
+        for c in self.metrics:
+            if c.window > self.for_:
+                raise ValueError(
+                    f"metric condition {c.label!r} looks at {c.window:g}s, longer than the watch ({self.for_:g}s)"
+                )
         return self
 
     def describe(self) -> str:
@@ -145,13 +150,14 @@ def poll_conditions(
     conditions: list[Condition],
     sources: Mapping[str, MetricSource],
     scope: Scope,
-    started_at: float,
+    since: float,
     now: float,
     previous: Mapping[str, dict[str, Any]],
     out: Poll,
 ) -> None:
-    """Conditions whose window lies after the watch began are evaluated; the others wait (a window
-    reaching back before the cutover would judge the old group's traffic, or nothing)."""
+    """Conditions whose window lies after ``since`` (the cutover, or the end of a gap in sampling)
+    are evaluated; the others wait (a window reaching back before the cutover would judge the old
+    group's traffic, or nothing)."""
     for name in sorted({c.source for c in conditions}):
         sample = getattr(sources.get(name), "sample", None)
         if sample is None:
@@ -160,7 +166,7 @@ def poll_conditions(
             sample()  # counter-only sources (haproxy) need a sample at least every step
         except Exception as exc:  # a missed sample is a gap; the evaluation says what it makes of it
             out.notes.append(f"could not sample {name}: {exc}")
-    ready = [c for c in conditions if now >= started_at + c.window]
+    ready = [c for c in conditions if now >= since + c.window]
     for c in conditions:
         if c not in ready:
             out.conditions[c.label] = {"state": "PENDING", "value": None, "reason": "window not complete yet"}
