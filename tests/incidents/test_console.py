@@ -141,6 +141,10 @@ def test_incidents_live_ack_by_an_operator_and_nothing_for_a_viewer(
     assert vic.text_content("[data-testid=incident-owner]") == "olga"
     vic.wait_for_selector("[data-testid=timeline-event][data-kind=acknowledged]")
 
+    olga.fill("[data-testid=note-text]", "5xx from the new group only; rolling back")
+    olga.click("[data-testid=note]")
+    vic.wait_for_selector("[data-testid=timeline-event][data-kind=note]:has-text('rolling back')")
+
     # a viewer's post, with its own valid CSRF token, is refused and changes nothing
     token = vic.get_attribute("form[action='/logout'] input[name=csrf_token]", "value")
     refused = vic.request.post(f"{server.url}/incidents/{incident_id}/resolve", form={"csrf_token": token or ""})
