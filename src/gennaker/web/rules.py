@@ -40,6 +40,8 @@ MUTATING = [
     _r(r"^/incidents/(?P<incident>[^/]+)/(ack|resolve|note|assign|priority)$", "operator"),
     # rolls the incident's application's cluster back (api/incident_actions.py)
     _r(r"^/incidents/(?P<incident>[^/]+)/rollback$", "operator", "rollback"),
+    # an operator of some application; the endpoint changes only the applications the caller operates
+    _r(r"^/alarms/apply$", "operator", "alarms_apply"),
     _r(r"^/tokens(/.*)?$", "user", None),  # the endpoints decide whose tokens a caller may manage
     _r(r"^/(login|logout)$", "public", None),
     # Deliveries from GitHub, GitLab, CI systems and SNS carry no login: each endpoint authenticates
