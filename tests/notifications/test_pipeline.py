@@ -207,3 +207,38 @@ def test_a_worker_killed_mid_delivery_leaves_it_to_another(make_rt: Any, tmp_pat
         assert job is not None
         outcomes = [(a["outcome"], a["worker_id"] == "survivor") for a in jobs.attempts_of(conn, job["id"])]
     assert outcomes == [("abandoned", False), ("done", True)]
+
+
+def test_a_judgment_that_stops_the_pipeline_says_so(make_rt: Any, tmp_path: Path, receiver: Receiver) -> None:
+    rt = make_rt(f"    hook: {{type: webhook, url: '{receiver.url}'}}\n")
+    worker = rt.worker(threads=2)
+    worker.start()
+    try:
+        eid = start(
+            rt,
+            tmp_path,
+            """name: gated
+application: shop
+notifications:
+  - {channel: hook, when: [judgment.stopped, pipeline.failed]}
+stages:
+  - {id: go, type: manual_judgment}
+""",
+        )
+        wait_for(lambda: _waiting(rt, eid), timeout=10)
+        ops.judge(rt.db, eid, "go", "bob", "reject", "not today")
+        assert finished(rt, eid)["status"] == "TERMINAL"
+        wait_for(lambda: len(receiver.requests) >= 2 and _settled(rt), timeout=10)
+    finally:
+        worker.stop()
+    bodies = sorted(receiver.bodies(), key=lambda b: b["event"])
+    assert [b["event"] for b in bodies] == ["judgment.stopped", "pipeline.failed"]
+    assert bodies[0]["fields"]["choice"] == "reject" and bodies[0]["fields"]["by"] == "bob"
+    assert bodies[1]["severity"] == "error" and "stage 'go' stopped" in bodies[1]["text"]
+
+
+def _waiting(rt: Runtime, eid: str) -> bool:
+    from gennaker.engine import views
+
+    with rt.db.read() as conn:
+        return any(s["awaiting_judgment"] for s in views.execution_detail(conn, eid)["stages"])
