@@ -15,6 +15,8 @@ from gennaker.cloud.aws.session import AwsSessions
 from gennaker.engine import operations as ops
 from gennaker.ops.incidents import store as incidents
 from gennaker.ops.incidents.diagnosis import DIAGNOSIS_EVENT, diagnose, incident_diagnosis, record_diagnosis
+from gennaker.ops.incidents.intake import AlarmTransition, record_transition
+from gennaker.ops.incidents.settings import incident_settings
 from gennaker.ops.service import audit_and_store
 from gennaker.ops.settings import OpsSettings
 from gennaker.runtime import Runtime, build_runtime
@@ -117,26 +119,24 @@ def test_a_deploy_ten_minutes_before_the_alarm_is_named(rt: Runtime, world: Shop
     assert d.findings.link == "/applications/shop/readiness"
     assert d.to_dict()["activity"]["deploys"][0]["execution_id"] == deployed["id"]  # JSON-able
 
-    # An incident opened on that alarm (through the store: on PostgreSQL the intake currently
-    # reports every first transition as a duplicate): its diagnosis is kept on the timeline, once.
-    new = incidents.NewIncident(
-        title="shop-web-5xx is in ALARM", application=None, priority="P2", dedup_key="alarm:shop-web-5xx", source="poll"
-    )
-    alarm = incidents.AlarmRef(
-        key="sandbox|us-east-1|shop-web-5xx",
-        alarm="shop-web-5xx",
+    # An incident the intake opens on that alarm: its diagnosis is kept on the timeline, once.
+    alarm = AlarmTransition(
+        source="poll",
         account="sandbox",
         region="us-east-1",
+        alarm="shop-web-5xx",
         state="ALARM",
+        previous="OK",
         reason="Threshold Crossed",
-        changed_at=alarm_at,
+        at=alarm_at,
         dimensions={"AutoScalingGroupName": "shop-web-v002"},
     )
     with rt.db.begin() as conn:
-        inc, created = incidents.create(conn, new, alarm, at=alarm_at)
-        assert created
+        opened = record_transition(conn, alarm, incident_settings({}))
+        assert opened.outcome == "created" and opened.incident_id is not None, opened
+        inc = incidents.get(conn, opened.incident_id)
         for _ in range(2):
-            record_diagnosis(conn, inc)
+            record_diagnosis(conn, {**inc, "created_at": alarm_at})  # opened now; diagnosed as of the alarm
     with rt.db.read() as conn:
         events = incidents.timeline(conn, inc["id"])
         kept, stored = incident_diagnosis(conn, inc, events)
