@@ -19,6 +19,9 @@ from gennaker.spec.config import config_from_text
 from tests.core.conftest import FAST
 
 ACCOUNT, REGION = "sandbox", "us-east-1"
+# Long enough that a test acts on a new incident before level 2 is due, even on a busy machine (one
+# run_due keeps polling while poll slots come due).
+LEVEL_1_DELAY = 1.5
 
 
 def config_yaml(endpoint: str, receiver_url: str, extra: str = "") -> str:
@@ -47,7 +50,7 @@ incidents:
   escalation_policies:
     oncall:
       levels:
-        - {{targets: {{users: [alice], channels: [pager]}}, delay: 0.4}}
+        - {{targets: {{users: [alice], channels: [pager]}}, delay: {LEVEL_1_DELAY}}}
         - {{targets: {{users: [bob], roles: [shop:operator], channels: [second]}}, delay: 60}}
       priorities: [P1, P2, P3]
   poll: {{accounts: [{ACCOUNT}], every: 0.2}}

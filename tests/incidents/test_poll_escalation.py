@@ -16,7 +16,7 @@ from gennaker.engine import jobs
 from gennaker.engine.jobs import Job, JobContext
 from gennaker.ops.incidents import ensure_polling, escalation, store
 from gennaker.runtime import Runtime
-from tests.incidents.support import events, put_alarm, runner, runtime, set_state, wait_for
+from tests.incidents.support import LEVEL_1_DELAY, events, put_alarm, runner, runtime, set_state, wait_for
 from tests.notifications.conftest import Receiver, serve_receiver
 
 
@@ -59,7 +59,7 @@ def test_alarm_opens_incident_escalates_and_resolves(rt: Runtime, moto_endpoint:
     first = next(r.json for r in receiver.requests if r.path == "/pager")
     assert first["fields"]["priority"] == "P1" and first["link"].endswith(f"/incidents/{inc['id']}")
 
-    # nobody acknowledges: level 2 after the 0.4 s delay, once
+    # nobody acknowledges: level 2 after level 1's delay, once
     wait_for("escalation to level 2", lambda: events(receiver.requests, "/second"), [worker], timeout=5)
     time.sleep(0.3)
     worker.run_due()
@@ -93,7 +93,7 @@ def test_ack_stops_escalation(rt: Runtime, moto_endpoint: str, receiver: Receive
         store.ack(conn, str(inc["id"]), "alice")
     with rt.db.read() as conn:
         assert jobs.get(conn, pending)["status"] == jobs.CANCELED  # type: ignore[index]
-    time.sleep(0.6)  # past level 1's delay
+    time.sleep(LEVEL_1_DELAY + 0.2)  # past level 1's delay
     wait_for("level 1's notifications", lambda: events(receiver.requests, "/pager"), [worker])
     worker.run_due()
     assert events(receiver.requests, "/second") == []
@@ -110,7 +110,7 @@ def test_low_priority_does_not_escalate(rt: Runtime, moto_endpoint: str, receive
     set_state(moto_endpoint, "shop-disk", "ALARM")
     inc = wait_for("an incident", lambda: _incidents(rt), [worker])[0]
     assert inc["priority"] == "P5" and inc["escalation_job"] is None
-    time.sleep(0.6)
+    time.sleep(LEVEL_1_DELAY + 0.2)
     wait_for("level 1's notice", lambda: events(receiver.requests, "/pager"), [worker])
     assert events(receiver.requests, "/second") == []
 
