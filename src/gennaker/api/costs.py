@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from gennaker.api.scope import ReadableDep
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops.costs import CostQuery, get_costs, scoped_query
+from gennaker.ops.costs.deploys import deploy_costs
 from gennaker.spec.config import Config
 from gennaker.store.db import Database
 
@@ -96,3 +97,28 @@ def costs(
     query = scoped_query(CostQuery(group_by=by, period=period, granularity=granularity, metric=metric), readable)
     report = get_costs(db, _config(request), _sessions(request), query, refresh=refresh)
     return report.as_dict()
+
+
+class DeployCostOut(BaseModel):
+    execution_id: str
+    application: str
+    stage_id: str
+    server_group: str
+    previous_server_group: str
+    instance_type: str | None
+    instances: int
+    started_at: float
+    released_at: float
+    released_by: str
+    instance_hours: float
+    rate: float | None
+    cost: float | None
+
+
+@router.get("/executions/{execution_id}/cost", response_model=list[DeployCostOut])
+def execution_cost(
+    request: Request, execution_id: str, readable: ReadableDep, db: Annotated[Database, Depends(_db)]
+) -> list[dict[str, object]]:
+    """Instance-hours and cost of the previous server groups this execution's deploys kept running."""
+    rows = deploy_costs(db, execution_id[:64], _config(request).costs.rates, readable=readable)
+    return [r.as_dict() for r in rows]

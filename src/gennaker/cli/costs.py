@@ -17,6 +17,7 @@ from rich.text import Text
 from gennaker.cli import options
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops.costs import CostQuery, CostReport, budgets, get_costs
+from gennaker.ops.costs.deploys import DeployCost, deploy_costs
 from gennaker.spec.config import Config, load_config
 from gennaker.store.db import open_database
 
@@ -141,6 +142,40 @@ def change_table(changes: list[budgets.BudgetChange], errors: dict[str, str | No
     return t
 
 
+def print_deploy_costs(rows: list[DeployCost], fmt: Format) -> None:
+    if fmt is Format.json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    if fmt is Format.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["stage", "previous_server_group", "instance_type", "instances", "instance_hours", "rate", "cost"])
+        for r in rows:
+            w.writerow(
+                [r.stage_id, r.previous_server_group, r.instance_type, r.instances, r.instance_hours, r.rate, r.cost]
+            )
+        typer.echo(buf.getvalue(), nl=False)
+        return
+    if not rows:
+        typer.echo("no deploy in this execution kept a previous server group")
+        return
+    t = Table(title="extra server groups kept by deploys (priced by costs.rates)", title_justify="left")
+    for col in ("stage", "kept group", "type", "instances", "kept until", "instance-hours", "rate", "cost"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            r.stage_id,
+            r.previous_server_group,
+            r.instance_type or "?",
+            str(r.instances),
+            r.released_by,
+            f"{r.instance_hours:.2f}",
+            "no rate" if r.rate is None else f"{r.rate:g}",
+            "" if r.cost is None else money(r.cost),
+        )
+    Console().print(t)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def costs(
@@ -159,8 +194,18 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--db", parser=options.database, help="Database URL or SQLite path.")
         ] = None,
         config: Annotated[str | None, typer.Option("--config", parser=options.path, help="gennaker.yml")] = None,
+        execution: Annotated[
+            str | None,
+            typer.Option("--execution", parser=options.name, help="Instead: what a deploy's extra group cost."),
+        ] = None,
     ) -> None:
-        """Spend by a dimension or tag over a period, against the period before."""
+        """Spend by a dimension or tag over a period, against the period before (or, with --execution,
+        the instance-hours and cost of the extra group its red/black deploys kept)."""
+        if execution is not None:
+            cfg = load_config(config or getattr(ctx.obj, "config", None))
+            rows = deploy_costs(open_database(db or getattr(ctx.obj, "db", None)), execution, cfg.costs.rates)
+            print_deploy_costs(rows, fmt)
+            return
         query = CostQuery(group_by=by, period=period, granularity=granularity.value, metric=metric.value)
         cfg = load_config(config or getattr(ctx.obj, "config", None))
         database = open_database(db or getattr(ctx.obj, "db", None))
