@@ -108,4 +108,3 @@ def _take(runtime: Runtime, verifier: Verifier, body: bytes, loopback: bool) -> 
         "incident": result.incident_id,
         "detail": result.detail,
     }
-
