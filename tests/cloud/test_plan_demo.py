@@ -48,19 +48,21 @@ def test_plan_demo_on_a_fresh_sandbox(sandbox: Sandbox, tmp_path: Path) -> None:
     def described(stage: str) -> list[str]:
         return [a["description"].split(" (")[0] for a in plans[stage]["actions"]]
 
-    assert list(plans) == ["deploy-canary", "deploy-prod", "destroy-canary", "cleanup"]
-    assert described("deploy-canary") == [
+    assert list(plans) == ["canary", "deploy-prod", "cleanup"]
+    # the canary stage makes its pair, waits for it, and always takes it down again
+    assert described("canary") == [
+        "create shop-web-baseline-v001",
         "create shop-web-canary-v001",
+        "wait until 1 instances of shop-web-baseline-v001 are healthy",
         "wait until 1 instances of shop-web-canary-v001 are healthy",
+        "destroy shop-web-baseline-v001",
+        "destroy shop-web-canary-v001",
     ]
     assert described("deploy-prod") == [
         "create shop-web-v002",
         "wait until 2 instances of shop-web-v002 are healthy",
         "disable shop-web-v001",
     ]
-    # The canary does not exist today: it is the one deploy-canary creates.
-    assert described("destroy-canary") == ["disable shop-web-canary-v001", "destroy shop-web-canary-v001"]
-    assert "shop-web-canary-v001 is created by stage deploy-canary" in plans["destroy-canary"]["notes"]
     assert described("cleanup") == []  # keep 2: v002 (planned) and v001
 
     text = _plan(sandbox, tmp_path, *_params(sandbox))

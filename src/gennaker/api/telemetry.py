@@ -42,7 +42,11 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database reachable, schema current, workers claiming")
+@router.get(
+    "/readyz",
+    summary="Readiness: database reachable, schema current, workers claiming",
+    responses={503: {"description": "not ready: the checks say which condition fails and why"}},
+)
 def readyz(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     checks = readiness(runtime.db, runtime.engine.settings.worker_ttl)

@@ -269,10 +269,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _aws_demo(work: Path, port: int, port_note: str | None, auto_approve: bool, soak: str, pipeline_file: Path) -> int:
+    from gennaker.cloud.aws.session import AwsSessions
     from gennaker.sandbox import start_sandbox
+    from gennaker.sandbox.seed import CanaryMetrics
 
     out.print("Starting simulated AWS (moto, loopback only) and seeding the sample application 'shop'…")
     box = start_sandbox()
+    # The sandbox has no real traffic: this publishes plausible CloudWatch figures for canary pairs
+    # (a healthy release), so the canary stage has something to judge.
+    metrics = CanaryMetrics(AwsSessions(config_from_text(box.config_text)), box.world.account, box.world.region)
+    metrics.start()
     try:
         (work / "gennaker.yml").write_text(box.config_text)
         rt = build_runtime(f"sqlite:///{work / 'gennaker.db'}", config=config_from_text(box.config_text))
@@ -289,6 +295,7 @@ def _aws_demo(work: Path, port: int, port_note: str | None, auto_approve: bool, 
         final = _follow(rt, execution_id, auto_approve)
         return _finish(rt, server, base, final, execution_id, auto_approve)
     finally:
+        metrics.stop()
         box.stop()
 
 

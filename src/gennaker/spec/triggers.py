@@ -19,7 +19,7 @@ from gennaker.spec.durations import Duration
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
 SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
-PIPELINE_STATUSES = ("SUCCEEDED", "FAILED", "CANCELED", "TERMINAL")
+EndStatus = Literal["SUCCEEDED", "FAILED", "CANCELED", "TERMINAL"]
 
 
 class _Trigger(BaseModel):
@@ -98,9 +98,7 @@ class PipelineTrigger(_Trigger):
 
     type: Literal["pipeline"]
     pipeline: str = Field(min_length=1, max_length=100)
-    status: list[Literal["SUCCEEDED", "FAILED", "CANCELED", "TERMINAL"]] = Field(
-        default_factory=lambda: ["SUCCEEDED"], min_length=1
-    )
+    status: list[EndStatus] = Field(default_factory=lambda: list[EndStatus](["SUCCEEDED"]), min_length=1)
 
 
 class ImageTrigger(_Trigger):

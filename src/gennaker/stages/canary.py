@@ -173,6 +173,7 @@ class Canary(StageType[CanaryConfig]):
         return build_sources(
             SourceSettings(
                 prometheus_url=getattr(ctx.services, "prometheus_url", None),
+                prometheus_timeout=getattr(ctx.services, "prometheus_timeout", None) or 10.0,
                 # CloudWatch reads in the scope's account; the sessions only when a metric reads it
                 # (building them imports boto3, a second that a canary on HAProxy need not pay).
                 aws=getattr(ctx.services, "aws", None) if "cloudwatch" in used else None,
