@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gennaker.errors import CloudError
+from gennaker.ops.costs.collectors import COST_COLLECTORS
 from gennaker.ops.model import GLOBAL, Resource, tag_dict
 from gennaker.ops.scope import Scope, chunks, list_items, optional
 
@@ -374,6 +375,8 @@ COLLECTORS: dict[str, Collector] = {
     "budgets": budgets,
     "service_quotas": service_quotas,
 }
+
+COLLECTORS.update(COST_COLLECTORS)  # ce.cost_allocation_tag, ce.untagged_spend (gennaker.ops.costs)
 
 DETAILS: dict[str, Detail] = {"instance_types": instance_types}
 

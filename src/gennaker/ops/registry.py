@@ -232,6 +232,14 @@ TYPES: tuple[ResourceType, ...] = (
         scope="global",
         per_resource_calls="describe_notifications_for_budget",
     ),
+    ResourceType("ce.cost_allocation_tag", "ce", collector="cost_allocation_tags", scope="global"),
+    ResourceType(
+        "ce.untagged_spend",
+        "ce",
+        collector="untagged_spend",
+        scope="global",
+        per_resource_calls="one GetCostAndUsage per account ($0.01)",
+    ),
     ResourceType(
         "servicequotas.quota",
         "service-quotas",

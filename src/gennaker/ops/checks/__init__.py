@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 
 from gennaker.errors import ConfigError
-from gennaker.ops.checks import dr, golive, ha, mon
+from gennaker.ops.checks import cost, dr, golive, ha, mon
 from gennaker.ops.checks.base import Check
 
 HA, MON, DR, GL = (
@@ -472,6 +472,7 @@ CHECKS: tuple[Check, ...] = (
         f"{GL}: security and access to data?",
         golive.ebs_default_encryption,
     ),
+    *cost.CHECKS,  # metadata beside each function (gennaker.ops.checks.cost)
 )
 
 BY_ID: dict[str, Check] = {c.id: c for c in CHECKS}
