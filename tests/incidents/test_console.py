@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -181,7 +183,9 @@ def test_rollback_from_an_incident_serves_the_previous_group_and_is_on_the_timel
     assert again.status_code == 409 and task_id in again.json()["message"], again.text
     assert serving_groups(provider) == ["shop-web-v001"]
 
-    (action,) = [e for e in timeline(server, incident_id) if e["kind"] == "action"]
+    actions = [e for e in timeline(server, incident_id) if e["kind"] == "action"]
+    assert [e["details"]["action"] for e in actions] == ["rollback_requested", "rollback"]
+    action = actions[1]
     assert action["actor"] == "olga" and action["details"]["task"] == task_id
     assert action["details"]["cluster"] == "shop-web"
     with server.runtime.db.read() as conn:
@@ -207,3 +211,28 @@ def test_an_incident_of_no_application_has_nothing_to_roll_back(world_server: tu
     with server.api("olga") as c:  # an operator of shop alone does not even see it
         assert c.post(f"/api/incidents/{incident_id}/rollback").status_code == 404
     assert [e["kind"] for e in timeline(server, incident_id)].count("action") == 0
+
+
+def test_two_rollback_requests_at_once_start_one_task(world_server: tuple[Server, Any]) -> None:
+    server, _ = world_server
+    incident_id = open_incident(server, "shop-web-5xx-twice")
+    barrier = threading.Barrier(2)
+
+    def request() -> httpx.Response:
+        with server.api("rita") as c:
+            barrier.wait()
+            return c.post(f"/api/incidents/{incident_id}/rollback")
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(lambda _: request(), range(2)), key=lambda r: r.status_code)
+    assert [r.status_code for r in answers] == [202, 409], [r.text for r in answers]
+    task_id = answers[0].json()["task"]
+    started = [e for e in timeline(server, incident_id) if (e["details"] or {}).get("task")]
+    assert [e["details"]["task"] for e in started] == [task_id]
+    # a rollback that failed (nothing older to serve) may be asked again; one that succeeded may not
+    status = finished(server.runtime, task_id, timeout=90)["status"]
+    with server.api("rita") as c:
+        retry = c.post(f"/api/incidents/{incident_id}/rollback")
+    assert retry.status_code == (409 if status == "SUCCEEDED" else 202), (status, retry.text)
+    if retry.status_code == 202:
+        finished(server.runtime, retry.json()["task"], timeout=90)

@@ -3,8 +3,9 @@ server group, as an operator task (the CLUSTERS tab's rollback, ``api.cloud.star
 
 The cluster is the one the incident's diagnosis names (the alarm's server group, else the cluster
 the window's last deploy changed) unless the caller names one of the application's clusters. The
-task is started (committed) first, then recorded on the incident's timeline as an ``action`` event
-with its id. A second request while that task runs, or after it succeeded, is refused (409): a
+request is kept on the incident's timeline before anything is done (an ``action`` event that also
+settles two requests at once), then the task is started and recorded as an ``action`` event with its
+id (or why it could not start). A second request while that task runs, or after it succeeded, is refused (409): a
 double click or a retry does not roll the cluster back twice. The request itself is in the audit
 log like every mutation (the access middleware writes it); the role is checked here too, on the
 incident's application.
@@ -23,7 +24,7 @@ from sqlalchemy import select
 from gennaker.api.cloud import start_rollback_task
 from gennaker.api.deps import get_actor
 from gennaker.engine import views
-from gennaker.errors import Conflict, Forbidden
+from gennaker.errors import Conflict, Forbidden, GennakerError
 from gennaker.ops.incidents import store as incidents
 from gennaker.ops.incidents.diagnosis import incident_diagnosis
 from gennaker.ops.settings import ops_settings
@@ -34,7 +35,8 @@ from gennaker.web.deps import principal
 
 router = APIRouter(prefix="/api", tags=["incidents"])
 IncidentId = Annotated[str, Path(max_length=64)]
-ROLLBACK = "rollback"  # the ``action`` a rollback's timeline event records
+# The ``action`` of the timeline events of a rollback: asked for, then its task started (or not).
+REQUESTED, ROLLBACK, REFUSED = "rollback_requested", "rollback", "rollback_refused"
 
 
 class RollbackBody(BaseModel):
@@ -109,15 +111,30 @@ def rollback_from_incident(runtime: Runtime, incident_id: str, me: Principal, bo
         workload_tags = ops_settings(runtime.config.ops).workload_tags
         diagnosis, _stored = incident_diagnosis(conn, incident, timeline, workload_tags=workload_tags)
     target = rollback_target(incident, diagnosis, body)
-    task_id = start_rollback_task(runtime, application, target.cluster, target.account, target.region, me.name)
-    details = {
-        "action": ROLLBACK,
-        "task": task_id,
-        "cluster": target.cluster,
-        "account": target.account,
-        "region": target.region,
-        "link": f"/executions/{task_id}",
-    }
+    where = {"cluster": target.cluster, "account": target.account, "region": target.region}
+    # Reserve the rollback before acting: two requests at once (a double click) read the same
+    # timeline, and the unique key of the request's event lets one of them through.
+    attempt = sum(1 for e in timeline if (e.get("details") or {}).get("action") == REQUESTED)
+    with runtime.db.begin() as conn:
+        reserved = incidents.add_event(
+            conn,
+            incident_id,
+            "action",
+            f"rollback of {target.cluster} to its previous server group requested by {me.name}",
+            actor=me.name,
+            details={"action": REQUESTED, **where},
+            key=f"incident:{incident_id}:rollback:{attempt}",
+        )
+    if not reserved:
+        raise Conflict(f"another rollback from incident {incident_id} was requested at the same moment")
+    try:
+        task_id = start_rollback_task(runtime, application, target.cluster, target.account, target.region, me.name)
+    except GennakerError as exc:
+        with runtime.db.begin() as conn:
+            said = f"rollback of {target.cluster} could not start: {exc}"
+            incidents.add_event(conn, incident_id, "action", said, actor=me.name, details={"action": REFUSED, **where})
+        raise
+    details = {"action": ROLLBACK, "task": task_id, **where, "link": f"/executions/{task_id}"}
     with runtime.db.begin() as conn:
         text = f"rollback of {target.cluster} to its previous server group started by {me.name} (task {task_id})"
         incidents.add_event(conn, incident_id, "action", text, actor=me.name, details=details)
