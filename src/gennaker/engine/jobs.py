@@ -130,7 +130,9 @@ def schedule(
         max_attempts=max(1, max_attempts),
         created_at=time.time(),
     )
-    return conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"])).rowcount == 1
+    # RETURNING, not rowcount: on PostgreSQL rowcount is -1 here (SQLAlchemy returns the primary key)
+    inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)).first()
+    return inserted is not None
 
 
 def cancel(conn: Connection, key: str) -> bool:

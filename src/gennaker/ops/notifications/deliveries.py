@@ -86,7 +86,8 @@ def enqueue(
             "last_error": f"unknown notification channel '{channel}'" if unknown else None,
         }
         stmt = dialect.insert(deliveries).values(**row).on_conflict_do_nothing(index_elements=["key", "channel"])
-        if conn.execute(stmt).rowcount == 1:
+        # RETURNING, not rowcount: on PostgreSQL rowcount is -1 for this statement
+        if conn.execute(stmt.returning(deliveries.c.id)).first() is not None:
             if not unknown:
                 jobs.schedule(conn, DELIVER, f"notify:{delivery_id}", {"delivery": delivery_id}, due, max_attempts)
             ids.append(delivery_id)
