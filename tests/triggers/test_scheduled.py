@@ -203,3 +203,21 @@ stages:
     runner.run_due()
     assert len(started(rt, "on-image")) == 1  # the same image does not start it again
     rt.db.dispose()
+
+
+def test_a_canceled_execution_starts_what_waits_for_a_cancel(runtime: Runtime) -> None:
+    register(runtime, BUILD.replace('echo "::output image=ami-123"', "sleep 30"))
+    register(
+        runtime,
+        DEPLOY.replace("status: [SUCCEEDED]", "status: [CANCELED]").replace(
+            "${trigger.parent.outputs.build.image}", "${trigger.parent.status}"
+        ),
+    )
+    app = create_app(runtime, with_worker=True)
+    with admin_client(app) as admin:
+        parent = admin.post("/api/pipelines/build-shop/executions", json={}).json()["id"]
+        wait_for(lambda: admin.get(f"/api/executions/{parent}/stages/build").json()["status"] == "RUNNING")
+        assert admin.post(f"/api/executions/{parent}/cancel", json={"reason": "wrong branch"}).status_code == 200
+        child = wait_for(lambda: started(runtime, "deploy-shop"), timeout=30)[0]
+        wait_for(lambda: admin.get(f"/api/executions/{child.id}").json()["status"] == "SUCCEEDED")
+        assert admin.get(f"/api/executions/{child.id}/stages/show").json()["outputs"]["got"] == "CANCELED"

@@ -171,7 +171,7 @@ def get_logs(
 
 @router.post("/executions/{execution_id}/cancel", summary="Cancel (running commands are terminated)")
 def cancel(execution_id: str, rt: RuntimeDep, actor: ActorDep, body: CancelIn | None = None) -> Done:
-    ops.cancel(rt.db, execution_id, actor, body.reason if body else None)
+    ops.cancel(rt.db, execution_id, actor, body.reason if body else None, rt.engine.on_event)
     return Done()
 
 

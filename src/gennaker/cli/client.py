@@ -92,7 +92,7 @@ class LocalClient:
             return stage_logs.read(conn, execution_id, stage_id, after)
 
     def cancel(self, execution_id: str, reason: str | None) -> None:
-        ops.cancel(self.rt.db, execution_id, self.actor, reason)
+        ops.cancel(self.rt.db, execution_id, self.actor, reason, self.rt.engine.on_event)
 
     def pause(self, execution_id: str) -> None:
         ops.pause(self.rt.db, execution_id, self.actor)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
 
 from gennaker.engine import queue, secrets, views
+from gennaker.engine.events import EventHook, ExecutionEvent
 from gennaker.engine.messages import RunTask, StartExecution, StartStage, kind
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_DONE, STAGE_LETS_THROUGH, Status, new_id
 from gennaker.engine.runner import cancel_active_stages, start_next_queued
@@ -189,7 +190,11 @@ def _stage(conn: Connection, execution_id: str, stage_id: str) -> Any:
     return st
 
 
-def cancel(db: Database, execution_id: str, actor: str, reason: str | None = None) -> None:
+def cancel(
+    db: Database, execution_id: str, actor: str, reason: str | None = None, on_event: EventHook | None = None
+) -> None:
+    """Cancel at once. ``on_event`` (the engine's listeners) hears ``pipeline.failed`` with status
+    CANCELED in the same transaction, as for any other ending."""
     now = time.time()
     with db.begin() as conn:
         ex = _locked(db, conn, execution_id)
@@ -205,6 +210,12 @@ def cancel(db: Database, execution_id: str, actor: str, reason: str | None = Non
         )
         start_next_queued(conn, ex.pipeline, ex.concurrency_limit, time.time)
         record(conn, "cancel", actor, execution_id, reason=reason)
+        if on_event is not None:
+            message = f"canceled by {actor}" + (f": {reason}" if reason else "")
+            event = ExecutionEvent(
+                "pipeline.failed", ex.id, ex.pipeline, ex.application, Status.CANCELED, now, message=message
+            )
+            on_event(conn, event)
 
 
 def pause(db: Database, execution_id: str, actor: str) -> None:

@@ -263,7 +263,9 @@ async def _act(url: str, fn: Any, *args: Any) -> Response:
 
 @router.post("/executions/{execution_id}/cancel")
 async def cancel(execution_id: str, web: WebDep, me: PrincipalDep, reason: Annotated[str, Form()] = "") -> Response:
-    return await _act(_back_to(execution_id), ops.cancel, web.db, execution_id, me.name, reason or None)
+    return await _act(
+        _back_to(execution_id), ops.cancel, web.db, execution_id, me.name, reason or None, web.runtime.engine.on_event
+    )
 
 
 @router.post("/executions/{execution_id}/pause")
