@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -19,16 +20,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import platformdirs
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from gennaker.store.db import Database
 from gennaker.web import store
-from gennaker.web.tables import api_tokens
+from gennaker.web.tables import api_tokens, server_keys
 
 LOCAL_ADMIN = "admin"  # the one user of a server without an auth: section
 ADMIN_TOKEN_NAME = "local admin credential"
 LOGIN_LINK_NAME = "one-time login link"
 LOGIN_LINK_SECONDS = 24 * 3600
+SESSION_KEY = "session signing key"
 WILDCARDS = {"0.0.0.0", "::", ""}
 
 
@@ -142,3 +145,24 @@ def spend_login_link(db: Database, secret: str) -> str | None:
             .values(revoked_at=time.time())
         )
     return str(token["user"]) if spent.rowcount == 1 else None
+
+
+def shared_session_key(db: Database) -> str:
+    """The key that signs session cookies when the configuration names none: one per database, made by
+    the first server that asks, so every replica on this database reads the others' cookies (a
+    per-process random key signed a user out whenever the load balancer picked another replica, and at
+    every restart). Kept in the database, it is no weaker than the sessions themselves: a cookie is
+    only good for a session row, whose id is stored hashed."""
+    with db.read() as conn:
+        found = conn.execute(select(server_keys.c.secret).where(server_keys.c.name == SESSION_KEY)).scalar()
+    if found is not None:
+        return str(found)
+    try:
+        with db.begin() as conn:
+            conn.execute(
+                insert(server_keys).values(name=SESSION_KEY, secret=secrets.token_urlsafe(48), created_at=time.time())
+            )
+    except IntegrityError:  # another replica made it first: use theirs
+        pass
+    with db.read() as conn:
+        return str(conn.execute(select(server_keys.c.secret).where(server_keys.c.name == SESSION_KEY)).scalar_one())

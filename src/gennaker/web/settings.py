@@ -75,8 +75,8 @@ class AuthSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    # Signs session and CSRF cookies. Without one (here or in $GENNAKER_SECRET_KEY) a random key is made
-    # at start: sessions then end when the server restarts and do not work across several servers.
+    # Signs session and CSRF cookies. Without one (here or in $GENNAKER_SECRET_KEY) the servers use a key
+    # kept in their database (made by the first), so sessions hold across restarts and replicas.
     secret_key: str | None = Field(default=None, min_length=32)
     session_hours: float = Field(default=12.0, gt=0)
     secure_cookies: bool = True  # set false only for plain-HTTP development on localhost

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import secrets
 import socket
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from gennaker.errors import ConfigError
 from gennaker.runtime import Runtime
 from gennaker.store.db import Database
-from gennaker.web.credentials import LOCAL_ADMIN, WILDCARDS
+from gennaker.web.credentials import LOCAL_ADMIN, WILDCARDS, shared_session_key
 from gennaker.web.security import LoginLimiter, Sessions
 from gennaker.web.settings import (
     AuthSettings,
@@ -81,12 +80,10 @@ class WebState:
             auth, mode = local_auth(server), "local"
         else:
             mode = "config"
-        secret = auth.secret_key if auth and auth.secret_key else None
-        if mode == "config" and secret is None:
-            log.warning("auth.secret_key is not set: using a random key; sessions end when the server restarts")
-        sessions = Sessions(
-            secret or secrets.token_urlsafe(48), (auth.session_hours if auth else 12) * 3600, runtime.db
-        )
+        # Without a configured key, the database's own (shared_session_key): a random key per process
+        # signed users out whenever a load balancer sent them to another replica.
+        secret = auth.secret_key if auth and auth.secret_key else shared_session_key(runtime.db)
+        sessions = Sessions(secret, (auth.session_hours if auth else 12) * 3600, runtime.db)
         rate = auth.login_rate if auth else None
         limiter = LoginLimiter(rate.attempts if rate else 5, rate.per_seconds if rate else 60.0)
         templates = Jinja2Templates(directory=str(HERE / "templates"))

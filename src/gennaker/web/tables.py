@@ -83,4 +83,14 @@ audit_log = Table(
     Index("ix_audit_log_execution", "execution_id"),
 )
 
-TABLES = [api_tokens, sessions, login_throttle, audit_log]
+# Secrets every server replica on this database shares (``credentials.shared_session_key``): made once
+# by whichever server needs one first, so no replica signs cookies the others cannot read.
+server_keys = Table(
+    "server_keys",
+    metadata,
+    Column("name", String(60), primary_key=True),
+    Column("secret", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+TABLES = [api_tokens, sessions, login_throttle, audit_log, server_keys]
