@@ -1,6 +1,11 @@
 """Engine benchmarks: orchestration overhead per no-op stage, memory of 1,000 waiting executions,
 and throughput with 1, 2 and 4 workers on PostgreSQL. Writes a section of docs/benchmarks.md.
 
+Beside each figure it records the limit it reads against: the raw cost of one commit
+(``BEGIN; UPDATE one row; COMMIT`` through the same Database/engine settings Gennaker uses) on each
+database, and how many transactions, commits and statements one no-op stage costs (counted with
+SQLAlchemy events on the engine that runs it).
+
 Run: python bench/engine.py [--quick]
 A no-op stage is a ``wait`` of 0 s: StartStage, one RunTask, completion — the engine's own work only.
 """
@@ -18,13 +23,20 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
 
 from gennaker.engine import operations as ops
 from gennaker.engine import views
 from gennaker.engine.runner import EngineSettings
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
+from gennaker.store.db import Database
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import machine_line, write_section
@@ -57,6 +69,70 @@ def _status(rt: Runtime, eid: str) -> str:
         return str(conn.execute(select(executions.c.status).where(executions.c.id == eid)).scalar_one())
 
 
+def commit_cost(db: Database, n: int) -> dict[str, float]:
+    """The floor under every state change: one committed one-row UPDATE, timed n times."""
+    with db.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS bench_commit (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))
+        conn.execute(text("DELETE FROM bench_commit"))
+        conn.execute(text("INSERT INTO bench_commit (id, n) VALUES (1, 0)"))
+    bump = text("UPDATE bench_commit SET n = n + 1 WHERE id = 1")
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with db.begin() as conn:
+            conn.execute(bump)
+        times.append(time.perf_counter() - t0)
+    with db.begin() as conn:
+        conn.execute(text("DROP TABLE bench_commit"))
+    times.sort()
+    return {"median": statistics.median(times), "p95": times[int(len(times) * 0.95)], "per_s": n / sum(times)}
+
+
+@contextmanager
+def counting(db: Database) -> Iterator[Counter[str]]:
+    """Count transactions, commits and statements (by their first word) on db's engine meanwhile."""
+    seen: Counter[str] = Counter()
+
+    def on_begin(_conn: Any) -> None:
+        seen["transactions"] += 1
+
+    def on_commit(_conn: Any) -> None:
+        seen["commits"] += 1
+
+    def on_statement(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        seen["statements"] += 1
+        seen[statement.lstrip().split(None, 1)[0].upper()] += 1
+
+    hooks = [("begin", on_begin), ("commit", on_commit), ("before_cursor_execute", on_statement)]
+    for name, fn in hooks:
+        event.listen(db.engine, name, fn)
+    try:
+        yield seen
+    finally:
+        for name, fn in hooks:
+            event.remove(db.engine, name, fn)
+
+
+def per_stage(seen: Counter[str], n: int) -> str:
+    kinds = ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(seen.items()) if k.isupper() and v / n >= 0.05)
+    return (
+        f"{seen['transactions'] / n:.1f} transactions ({seen['commits'] / n:.1f} commits), "
+        f"{seen['statements'] / n:.1f} statements per stage ({kinds})"
+    )
+
+
+def commit_row(name: str, c: dict[str, float]) -> str:
+    return (
+        f"| raw commit, {name} (`BEGIN; UPDATE one row; COMMIT`, Gennaker's engine settings) | "
+        f"median {c['median'] * 1000:.2f} ms (p95 {c['p95'] * 1000:.2f} ms); {c['per_s']:.0f} commits/s "
+        f"on one connection; {load()} |"
+    )
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
 def run_one(rt: Runtime, text: str, threads: int = 4) -> dict:
     pipeline = rt.pipeline_from_text(text)
     w = rt.worker(threads=threads)
@@ -77,13 +153,17 @@ def run_one(rt: Runtime, text: str, threads: int = 4) -> dict:
 
 def overhead(tmp: Path, n_chain: int, width: int) -> list[str]:
     rt = build_runtime(f"sqlite:///{tmp / 'overhead.db'}", config=Config(), settings=EngineSettings(poll=0.01))
-    c = run_one(rt, chain(n_chain))
+    rows = [commit_row("SQLite (WAL, synchronous=NORMAL)", commit_cost(rt.db, 2000))]
+    with counting(rt.db) as seen:
+        c = run_one(rt, chain(n_chain))
     starts = sorted(s["started_at"] for s in c["stages"])
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     f = run_one(rt, fan(width))
     return [
+        *rows,
         f"| {n_chain}-stage chain, SQLite, 1 process | median {statistics.median(gaps) * 1000:.2f} ms per stage "
-        f"(p95 {sorted(gaps)[int(len(gaps) * 0.95)] * 1000:.2f} ms); total {c['total']:.2f} s |",
+        f"(p95 {sorted(gaps)[int(len(gaps) * 0.95)] * 1000:.2f} ms); total {c['total']:.2f} s; {load()} |",
+        f"| same chain: database work | {per_stage(seen, n_chain)} (the harness's own status reads included) |",
         f"| {width}-wide fan-out/fan-in, SQLite, 1 process | {f['total'] / (width + 2) * 1000:.2f} ms per stage; "
         f"total {f['total']:.2f} s |",
     ]
@@ -128,6 +208,24 @@ def throughput(tmp: Path, executions: int, worker_counts: list[int]) -> list[str
 
     rows = []
     admin = psycopg.connect(PG.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    name = f"gennaker_bench_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    rt = build_runtime(PG.rsplit("/", 1)[0] + f"/{name}", config=Config(), settings=EngineSettings(poll=0.01))
+    cost = commit_cost(rt.db, 2000)
+    rows.append(commit_row("PostgreSQL (loopback, synchronous_commit on)", cost))
+    n_chain = 200
+    with counting(rt.db) as seen:
+        c = run_one(rt, chain(n_chain), threads=1)
+    starts = sorted(s["started_at"] for s in c["stages"])
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    rows.append(
+        f"| {n_chain}-stage chain, PostgreSQL, 1 process, 1 task thread | "
+        f"median {statistics.median(gaps) * 1000:.2f} ms per stage "
+        f"(p95 {sorted(gaps)[int(len(gaps) * 0.95)] * 1000:.2f} ms) = "
+        f"{statistics.median(gaps) / cost['median']:.1f} times a raw commit; {per_stage(seen, n_chain)}; {load()} |"
+    )
+    rt.db.dispose()
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     for n in worker_counts:
         name = f"gennaker_bench_{uuid.uuid4().hex[:8]}"
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -166,7 +264,8 @@ def throughput(tmp: Path, executions: int, worker_counts: list[int]) -> list[str
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         rows.append(
             f"| {executions} no-op executions (3 stages each), PostgreSQL, {n} worker process(es) | "
-            f"{executions / elapsed:.1f} executions/s ({executions * 3 / elapsed:.0f} stages/s); {elapsed:.1f} s |"
+            f"{executions / elapsed:.1f} executions/s ({executions * 3 / elapsed:.0f} stages/s); {elapsed:.1f} s; "
+            f"{executions * 3 / elapsed / cost['per_s']:.2f} stages per raw single-connection commit time; {load()} |"
         )
     return rows
 
@@ -174,6 +273,7 @@ def throughput(tmp: Path, executions: int, worker_counts: list[int]) -> list[str
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    ap.add_argument("--section", default="Engine (bench/engine.py)", help="the docs/benchmarks.md section to write")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -183,7 +283,7 @@ def main() -> None:
     body = [machine_line(), "", "| measurement | result |", "|---|---|", *rows]
     print("\n".join(body))
     if not args.quick:
-        write_section("Engine (bench/engine.py)", "\n".join(body))
+        write_section(args.section, "\n".join(body))
 
 
 if __name__ == "__main__":
