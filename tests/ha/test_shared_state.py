@@ -15,10 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gennaker.api.app import create_app
+from gennaker.engine import logs as stage_logs
+from gennaker.engine import operations as ops
 from gennaker.runtime import build_runtime
 from gennaker.spec.config import Config
 from gennaker.web.credentials import ensure_admin_token, local_urls, login_link
 from gennaker.web.security import CSRF_COOKIE, SESSION_COOKIE, hash_password
+from tests.core.conftest import finished
 
 PASSWORD = "correct horse battery staple"
 BASE = "http://127.0.0.1"  # a Host both replicas allow
@@ -112,3 +115,53 @@ def test_the_local_admin_login_link_and_credential_work_on_every_replica(
         a.cookies.delete(CSRF_COOKIE)
         assert a.get("/api/whoami").json()["user"] == "admin"
         assert b.get(f"/login{link}").headers["location"].startswith("/login?err=")  # spent on both
+
+
+LINES = """\
+name: lines
+application: shop
+stages:
+  - {id: talk, type: run, command: "echo one; echo two; echo three"}
+"""
+
+
+def _first_log_event(client: TestClient, url: str, headers: dict[str, str]) -> str:
+    """The first ``log`` event of a stream (its raw text), reading no further."""
+    block: list[str] = []
+    with client.stream("GET", url, headers=headers) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line:
+                block.append(line)
+            elif block and block[0] == "event: log":
+                return "\n".join(block)
+            else:
+                block = []
+    raise AssertionError("the stream ended without a log event")
+
+
+def test_a_live_log_that_reconnects_to_another_replica_resumes_after_its_last_line(
+    pg_url: str, tmp_path: Path
+) -> None:
+    for a, b in _replicas(pg_url, Config()):  # no auth: section: a loopback reader is a viewer
+        rt = a.app.state.runtime  # type: ignore[attr-defined]
+        path = tmp_path / "lines.yml"
+        path.write_text(LINES)
+        execution = ops.start_execution(rt.db, rt.load_pipeline(str(path)), {}, "tester")
+        worker = rt.worker(threads=1)
+        worker.start()
+        try:
+            finished(rt, execution)
+        finally:
+            worker.stop()
+        url = f"/executions/{execution}/events?stage=talk&after=0"
+        first = _first_log_event(a, url, {})
+        assert "one" in first and "three" in first
+        ids = re.findall(r"^id: (\d+)$", first, re.M)
+        assert ids, first  # the event carries the id of its last line
+        with rt.db.read() as conn:
+            lines = stage_logs.read(conn, execution, "talk", 0)
+        second_id = next(line["id"] for line in lines if line["line"].strip() == "two")
+        # The browser reconnects (to the other replica) saying it has everything up to "two".
+        again = _first_log_event(b, url, {"Last-Event-ID": str(second_id)})
+        assert "three" in again and "one" not in again and "two" not in again, again

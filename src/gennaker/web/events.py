@@ -1,5 +1,10 @@
 """Server-sent events: each connection polls the database every half second (two or three indexed
-queries) and pushes a rendered fragment only when what it shows has changed."""
+queries) and pushes a rendered fragment only when what it shows has changed.
+
+Nothing is kept in the server's memory between connections, so a browser whose replica dies
+reconnects through the load balancer to any other and carries on. Log lines go out with their id as
+the event id: the browser sends the last one back (Last-Event-ID) when it reconnects, and the stream
+resumes after it instead of appending again the lines the page already shows."""
 
 from __future__ import annotations
 
@@ -25,9 +30,19 @@ IDLE_TICK = 2.0  # a finished execution rarely changes again (a restart can revi
 LIFETIME = 600.0  # then the browser reconnects: no stream lives for ever behind a proxy
 
 
-def sse(event: str, html: str) -> bytes:
+def sse(event: str, html: str, event_id: int | None = None) -> bytes:
     data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
-    return f"event: {event}\n{data}\n".encode()
+    ident = f"id: {event_id}\n" if event_id is not None else ""
+    return f"event: {event}\n{ident}{data}\n".encode()
+
+
+def resume_after(request: Request, after: int) -> int:
+    """Where a log stream starts: after the last line the browser says it has (Last-Event-ID, sent
+    when it reconnects, perhaps to another replica), else after the page's own ``after``."""
+    last = request.headers.get("last-event-id", "").strip()
+    if last.isdigit() and len(last) <= 18:  # bounded: an id the server sent, never a caller's essay
+        return max(after, int(last))
+    return after
 
 
 def _stream(request: Request, tick: Callable[[], list[bytes]], done: Callable[[], bool]) -> StreamingResponse:
@@ -90,7 +105,7 @@ def execution_events(
     stage: str | None = None,
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> StreamingResponse:
-    state: dict[str, Any] = {"fp": "", "after": after, "done": False}
+    state: dict[str, Any] = {"fp": "", "after": resume_after(request, after), "done": False}
     csrf = getattr(request.state, "csrf", "")
     with web.db.read() as conn:  # a 404 now, before the stream starts, for what the caller may not read
         views.check_readable(conn, execution_id, me.readable())
@@ -112,7 +127,7 @@ def execution_events(
             if lines:
                 state["after"] = lines[-1]["id"]
                 html = web.templates.env.get_template("_log.html").render(log=lines)
-                out.append(sse("log", html))
+                out.append(sse("log", html, event_id=int(state["after"])))
         return out
 
     return _stream(request, tick, lambda: bool(state["done"]))
