@@ -103,3 +103,14 @@ def test_list_shows_limit_actual_forecast_and_ownership(setup: Setup, cli: Cli, 
     assert rows["gennaker-app-cart"]["time_unit"] == "MONTHLY"
     rc, out, _ = cli("budgets", "list")
     assert rc == 0 and "gennaker-app-cart" in out and "team-sandbox" in out
+
+
+def test_budgets_beside_costs(setup: Setup, cli: Cli, queue_ce: Callable[[list[dict[str, object]]], None]) -> None:
+    from tests.costs.conftest import ce_result
+
+    setup.config(BUDGETS)
+    cli("budgets", "apply")
+    queue_ce(ce_result("application"))
+    rc, out, err = cli("costs", "--by", "application", "--period", "2026-10", "--budgets")
+    assert rc == 0, err
+    assert "(untagged)" in out and "budgets (actual and forecast" in out and "gennaker-app-shop" in out

@@ -198,6 +198,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--execution", parser=options.name, help="Instead: what a deploy's extra group cost."),
         ] = None,
+        with_budgets: Annotated[
+            bool, typer.Option("--budgets", help="Also show the budgets (actual and forecast against the limit).")
+        ] = False,
     ) -> None:
         """Spend by a dimension or tag over a period, against the period before (or, with --execution,
         the instance-hours and cost of the extra group its red/black deploys kept)."""
@@ -216,6 +219,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(csv_text(report), nl=False)
         else:
             print_report(Console(), report)
+        if with_budgets and fmt is Format.table:
+            found = budgets.list_budgets(AwsSessions(cfg, max_attempts=3), cfg)
+            Console().print(budget_table(found) if found else "no budgets")
 
     group = typer.Typer(help="AWS Budgets: read them; keep one monthly budget per account and application.")
     app.add_typer(group, name="budgets", no_args_is_help=True)
