@@ -16,9 +16,11 @@ that repeats the state already known from the other source within a second chang
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -190,6 +192,7 @@ def _on_alarm(conn: Connection, t: AlarmTransition, settings: IncidentSettings, 
     )
     incident, created = store.create(conn, new, _ref(t), at=now)
     if created:
+        _diagnose(conn, incident)
         escalation.on_open(conn, incident, settings, now)
         return IntakeResult("created", incident["id"], (incident["id"],), f"priority {d.priority}")
     return IntakeResult("merged", incident["id"], (incident["id"],), f"dedup key {d.dedup_key}")
@@ -215,3 +218,16 @@ def resolve_quiet(job: jobs.Job, ctx: jobs.JobContext, settings: IncidentSetting
             return jobs.Done(note="an alarm went OK later: its own job decides")
         store.resolve(conn, incident_id, "auto", automatic=True, link_base=settings.link_base)
     return jobs.Done(note="resolved: every alarm OK for the quiet period")
+
+
+def _diagnose(conn: Connection, incident: Mapping[str, Any]) -> None:
+    """The initial diagnosis, kept on the timeline as the incident opens. An unexpected failure undoes
+    only its own rows and is said on the timeline; the incident and its escalation go on."""
+    from gennaker.ops.incidents.diagnosis import record_diagnosis
+
+    try:
+        with conn.begin_nested():
+            record_diagnosis(conn, incident)
+    except Exception as exc:
+        logging.getLogger("gennaker.incidents").exception("diagnosing incident %s failed", incident["id"])
+        store.add_event(conn, incident["id"], "diagnosis", f"the initial diagnosis failed: {type(exc).__name__}: {exc}")
