@@ -19,6 +19,7 @@ from gennaker.api import costs as costs_api
 from gennaker.api import notifications as notifications_api
 from gennaker.api import cloud, executions, hooks, incident_actions, incidents, telemetry
 from gennaker.api import ops as ops_api
+from gennaker.api import triggers as triggers_api
 from gennaker.api.limits import BodyLimit
 from gennaker.api.telemetry import RequestDurations, metrics_registry
 from gennaker.errors import Conflict, Forbidden, GennakerError, InvalidInput, NotFound, ValidationFailed
@@ -90,6 +91,7 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
     app.include_router(canary_api.router)
     app.include_router(alarms_api.router)
     app.include_router(telemetry.router)
+    app.include_router(triggers_api.router)
     app.include_router(costs_api.router)
     app.include_router(notifications_api.router)
     app.include_router(incidents.router)
