@@ -140,9 +140,7 @@ def _first_log_event(client: TestClient, url: str, headers: dict[str, str]) -> s
     raise AssertionError("the stream ended without a log event")
 
 
-def test_a_live_log_that_reconnects_to_another_replica_resumes_after_its_last_line(
-    pg_url: str, tmp_path: Path
-) -> None:
+def test_a_live_log_that_reconnects_to_another_replica_resumes_after_its_last_line(pg_url: str, tmp_path: Path) -> None:
     for a, b in _replicas(pg_url, Config()):  # no auth: section: a loopback reader is a viewer
         rt = a.app.state.runtime  # type: ignore[attr-defined]
         path = tmp_path / "lines.yml"
