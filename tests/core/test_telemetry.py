@@ -134,3 +134,12 @@ def test_json_log_lines_carry_the_execution_and_stage(capsys: pytest.CaptureFixt
     assert lines[0]["message"] == "resized shop-v002"
     assert (lines[0]["execution_id"], lines[0]["stage_id"], lines[0]["level"]) == ("ex123", "deploy", "info")
     assert (lines[1]["execution_id"], lines[1]["stage_id"]) == (None, None)
+
+
+def test_a_public_url_for_links_is_a_server_setting() -> None:
+    from gennaker.errors import ConfigError
+    from gennaker.web.settings import server_settings
+
+    assert server_settings({"public_url": "https://gennaker.example.com"}).public_url == "https://gennaker.example.com"
+    with pytest.raises(ConfigError, match="public_url"):
+        server_settings({"public_url": "gennaker.example.com"})

@@ -103,6 +103,8 @@ class ServerSettings(BaseModel):
     # Addresses or networks (CIDR) of Prometheus servers that may read GET /metrics without a token
     # (anyone else needs a token or session with the viewer role on every application).
     metrics_scrapers: list[str] = Field(default_factory=list)
+    # The console's address as people reach it (behind a load balancer), for links in notifications.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=500)
     # Set by `gennaker server --insecure-no-auth`: no access control at all (loopback binds only).
     insecure_no_auth: bool = False
     # How long the audit log keeps entries (e.g. 90d); older ones are pruned as new ones are written.
