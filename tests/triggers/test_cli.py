@@ -50,6 +50,8 @@ def test_pipelines_list_deliveries_and_the_console_row(tmp_path: Path, monkeypat
             )
         page = c.get("/applications/shop/pipelines").text
     assert "Push abc1234 by alice" in page
+    assert "Triggers: push to acme/shop (github) on main · cron 0 3 * * * (Europe/Berlin)" in page
+    assert "last: push abc1234 by alice" in page
 
     listed = gk(db, "pipelines", "list")
     assert listed.returncode == 0, listed.stderr

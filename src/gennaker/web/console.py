@@ -18,6 +18,7 @@ from gennaker.engine import operations as ops
 from gennaker.engine import views
 from gennaker.engine.model import STAGE_ACTIVE, STAGE_DONE
 from gennaker.errors import GennakerError, NotFound
+from gennaker.triggers.fire import with_triggers as trigger_info
 from gennaker.web import graph, queries
 from gennaker.web.access import Principal
 from gennaker.web.deps import back, principal, render, safe_next, web_state
@@ -86,7 +87,18 @@ def pipelines_context(web: WebState, app: str, f: queries.Filters) -> dict[str, 
         for e in g["executions"]:
             e["progress"] = graph.progress(e["stages"])
             e["graph"] = _small_graph(web, e)
-    return {"app": app, "names": names, "groups": groups, "filters": f, "statuses": queries.STATUSES, "params": params}
+    with web.db.read() as conn:  # what starts each pipeline besides a person, and when it last did
+        rows = trigger_info(conn, web.runtime.triggers.catalog, [{"name": n} for n in shown])
+    triggers = {r["name"]: r for r in rows if r["triggers"]}
+    return {
+        "app": app,
+        "names": names,
+        "groups": groups,
+        "filters": f,
+        "statuses": queries.STATUSES,
+        "params": params,
+        "triggers": triggers,
+    }
 
 
 GRAPHS_KEPT = 4096  # a few hundred kB of SVG
