@@ -45,9 +45,15 @@ WATCHED = """\
 name: watched
 application: shop
 stages:
-  - {id: soak, name: Soak, type: wait, duration: 8s}
-  - {id: announce, name: Announce, type: run, requires: [soak], command: "echo released"}
+  - {id: soak, name: Soak, type: wait, duration: 2s}
+  - id: talk
+    name: Talk
+    type: run
+    requires: [soak]
+    command: "for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 0.8; done"
+  - {id: announce, name: Announce, type: run, requires: [talk], command: "echo released"}
 """
+LINES = [f"line {i}" for i in range(1, 9)]
 
 
 def haproxy_config(front: int, stats: Path, replicas: dict[str, int]) -> str:
@@ -250,8 +256,10 @@ def test_a_watched_execution_and_api_reads_survive_a_replica_killed_behind_hapro
             r = api.post("/api/pipelines/watched/executions", json={"params": {}})
             assert r.status_code in (200, 201), r.text
             execution = r.json()["id"]
-        page.goto(f"{cluster.url}/executions/{execution}")
+        # Watch the stage that prints a line every 0.8 s: its log streams live.
+        page.goto(f"{cluster.url}/executions/{execution}/stages/talk")
         page.locator("[data-testid=execution][data-status=RUNNING]").wait_for()
+        page.locator("[data-testid=log]", has_text="line 2").wait_for()  # (the CSP forbids wait_for_function)
         deadline = time.monotonic() + 10
         while not streams and time.monotonic() < deadline:
             page.wait_for_timeout(100)
@@ -262,6 +270,7 @@ def test_a_watched_execution_and_api_reads_survive_a_replica_killed_behind_hapro
         reader.start()
         time.sleep(1.0)  # reads spread over both replicas before the kill
         before_kill = dict(load.served_by)
+        killed_log_lines = (page.text_content("[data-testid=log]") or "").count("line ")
         cluster.replicas[victim].send_signal(signal.SIGKILL)
         cluster.replicas[victim].wait(10)
         killed_at = time.monotonic()
@@ -269,6 +278,10 @@ def test_a_watched_execution_and_api_reads_survive_a_replica_killed_behind_hapro
         # The page keeps updating: its stream reconnects (to the survivor) and the execution ends.
         page.locator("[data-testid=execution][data-status=SUCCEEDED]").wait_for(timeout=30_000)
         took = time.monotonic() - killed_at
+        page.locator("[data-testid=log]", has_text="line 8").wait_for(timeout=10_000)
+        # Each line once: the stream resumed after the last line the page had, not from its start.
+        log = page.text_content("[data-testid=log]") or ""
+        assert re.findall(r"^line \d$", log, re.M) == LINES, log
         survivor = next(name for name in cluster.replicas if name != victim)
         assert survivor in streams[streams.index(victim) + 1 :], streams  # reconnected to the other one
         time.sleep(1.0)  # reads after HAProxy has taken the dead replica out
@@ -286,6 +299,7 @@ def test_a_watched_execution_and_api_reads_survive_a_replica_killed_behind_hapro
         f"redispatches {stat[survivor]['wredis']}/{stat[victim]['wredis']}"
     )
     assert stat[victim]["status"].startswith("DOWN"), stat[victim]["status"]
+    assert killed_log_lines < len(LINES), "the replica was killed after the log had ended: nothing was watched"
     assert load.ok > 20 and set(before_kill) == set(cluster.replicas), (load.ok, before_kill)
     # Every read was an idempotent GET HAProxy could send again: none may be lost.
     assert load.failures == [], load.failures[:5]
