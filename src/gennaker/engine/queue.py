@@ -102,6 +102,35 @@ def push(
     )
 
 
+_INSERT_LEASED = insert(messages).returning(messages.c.id)
+
+
+def push_leased(
+    conn: Connection, message: Message, *, due_at: float, worker_id: str, until: float
+) -> Delivery[Message]:
+    """Push a message already claimed by ``worker_id`` (the worker that will handle it next, on the same
+    thread): the claim is committed with the state change that made the message, so it costs no claim
+    transaction of its own. Nobody else can claim it before ``until``; if the worker dies, the lease
+    runs out and it is claimable like any other."""
+    kind_, execution_id, stage_id, payload = encode(message)
+    mid = conn.execute(
+        _INSERT_LEASED,
+        {
+            "kind": kind_,
+            "execution_id": execution_id,
+            "stage_id": stage_id,
+            "payload": payload,
+            "due_at": due_at,
+            "held": False,
+            "affinity": None,
+            "attempts": 1,
+            "lease_owner": worker_id,
+            "lease_until": until,
+        },
+    ).scalar_one()
+    return Delivery(int(mid), message, 1)
+
+
 def claim(
     db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float
 ) -> list[Delivery[Message]]:

@@ -9,6 +9,7 @@ deletes it, which is what makes redelivery after a lost lease safe.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -89,11 +90,26 @@ class Engine:
         # Told of each execution and stage event inside the transaction that commits it (runtime.py
         # wires notifications here); None: nobody listens and nothing is built.
         self.on_event: EventHook | None = None
+        # Per handling thread: the worker that asked to take the next message itself, and the one it
+        # took (see handle). A thread-local because one Engine serves all of a worker's task threads.
+        self._next = threading.local()
 
     # ---- dispatch -------------------------------------------------------------------------------
-    def handle(self, delivery: Delivery[Message], worker_id: str) -> None:
-        HANDLERS[type(delivery.message)](self, delivery, worker_id)
+    def handle(self, delivery: Delivery[Message], worker_id: str, take_next: bool = False) -> Delivery[Message] | None:
+        """Handle one message. With ``take_next``, the first due, unpinned message the handler pushes is
+        pushed already leased to ``worker_id`` and returned: the caller handles it next on this thread
+        (a chain of stages then costs no claim transaction per step). The lease is committed with the
+        state change, so a worker that dies before handling it loses nothing: the lease runs out."""
+        self._next.worker = worker_id if take_next else None
+        self._next.taken = None
+        try:
+            HANDLERS[type(delivery.message)](self, delivery, worker_id)
+            taken: Delivery[Message] | None = self._next.taken
+        finally:
+            self._next.worker = None
+            self._next.taken = None
         self.on_push()
+        return taken
 
     def _ack(self, conn: Connection, delivery: Delivery[Message], worker_id: str) -> None:
         if not queue.ack(conn, delivery, worker_id):
@@ -114,6 +130,13 @@ class Engine:
     def _push(
         self, conn: Connection, message: Message, delay: float = 0.0, held: bool = False, affinity: str | None = None
     ) -> None:
+        taker = getattr(self._next, "worker", None)
+        if taker and delay <= 0 and not held and affinity is None and self._next.taken is None:
+            now = self.clock()
+            # the lease is read against the worker's wall clock (queue.claim), not the engine's clock
+            until = time.time() + self.settings.lease
+            self._next.taken = queue.push_leased(conn, message, due_at=now, worker_id=taker, until=until)
+            return
         queue.push(conn, message, due_at=self.clock() + delay, held=held, affinity=affinity)
 
     def _emit(self, conn: Connection, event: str, ex: Any, st: Any = None, **kw: Any) -> None:

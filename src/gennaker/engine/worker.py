@@ -31,6 +31,10 @@ from gennaker.store.tables import executions, messages, stages, workers
 
 log = logging.getLogger("gennaker.worker")
 
+# How many messages in a row a task thread takes straight from the handler before it claims from the
+# queue again (oldest due first): a long chain must not keep a thread from the other executions.
+MAX_STREAK = 16
+
 
 class Worker:
     def __init__(
@@ -130,9 +134,19 @@ class Worker:
         """Handle a message, then keep claiming and handling the next due one on this same thread
         while there is one: a chain of stages then costs no hand-off between threads per step."""
         current: Delivery[Message] | None = msg
+        streak = 0  # messages taken straight from the previous handler: bounded, so chains stay fair
         while current is not None:
-            self._handle(current)
+            taken = self._handle(current, take_next=streak < MAX_STREAK)
             current = None
+            if taken is not None:
+                with self._lock:
+                    self._inflight[taken.id] = taken  # its lease is extended by the heartbeat from now on
+                if self._stop.is_set():
+                    self._give_back(taken)
+                    return
+                current, streak = taken, streak + 1
+                continue
+            streak = 0
             if self._stop.is_set():
                 return
             s = self.settings
@@ -146,18 +160,29 @@ class Worker:
                 with self._lock:
                     self._inflight[current.id] = current
 
-    def _handle(self, msg: Delivery[Message]) -> None:
-        with logcontext.bound(msg.message.execution_id, stage_of(msg.message)):
-            self._handle_bound(msg)
+    def _give_back(self, msg: Delivery[Message]) -> None:
+        """A message taken while stopping: due now for the other workers instead of after its lease."""
+        try:
+            queue.release(self.db, msg, self.id, time.time())
+        except DBAPIError as exc:
+            log.warning("could not give back message %s (its lease will expire): %s", msg.id, exc.orig)
+        finally:
+            with self._lock:
+                self._inflight.pop(msg.id, None)
 
-    def _handle_bound(self, msg: Delivery[Message]) -> None:
+    def _handle(self, msg: Delivery[Message], take_next: bool = False) -> Delivery[Message] | None:
+        with logcontext.bound(msg.message.execution_id, stage_of(msg.message)):
+            return self._handle_bound(msg, take_next)
+
+    def _handle_bound(self, msg: Delivery[Message], take_next: bool) -> Delivery[Message] | None:
+        """Handle a message; returns the next one its handler pushed leased to us, if it did."""
         try:
             if msg.attempts > 1:
                 self._count(counters.REDELIVERIES)
             if msg.attempts > self.settings.max_message_attempts:
                 self.engine.dead_letter(msg, self.id, "giving up")
             else:
-                self.engine.handle(msg, self.id)
+                return self.engine.handle(msg, self.id, take_next=take_next)
         except LeaseLost as exc:
             log.info("%s", exc)
         except Exception as exc:
@@ -173,6 +198,7 @@ class Worker:
         finally:
             with self._lock:
                 self._inflight.pop(msg.id, None)
+        return None
 
     def _count(self, name: str) -> None:
         try:
