@@ -274,6 +274,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     ap.add_argument("--section", default="Engine (bench/engine.py)", help="the docs/benchmarks.md section to write")
+    ap.add_argument("--print-only", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -282,7 +283,7 @@ def main() -> None:
         rows += throughput(tmp, 50 if args.quick else 200, [1, 2, 4])
     body = [machine_line(), "", "| measurement | result |", "|---|---|", *rows]
     print("\n".join(body))
-    if not args.quick:
+    if not args.quick and not args.print_only:
         write_section(args.section, "\n".join(body))
 
 
