@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from gennaker.cloud.provider import TAG_APPLICATION
+from gennaker.ops.alarms.plan import TAG_TIER
 from gennaker.ops.incidents.settings import IncidentSettings, Rule
 
 if TYPE_CHECKING:
@@ -31,8 +33,15 @@ def alarm_key(account: str | None, region: str | None, alarm: str) -> str:
     return f"{account or '-'}|{region or '-'}|{alarm}"
 
 
+# The alarms ``gennaker alarms apply`` creates carry their resource's tier and application in
+# Gennaker's own tags (not the resource's ``criticality``/``application``): read those as a fallback,
+# or no rule on criticality would ever match the alarms Gennaker recommends.
 def application_of(t: AlarmTransition, settings: IncidentSettings) -> str | None:
-    return t.application or t.tags.get(settings.application_tag) or None
+    return t.application or t.tags.get(settings.application_tag) or t.tags.get(TAG_APPLICATION) or None
+
+
+def criticality_of(t: AlarmTransition, settings: IncidentSettings) -> str | None:
+    return t.tags.get(settings.criticality_tag) or t.tags.get(TAG_TIER) or None
 
 
 def matches(rule: Rule, t: AlarmTransition, settings: IncidentSettings) -> bool:
@@ -42,7 +51,7 @@ def matches(rule: Rule, t: AlarmTransition, settings: IncidentSettings) -> bool:
     for key, pattern in m.tags.items():
         if key not in t.tags or not fnmatchcase(t.tags[key], pattern):
             return False
-    if m.criticality is not None and t.tags.get(settings.criticality_tag) not in m.criticality:
+    if m.criticality is not None and criticality_of(t, settings) not in m.criticality:
         return False
     if m.business_hours is not None and settings.business_hours.contains(t.at) != m.business_hours:
         return False
