@@ -24,7 +24,17 @@ ACCOUNT, REGION = "sandbox", "us-east-1"
 LEVEL_1_DELAY = 1.5
 
 
-def config_yaml(endpoint: str, receiver_url: str, extra: str = "") -> str:
+def config_yaml(
+    endpoint: str,
+    receiver_url: str,
+    extra: str = "",
+    *,
+    more_channels: str = "",
+    incident_channels: str = "[ops]",
+    incidents_extra: str = "",
+) -> str:
+    """``more_channels``: lines under notifications.channels (4-space indent); ``incidents_extra``:
+    lines under incidents (2-space indent)."""
     return f"""\
 accounts:
   {ACCOUNT}:
@@ -40,10 +50,10 @@ notifications:
     ops: {{type: webhook, url: "{receiver_url}/ops"}}
     pager: {{type: webhook, url: "{receiver_url}/pager"}}
     second: {{type: webhook, url: "{receiver_url}/second"}}
-incidents:
+{more_channels}incidents:
   quiet_period: 0.5
-  channels: [ops]
-  escalation: oncall
+  channels: {incident_channels}
+{incidents_extra}  escalation: oncall
   rules:
     - {{name: high, match: {{criticality: [high]}}, priority: P1}}
     - {{name: low, match: {{criticality: [low]}}, priority: P5}}
