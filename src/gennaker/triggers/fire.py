@@ -52,6 +52,22 @@ class Catalog:
                     out.append(cached[1])
         return out
 
+    def one(self, conn: Connection, name: str) -> Pipeline | None:
+        """One registered pipeline (a firing needs only its own: one indexed read, not all of them)."""
+        row = conn.execute(
+            select(pipelines.c.text, pipelines.c.updated_at).where(
+                pipelines.c.name == name, pipelines.c.registered.is_(True)
+            )
+        ).first()
+        if row is None:
+            return None
+        with self._lock:
+            cached = self._parsed.get(name)
+            if cached is None or cached[0] != row.updated_at:
+                cached = (row.updated_at, self._parse(name, row.text))
+                self._parsed[name] = cached
+            return cached[1]
+
     def _parse(self, name: str, text: str | None) -> Pipeline | None:
         if not text:
             return None

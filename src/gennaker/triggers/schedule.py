@@ -103,7 +103,7 @@ class TriggerJobs:
         p = job.payload
         name, index, at = str(p["pipeline"]), int(p["index"]), float(p["at"])
         with ctx.db.read() as conn:
-            pipeline = next((x for x in self.catalog.registered(conn) if x.name == name), None)
+            pipeline = self.catalog.one(conn, name)
         trigger = pipeline.triggers[index] if pipeline is not None and index < len(pipeline.triggers) else None
         if (
             pipeline is None
@@ -136,7 +136,7 @@ class TriggerJobs:
         p = job.payload
         name, index = str(p["pipeline"]), int(p["index"])
         with ctx.db.read() as conn:
-            pipeline = next((x for x in self.catalog.registered(conn) if x.name == name), None)
+            pipeline = self.catalog.one(conn, name)
         trigger = pipeline.triggers[index] if pipeline is not None and index < len(pipeline.triggers) else None
         if pipeline is None or not isinstance(trigger, ImageTrigger) or not trigger.enabled:
             return Done(note="the trigger is gone: polling stops")
@@ -171,9 +171,14 @@ class TriggerJobs:
         return Done(then=[nxt])
 
     # ---- pipeline ------------------------------------------------------------------------------------
+    @staticmethod
+    def wants(event: ExecutionEvent) -> bool:
+        """Only an execution's ending can start another pipeline."""
+        return event.event in ("pipeline.complete", "pipeline.failed")
+
     def listener(self, conn: Connection, event: ExecutionEvent) -> None:
         """Told by the engine inside the transaction that ends an execution."""
-        if not event.event.startswith("pipeline.") or event.event == "pipeline.starting":
+        if not self.wants(event):
             return
         for child, i, t in self.catalog.with_triggers(conn, "pipeline"):
             if isinstance(t, PipelineTrigger) and t.pipeline == event.pipeline and event.status in t.status:
@@ -186,7 +191,7 @@ class TriggerJobs:
         p = job.payload
         name, parent_id = str(p["pipeline"]), str(p["parent"])
         with ctx.db.read() as conn:
-            pipeline = next((x for x in self.catalog.registered(conn) if x.name == name), None)
+            pipeline = self.catalog.one(conn, name)
             parent = conn.execute(
                 select(executions.c.pipeline, executions.c.status).where(executions.c.id == parent_id)
             ).first()
