@@ -31,12 +31,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: int, fmt: str) -> None:
-    """Replace the root handlers (a second call, e.g. in tests, must not add a second handler)."""
+    """Log to stderr as ``fmt`` says. Like ``logging.basicConfig``, text lines are not added where the
+    host already handles logging (a test runner capturing it); JSON lines are asked for, so they are.
+    Calling it again replaces only the handler it added before."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "gennaker", False)]:
+        root.removeHandler(old)
+    root.setLevel(level)
+    if fmt != "json" and root.handlers:
+        return
     handler = logging.StreamHandler()
+    handler.gennaker = True  # type: ignore[attr-defined]
     handler.addFilter(IdsFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
