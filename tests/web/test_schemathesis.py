@@ -52,7 +52,9 @@ def test_no_server_errors(app_and_token: tuple[Any, str]) -> None:
                 case.method, case.formatted_path, params=kwargs.get("params"), json=kwargs.get("json"), headers=headers
             )
             sent.append(r.status_code)
-            if r.status_code >= 500:
+            # /readyz's 503 is its answer, documented in the schema (this app runs no worker)
+            documented = case.formatted_path == "/readyz" and r.status_code == 503 and "no worker" in r.text
+            if r.status_code >= 500 and not documented:
                 failures.append(f"{case.method} {case.formatted_path} -> {r.status_code}: {r.text[:200]}")
 
         check()
