@@ -332,7 +332,8 @@ class HAProxy:
         )
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
-            raise HAProxyError(f"haproxy rejected {self.config_path}: {detail[-1] if detail else 'unknown error'}")
+            said = detail[-1] if detail else f"it exited with status {result.returncode} and said nothing"
+            raise HAProxyError(f"haproxy rejected {self.config_path}: {said}")
 
     # --- the process ---------------------------------------------------------------------------
     def pid(self) -> int | None:
