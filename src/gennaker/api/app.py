@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from gennaker import __version__
 from gennaker.api import alarms as alarms_api
 from gennaker.api import canary as canary_api
+from gennaker.api import cloud, executions, hooks, incident_actions, incidents, telemetry
 from gennaker.api import costs as costs_api
 from gennaker.api import notifications as notifications_api
-from gennaker.api import cloud, executions, hooks, incident_actions, incidents, telemetry
 from gennaker.api import ops as ops_api
 from gennaker.api import triggers as triggers_api
 from gennaker.api.limits import BodyLimit
