@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -214,6 +217,26 @@ def _frontend(name: str) -> str:
     return f"fe:{name}"
 
 
+# A Unix socket's path must fit in 108 bytes, and haproxy binds "<path>.<pid>.tmp" first.
+MAX_SOCKET_PATH = 90
+
+
+def admin_socket_path(state_dir: Path) -> Path:
+    """``state_dir/admin.sock``, or, when that path is too long for a Unix socket (a deep state
+    directory), the same name in a private directory of our own under the temporary directory,
+    named after the state directory so that every process finds the same one."""
+    near = Path(state_dir) / "admin.sock"
+    if len(str(near)) <= MAX_SOCKET_PATH:
+        return near
+    digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+    private = Path(tempfile.gettempdir()) / f"gennaker-{os.getuid()}-{digest}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    info = private.lstat()
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise HAProxyError(f"{private} is not a private directory of this user: refusing to put the admin socket there")
+    return private / "admin.sock"
+
+
 class HAProxy:
     """The haproxy process Gennaker owns, in ``state_dir``."""
 
@@ -223,7 +246,7 @@ class HAProxy:
         self.start_timeout = start_timeout
         self.config_path = self.state_dir / "haproxy.cfg"
         self.model_path = self.state_dir / "haproxy.json"
-        self.socket_path = self.state_dir / "admin.sock"
+        self.socket_path = admin_socket_path(self.state_dir)
         self.pid_path = self.state_dir / "haproxy.pid"
         self.server_state_path = self.state_dir / "haproxy.servers-state"
         self._lock_path = self.state_dir / "haproxy.lock"
@@ -325,7 +348,7 @@ class HAProxy:
 
     def check_config(self) -> None:
         result = subprocess.run(
-            [find_haproxy(self.binary), "-c", "-q", "-f", str(self.config_path)],
+            [find_haproxy(self.binary), "-c", "-f", str(self.config_path)],
             capture_output=True,
             text=True,
             timeout=30,
