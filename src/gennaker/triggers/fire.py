@@ -7,6 +7,7 @@ second server replica running the same schedule — finds the key taken and star
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,11 +19,16 @@ from sqlalchemy.exc import IntegrityError
 
 from gennaker.engine.model import new_id
 from gennaker.engine.operations import start_execution_in
+from gennaker.errors import Problem, ValidationFailed
+from gennaker.spec.limits import DEFAULT_LIMITS, Limits
 from gennaker.spec.models import Pipeline
-from gennaker.spec.triggers import Trigger
+from gennaker.spec.triggers import PipelineTrigger, Trigger
+from gennaker.spec.yamlload import load_yaml
 from gennaker.store.db import Database
 from gennaker.store.tables import pipelines
 from gennaker.triggers.tables import trigger_deliveries, trigger_firings
+
+log = logging.getLogger("gennaker.triggers")
 
 MAX_SUMMARY = 500  # characters of a commit message or author kept with a delivery
 
@@ -41,16 +47,9 @@ class Catalog:
         rows = conn.execute(
             select(pipelines.c.name, pipelines.c.text, pipelines.c.updated_at).where(pipelines.c.registered.is_(True))
         ).all()
-        out = []
         with self._lock:
-            for row in rows:
-                cached = self._parsed.get(row.name)
-                if cached is None or cached[0] != row.updated_at:
-                    cached = (row.updated_at, self._parse(row.name, row.text))
-                    self._parsed[row.name] = cached
-                if cached[1] is not None:
-                    out.append(cached[1])
-        return out
+            found = [self._version(row.name, row.updated_at, row.text) for row in rows]
+        return [p for p in found if p is not None]
 
     def one(self, conn: Connection, name: str) -> Pipeline | None:
         """One registered pipeline (a firing needs only its own: one indexed read, not all of them)."""
@@ -62,11 +61,15 @@ class Catalog:
         if row is None:
             return None
         with self._lock:
-            cached = self._parsed.get(name)
-            if cached is None or cached[0] != row.updated_at:
-                cached = (row.updated_at, self._parse(name, row.text))
-                self._parsed[name] = cached
-            return cached[1]
+            return self._version(name, row.updated_at, row.text)
+
+    def _version(self, name: str, updated_at: float, text: str | None) -> Pipeline | None:
+        """The parsed document of this version of ``name`` (parsed once; the caller holds the lock)."""
+        cached = self._parsed.get(name)
+        if cached is None or cached[0] != updated_at:
+            cached = (updated_at, self._parse(name, text))
+            self._parsed[name] = cached
+        return cached[1]
 
     def _parse(self, name: str, text: str | None) -> Pipeline | None:
         if not text:
@@ -74,9 +77,7 @@ class Catalog:
         try:
             return self.parse(text, f"<registered pipeline {name}>")
         except Exception:  # valid when registered; a config change may have made it invalid since
-            import logging
-
-            logging.getLogger("gennaker.triggers").exception("registered pipeline %s no longer loads", name)
+            log.exception("registered pipeline %s no longer loads", name)
             return None
 
     def with_triggers(self, conn: Connection, kind: str) -> list[tuple[Pipeline, int, Trigger]]:
@@ -189,37 +190,33 @@ def last_firings(conn: Connection) -> dict[str, dict[str, Any]]:
     return out
 
 
-def refuse_cycles(conn: Connection, catalog: Catalog, pipeline: Pipeline, limits: Any = None) -> None:
+def refuse_cycles(conn: Connection, catalog: Catalog, pipeline: Pipeline, limits: Limits = DEFAULT_LIMITS) -> None:
     """Registering ``pipeline`` must not close a loop of pipeline triggers (a → b → a would start
     executions forever): refused with the trigger's line and column."""
-    from gennaker.errors import ValidationFailed
-    from gennaker.spec.triggers import PipelineTrigger
-    from gennaker.spec.yamlload import load_yaml
-
     # parent -> children that start after it, with this document in place of its registered version
     after: dict[str, set[str]] = {}
     for p in [x for x in catalog.registered(conn) if x.name != pipeline.name] + [pipeline]:
         for t in p.triggers:
             if isinstance(t, PipelineTrigger):
                 after.setdefault(t.pipeline, set()).add(p.name)
-    problems = []
-    for i, t in enumerate(pipeline.triggers):
-        if not isinstance(t, PipelineTrigger):
-            continue
-        # a loop through this trigger: from this pipeline, following "starts after", back to its parent
-        path = _path(after, pipeline.name, t.pipeline)
-        if path is not None:
-            loop = " → ".join([t.pipeline, *path])
-            doc = load_yaml(pipeline.text or "", pipeline.source or "<pipeline>", limits) if pipeline.text else None
-            message = f"pipeline triggers would loop: {loop}"
-            if doc is None:
-                from gennaker.errors import Problem
-
-                problems.append(Problem(pipeline.source or "<pipeline>", 1, 1, message))
-            else:
-                problems.append(doc.problem(("triggers", i, "pipeline"), message))
-    if problems:
-        raise ValidationFailed(problems)
+    # a loop through a trigger: from this pipeline, following "starts after", back to that trigger's parent
+    loops = [
+        (i, " → ".join([t.pipeline, *path]))
+        for i, t in enumerate(pipeline.triggers)
+        if isinstance(t, PipelineTrigger) and (path := _path(after, pipeline.name, t.pipeline)) is not None
+    ]
+    if not loops:
+        return
+    file = pipeline.source or "<pipeline>"
+    doc = load_yaml(pipeline.text, file, limits) if pipeline.text else None
+    raise ValidationFailed(
+        [
+            doc.problem(("triggers", i, "pipeline"), f"pipeline triggers would loop: {loop}")
+            if doc is not None
+            else Problem(file, 1, 1, f"pipeline triggers would loop: {loop}")
+            for i, loop in loops
+        ]
+    )
 
 
 def _path(after: dict[str, set[str]], start: str, goal: str) -> list[str] | None:
