@@ -5,15 +5,11 @@ with its server group), with the issue's PromQL template: ``${scope}`` is the gr
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from gennaker.engine import operations as ops
 from gennaker.metrics import store as canary_store
@@ -21,12 +17,11 @@ from gennaker.runtime import build_runtime
 from gennaker.sandbox.traffic import failures
 from gennaker.spec.config import load_config
 from tests.canary.test_canary_local import ACCOUNT, Local, _groups, _stage, local, version_source
-from tests.conftest import free_port
 from tests.core.conftest import FAST, finished, stage_status
+from tests.metrics.test_prometheus import PROMETHEUS, running_prometheus
 
 __all__ = ["local"]
 
-PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
 
 ERRORS = (
     '(sum(rate(http_requests_total{server_group="${scope}",status=~"5.."}[4s])) or vector(0))'
@@ -61,32 +56,13 @@ stages:
 def prometheus(local: Local) -> Iterator[str]:
     if PROMETHEUS is None:
         pytest.skip("Debian's prometheus is not installed (apt-get install prometheus)")
-    targets = local.provider.instances.targets_dir
     root = local.tmp / "prometheus-server"
     root.mkdir()
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [
-            {"job_name": "shop", "file_sd_configs": [{"files": [f"{targets}/*.json"], "refresh_interval": "1s"}]}
-        ],
-    }
-    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={root / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(root / "prometheus.log").open("w"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with running_prometheus(root, f"{local.provider.instances.targets_dir}/*.json") as (url, process):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"prometheus exited: {(root / 'prometheus.log').read_text()[-2000:]}")
             try:
                 if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
                     break
@@ -96,12 +72,6 @@ def prometheus(local: Local) -> Iterator[str]:
         else:
             pytest.fail(f"prometheus did not start: {(root / 'prometheus.log').read_text()[-2000:]}")
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_the_provider_writes_a_target_per_running_instance(local: Local) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,27 +59,17 @@ class App:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if PROMETHEUS is None:
-        pytest.skip("Debian's prometheus is not installed (apt-get install prometheus)")
-    root = tmp_path_factory.mktemp("prometheus")
-    apps = {"a": App(0.10), "b": App(0.50)}
-    (root / "targets").mkdir()
-    for group, app in apps.items():  # one file per instance, like the local provider writes
-        target = [{"targets": [f"127.0.0.1:{app.port}"], "labels": {"server_group": group}}]
-        (root / "targets" / f"{group}.json").write_text(json.dumps(target))
+@contextmanager
+def running_prometheus(root: Path, targets: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Debian's Prometheus scraping every second the file_sd targets matching ``targets``, on a free
+    port, its data and log under ``root``; stopped on leaving."""
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": "app",
-                "file_sd_configs": [{"files": [str(root / "targets" / "*.json")], "refresh_interval": "1s"}],
-            }
-        ],
+        "scrape_configs": [{"job_name": "app", "file_sd_configs": [{"files": [targets], "refresh_interval": "1s"}]}],
     }
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
+    assert PROMETHEUS is not None
     process = subprocess.Popen(
         [
             PROMETHEUS,
@@ -90,29 +81,45 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=(root / "prometheus.log").open("w"),
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # ready, and at least 8 samples of both groups
-            if process.poll() is not None:
-                pytest.fail(f"prometheus exited: {(root / 'prometheus.log').read_text()[-2000:]}")
-            try:
-                answer = httpx.get(f"{url}/api/v1/query", params={"query": "count_over_time(demo_latency_seconds[1m])"})
-                result = answer.json()["data"]["result"] if answer.status_code == 200 else []
-                if len(result) == 2 and all(float(r["value"][1]) >= 8 for r in result):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("prometheus collected no samples of both groups in 60 s")
-        yield url
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if PROMETHEUS is None:
+        pytest.skip("Debian's prometheus is not installed (apt-get install prometheus)")
+    root = tmp_path_factory.mktemp("prometheus")
+    apps = {"a": App(0.10), "b": App(0.50)}
+    (root / "targets").mkdir()
+    for group, app in apps.items():  # one file per instance, like the local provider writes
+        target = [{"targets": [f"127.0.0.1:{app.port}"], "labels": {"server_group": group}}]
+        (root / "targets" / f"{group}.json").write_text(json.dumps(target))
+    try:
+        with running_prometheus(root, str(root / "targets" / "*.json")) as (url, process):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # ready, and at least 8 samples of both groups
+                if process.poll() is not None:
+                    pytest.fail(f"prometheus exited: {(root / 'prometheus.log').read_text()[-2000:]}")
+                try:
+                    query = {"query": "count_over_time(demo_latency_seconds[1m])"}
+                    answer = httpx.get(f"{url}/api/v1/query", params=query)
+                    result = answer.json()["data"]["result"] if answer.status_code == 200 else []
+                    if len(result) == 2 and all(float(r["value"][1]) >= 8 for r in result):
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            else:
+                pytest.fail("prometheus collected no samples of both groups in 60 s")
+            yield url
+    finally:
         for app in apps.values():
             app.server.shutdown()
 
