@@ -111,7 +111,7 @@ class StoreCollector(Collector):
             yield _stage_durations(conn)
             yield from _queue(conn, now)
             yield from _totals(conn)
-            yield from _deploys(conn)
+            yield from _deploys(conn, [n for n, t in self.runtime.registry.items() if t.capabilities.deploys])
             yield from _canaries(conn)
             yield from _audit(conn)
             live = conn.execute(
@@ -200,10 +200,13 @@ def _totals(conn: Any) -> Iterator[Metric]:
         yield CounterMetricFamily(f"gennaker_{name}", what, value=got.get(name, 0))
 
 
-def _deploys(conn: Any) -> Iterator[Metric]:
-    """Stages whose type declares the ``deploys`` capability (read from each stage, not its type name)."""
+def _deploys(conn: Any, types: list[str]) -> Iterator[Metric]:
+    """Stages whose type declares the ``deploys`` capability. ``types`` (from the registry) narrows the
+    read to their rows; the capability recorded with each stage decides."""
     rows = conn.execute(
-        select(stages.c.status, stages.c.config, stages.c.context).where(stages.c.ended_at.is_not(None))
+        select(stages.c.status, stages.c.config, stages.c.context).where(
+            stages.c.ended_at.is_not(None), stages.c.type.in_(types)
+        )
     )
     deploys: Counter[tuple[str, str]] = Counter()
     rollbacks: Counter[tuple[str, str]] = Counter()
