@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 import gennaker.engine.job_tables
 import gennaker.metrics.tables
 import gennaker.ops.costs.tables
+import gennaker.ops.dr.tables
 import gennaker.ops.incidents.tables
 import gennaker.ops.notifications.tables
 import gennaker.ops.tables
