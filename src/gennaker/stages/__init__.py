@@ -13,6 +13,7 @@ def default_registry() -> dict[str, StageType[Any]]:
     from gennaker.stages.canary import Canary
     from gennaker.stages.cleanup import CleanupServerGroups
     from gennaker.stages.deploy import Deploy
+    from gennaker.stages.dr_drill import DrDrill
     from gennaker.stages.find_image import FindImage
     from gennaker.stages.manual_judgment import ManualJudgmentStage
     from gennaker.stages.readiness_gate import ReadinessGate
@@ -30,6 +31,7 @@ def default_registry() -> dict[str, StageType[Any]]:
         RunStage(), WaitStage(), ManualJudgmentStage(),
         Bake(), FindImage(), Deploy(), EnableServerGroup(), DisableServerGroup(), ResizeServerGroup(),
         DestroyServerGroup(), RollbackCluster(), CleanupServerGroups(), ReadinessGate(), Canary(),
+        DrDrill(),
     ]  # fmt: skip
     return {t.type: t for t in types}
 
