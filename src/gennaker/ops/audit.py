@@ -61,13 +61,18 @@ def _unknowns(check: Check, failures: list[Failure], snapshot: Snapshot) -> list
     return out
 
 
-def evaluate(snapshot: Snapshot, settings: OpsSettings, checks: list[Check]) -> list[Finding]:
+def evaluate(
+    snapshot: Snapshot,
+    settings: OpsSettings,
+    checks: list[Check],
+    drills: dict[str, list[dict[str, Any]]] | None = None,
+) -> list[Finding]:
     by_type = snapshot.by_type()
     findings: list[Finding] = []
     for check in checks:
         failed = [f for f in snapshot.failures if f.type in check.needs]
         missing = [t for t in check.needs if t not in snapshot.types]
-        inv = Inventory(by_type, snapshot.accounts, snapshot.failures, snapshot.created_at, check.needs)
+        inv = Inventory(by_type, snapshot.accounts, snapshot.failures, snapshot.created_at, check.needs, drills)
         results = [_finding(check, r) for r in check.fn(inv, settings)] if not missing else []
         results += _unknowns(check, failed, snapshot)
         if missing:
@@ -177,6 +182,7 @@ def run_audit(
     snapshot: Snapshot | None = None,
     progress: Progress | None = None,
     now: dt.datetime | None = None,
+    drills: dict[str, list[dict[str, Any]]] | None = None,
 ) -> AuditResult:
     """Audit ``snapshot`` if given (reuse), else collect exactly the types the chosen checks need."""
     chosen = select(checks)
@@ -191,7 +197,7 @@ def run_audit(
             types=needed_types(chosen),
             progress=progress,
         )
-    findings = evaluate(snapshot, settings, chosen)
+    findings = evaluate(snapshot, settings, chosen, drills)  # drills: ops/drill_facts.py
     when = now or dt.datetime.now(dt.UTC)
     expired = apply_suppressions(findings, suppressions or [], when.date())
     return AuditResult(str(uuid.uuid4()), when, snapshot, findings, [c.id for c in chosen], expired)

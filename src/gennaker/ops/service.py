@@ -9,6 +9,7 @@ from gennaker.ops import store
 from gennaker.ops.audit import AuditResult, run_audit
 from gennaker.ops.checks import needed_types, select
 from gennaker.ops.collect import Progress, account_regions, audited_accounts, collect
+from gennaker.ops.drill_facts import recent_successful_drills
 from gennaker.ops.model import Snapshot
 from gennaker.ops.organization import discover_accounts
 from gennaker.ops.settings import OpsSettings
@@ -65,6 +66,7 @@ def audit_and_store(
         suppressions=suppressions,
         snapshot=snapshot,
         progress=progress,
+        drills=recent_successful_drills(db, settings),  # the DR checks name recent drills
     )
     if snapshot is None:
         store.save_snapshot(db, result.snapshot)

@@ -42,6 +42,8 @@ class OpsSettings(BaseModel):
     snapshot_warn_days: float = 7
     snapshot_fail_days: float = 30
     dr_copy_max_age_days: float = 7
+    # A DR check names a successful DR drill of the item's application this recent (ops/checks/dr.py).
+    dr_drill_max_age_days: float = Field(default=90, gt=0)
     failover_factor: float = Field(default=2.0, ge=1)
     required_tags: dict[str, list[str]] = Field(default_factory=lambda: {"*": ["Owner", "Environment", "Application"]})
     password_min_length: int = Field(default=14, ge=6)

@@ -64,8 +64,12 @@ class Inventory:
         failures: list[Failure],
         now: dt.datetime,
         needs: tuple[str, ...] = (),
+        drills: dict[str, list[dict[str, Any]]] | None = None,
     ):
         self._by_type = by_type
+        # Facts from outside the cloud, handed in by the audit's caller (checks never query the
+        # database): application -> its recent successful DR drills, newest first (ops/drill_facts.py).
+        self.drills = drills or {}
         self._failed: dict[tuple[str, str, str], Failure] = {(f.type, f.account, f.region): f for f in failures}
         self._needs = needs
         self._all_accounts = accounts

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from gennaker.ops.checks.base import Inventory, Result, Subject, fail, na, ok, unknown
+from gennaker.ops.checks.base import CheckFn, Inventory, Result, Subject, fail, na, ok, unknown
 from gennaker.ops.checks.common import (
     age_hours,
     archive_rule,
@@ -20,6 +21,91 @@ from gennaker.ops.checks.common import (
 from gennaker.ops.checks.ha import quota_usage
 from gennaker.ops.model import Resource
 from gennaker.ops.settings import OpsSettings
+
+# Which drill scenarios exercise what a check looks at (the drill facts: ops/drill_facts.py).
+IMAGE_SCENARIOS = ("region_loss",)
+DATA_SCENARIOS = ("region_loss", "restore_data")
+DNS_SCENARIOS = ("failover_dns", "region_loss")
+APP_TAGS = ("Application", "gennaker:application")
+
+
+def _minutes(seconds: Any) -> str:
+    return f"{float(seconds) / 60:.1f} min" if isinstance(seconds, int | float) else "n/a"
+
+
+def last_drill(
+    inv: Inventory, s: OpsSettings, application: str | None, scenarios: tuple[str, ...], region: str | None = None
+) -> dict[str, Any] | None:
+    """The newest successful drill of ``application`` among ``scenarios`` (into ``region`` when
+    given) started within ``dr_drill_max_age_days`` of the inventory's time."""
+    if not application:
+        return None
+    since = inv.now.timestamp() - s.dr_drill_max_age_days * 86400
+    return next(
+        (
+            d
+            for d in inv.drills.get(application, [])
+            if d.get("scenario") in scenarios
+            and float(d.get("started_at") or 0) >= since
+            and (region is None or d.get("to_region") in (None, region))
+        ),
+        None,
+    )
+
+
+def with_drill(
+    result: Result,
+    inv: Inventory,
+    s: OpsSettings,
+    application: str | None,
+    scenarios: tuple[str, ...],
+    region: str | None = None,
+) -> Result:
+    """``result`` with its message naming the application's last successful drill, when recent."""
+    d = last_drill(inv, s, application, scenarios, region)
+    if d is None:
+        return result
+    days = max(0.0, (inv.now.timestamp() - float(d["started_at"])) / 86400)
+    note = (
+        f"drilled: {d['scenario']} drill {d['id']} into {d.get('to_region') or '?'} succeeded "
+        f"{days:.0f} d ago (RTO {_minutes(d.get('rto_s'))}, RPO {_minutes(d.get('rpo_s'))})"
+    )
+    return dataclasses.replace(result, message=f"{result.message}; {note}")
+
+
+def _data_drilled(check: CheckFn) -> CheckFn:
+    """``check`` with each result about a data store tagged with an application naming that
+    application's last successful drill that restored data (into the account's DR region if set)."""
+
+    def drilled(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+        for r in check(inv, s):
+            target = r.subject
+            if not isinstance(target, Resource):
+                yield r
+                continue
+            yield with_drill(r, inv, s, _application(target), DATA_SCENARIOS, _dr_region(inv, target.account))
+
+    drilled.__doc__ = check.__doc__
+    return drilled
+
+
+def _dr_region(inv: Inventory, account: str) -> str | None:
+    try:
+        return inv.account(account).dr_region
+    except KeyError:  # a resource of an account the snapshot does not describe: any region
+        return None
+
+
+def _application(r: Resource) -> str | None:
+    return next((r.tags[t] for t in APP_TAGS if r.tags.get(t)), None)
+
+
+def _group_application(group: Any, members: list[Resource]) -> str | None:
+    if isinstance(group, Subject) and group.ref.startswith("Application="):
+        return group.ref.split("=", 1)[1]
+    if isinstance(group, Resource) and _application(group):
+        return _application(group)
+    return next((a for m in members if (a := _application(m))), None)
 
 
 def region_presence(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
@@ -41,12 +127,14 @@ def region_presence(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             and (im.attrs.get("SourceImageId") in amis or im.name in names)
         ]
         src = (members[0].account, members[0].region)
+        app = _group_application(group, members)
         if copies:
-            yield ok(group, f"AMI copies in {dr}: {', '.join(sorted(c.id for c in copies))}")
+            result = ok(group, f"AMI copies in {dr}: {', '.join(sorted(c.id for c in copies))}")
         elif why := inv.gap(src[0], dr, "ec2.image") or inv.gap(*src, "ec2.image", "autoscaling.group"):
-            yield unknown(group, f"cannot look for AMI copies in DR region {dr}: {why}")
+            result = unknown(group, f"cannot look for AMI copies in DR region {dr}: {why}")
         else:
-            yield fail(group, f"no copy of {', '.join(sorted(a for a in amis if a))} in DR region {dr}")
+            result = fail(group, f"no copy of {', '.join(sorted(a for a in amis if a))} in DR region {dr}")
+        yield with_drill(result, inv, s, app, IMAGE_SCENARIOS, dr)
 
 
 def _record_region(rec: Resource, where: dict[str, str]) -> str | None:
@@ -74,26 +162,39 @@ def route53_failover(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
                 yield fail(zone, f"public zone {zone.name} has no failover record sets")
     for (account, zid, name, rtype), recs in sorted(sets.items()):
         subject = Subject("route53.record_set", account, "global", f"{zid}/{name}/{rtype}")
-        primary = [r for r in recs if r.attrs["Failover"] == "PRIMARY"]
-        secondary = [r for r in recs if r.attrs["Failover"] == "SECONDARY"]
-        regions = {_record_region(r, where) for r in recs}
-        if not primary or not secondary:
-            yield fail(subject, f"{name} {rtype}: needs both PRIMARY and SECONDARY records")
-        elif not all(p.attrs.get("HealthCheckId") for p in primary):
-            yield fail(subject, f"{name} {rtype}: PRIMARY record has no health check")
-        elif None in regions:
-            yield unknown(subject, f"{name} {rtype}: cannot tell which region a target is in")
-        elif len(regions) < 2:
-            yield fail(subject, f"{name} {rtype}: PRIMARY and SECONDARY both point into {regions.pop()}")
-        else:
-            yield ok(subject, f"{name} {rtype}: failover between {', '.join(sorted(r or '' for r in regions))}")
+        # the application a failover set is for: its first label (as the drill finds it: cloud/aws/dr.py)
+        app = next(
+            (
+                a
+                for a in inv.drills
+                if a == name.split(".")[0] or any(str(r.attrs.get("SetIdentifier", "")).startswith(a) for r in recs)
+            ),
+            None,
+        )
+        result = _failover_result(subject, name, rtype, recs, where)
+        yield with_drill(result, inv, s, app, DNS_SCENARIOS, _dr_region(inv, account))
+
+
+def _failover_result(subject: Subject, name: str, rtype: str, recs: list[Resource], where: dict[str, str]) -> Result:
+    primary = [r for r in recs if r.attrs["Failover"] == "PRIMARY"]
+    secondary = [r for r in recs if r.attrs["Failover"] == "SECONDARY"]
+    regions = {_record_region(r, where) for r in recs}
+    if not primary or not secondary:
+        return fail(subject, f"{name} {rtype}: needs both PRIMARY and SECONDARY records")
+    if not all(p.attrs.get("HealthCheckId") for p in primary):
+        return fail(subject, f"{name} {rtype}: PRIMARY record has no health check")
+    if None in regions:
+        return unknown(subject, f"{name} {rtype}: cannot tell which region a target is in")
+    if len(regions) < 2:
+        return fail(subject, f"{name} {rtype}: PRIMARY and SECONDARY both point into {regions.pop()}")
+    return ok(subject, f"{name} {rtype}: failover between {', '.join(sorted(r or '' for r in regions))}")
 
 
 def _other_region(arns: list[str], region: str) -> list[str]:
     return [a for a in arns if a.startswith("arn:") and a.split(":")[3] != region]
 
 
-def rds_cross_region(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+def _rds_cross_region(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     global_members = {
         m["DBClusterArn"] for g in inv.of("rds.global_cluster") for m in g.attrs.get("GlobalClusterMembers", [])
     }
@@ -128,7 +229,7 @@ def _copies_to_other_region(plan: Resource) -> list[str]:
     ]
 
 
-def ebs_cross_region_copy(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+def _ebs_cross_region_copy(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     plan_copies = {(p.account, p.region): p for p in inv.of("backup.plan") if _copies_to_other_region(p)}
     latest = latest_snapshots(inv)
     for v in inv.of("ec2.volume"):
@@ -204,7 +305,7 @@ def _selected(sel: dict[str, Any], r: Resource) -> bool:
     return any(r.tags.get(key) == value for key, value in tag_rules)
 
 
-def backup_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
+def _backup_coverage(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
     selections = inv.of("backup.selection")
     latest = latest_snapshots(inv)
     max_h = s.rpo_hours or s.snapshot_fail_days * 24
@@ -254,3 +355,9 @@ def quota_dr_region(inv: Inventory, s: OpsSettings) -> Iterator[Result]:
             need, limit = max([u or 0.0 for u in used] or [0.0]), float(q.attrs.get("Value", 0))
             msg = f"{key}: DR quota {limit:g} vs primary usage {need:g}"
             yield ok(subject, msg) if limit >= need else fail(subject, msg)
+
+
+# The data-store checks, with the drill that restored the store's application named (see above).
+rds_cross_region = _data_drilled(_rds_cross_region)
+ebs_cross_region_copy = _data_drilled(_ebs_cross_region_copy)
+backup_coverage = _data_drilled(_backup_coverage)
