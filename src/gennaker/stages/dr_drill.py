@@ -145,7 +145,9 @@ class DrDrill(StageType[DrDrillConfig]):
     def drill(self, ctx: TaskContext[DrDrillConfig]) -> TaskResult:
         try:
             d = self._drill(ctx)
-        except GennakerError as exc:
+        except GennakerError as exc:  # e.g. an account that is not AWS: nothing was created
+            with ctx.services.db.begin() as conn:
+                store.finish_drill(conn, ctx.context["drill"]["id"], "FAILED", ended_at=ctx.now())
             return TaskResult.failed(str(exc))
         if d.s["phase"] != "steps":
             return TaskResult.succeeded()
