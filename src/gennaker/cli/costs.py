@@ -1,13 +1,18 @@
 """``gennaker costs``: spend by account, service, region, application, environment or tag, with the
-change against the previous period, a sparkline per row, the untagged share and the top movers."""
+change against the previous period, a sparkline per row, the untagged share and the top movers.
+
+With ``--server`` (and ``--token``) the report is read from the server's ``GET /api/costs`` instead of
+computed here (scoped there to the caller's applications; the server's cache and credentials), and
+printed the same way."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,9 +20,13 @@ from rich.table import Table
 from rich.text import Text
 
 from gennaker.cli import options
+from gennaker.cli.client import HttpClient
 from gennaker.cloud.aws.session import AwsSessions
+from gennaker.errors import GennakerError, InvalidInput
 from gennaker.ops.costs import CostQuery, CostReport, budgets, get_costs
 from gennaker.ops.costs.deploys import DeployCost, deploy_costs
+from gennaker.ops.costs.query import DIMENSIONS, Period
+from gennaker.ops.costs.report import CostRow
 from gennaker.spec.config import Config, load_config
 from gennaker.store.db import open_database
 
@@ -108,6 +117,51 @@ def print_report(console: Console, report: CostReport) -> None:
         console.print(f"Cost Explorer requests: {report.requests} ({how})", highlight=False)
     for note in report.notes:
         console.print(note, highlight=False)
+
+
+def report_from_dict(data: dict[str, Any]) -> CostReport:
+    """The report a server answered (``CostReport.as_dict``), rebuilt to print as a local one."""
+    try:
+        q = data["query"]
+        query = CostQuery(group_by=q["group_by"], period=q["period"], granularity=q["granularity"], metric=q["metric"])
+        day = date.fromisoformat
+        period = Period(day(data["start"]), day(data["end"]), day(data["previous_start"]), day(data["previous_end"]))
+        rows = [
+            CostRow(str(r["key"]), float(r["total"]), float(r["previous"]), [float(v) for v in r["series"]])
+            for r in data["rows"]
+        ]
+        return CostReport(
+            query,
+            str(data["source"]),
+            period,
+            [day(b) for b in data["buckets"]],
+            rows,
+            tagged_grouping=query.group_by not in DIMENSIONS,
+            requests=int(data["requests"]),
+            cached=bool(data["cached"]),
+            fetched_at=data.get("fetched_at"),
+            currency=str(data.get("currency") or "USD"),
+            notes=[str(n) for n in data.get("notes") or []],
+        )
+    except (KeyError, TypeError, ValueError) as exc:  # not a Gennaker server, or another version
+        raise GennakerError(
+            f"the server's /api/costs answer is not a cost report: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def server_costs(server: HttpClient, query: CostQuery, refresh: bool) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "by": query.group_by,
+        "period": query.period,
+        "granularity": query.granularity,
+        "metric": query.metric,
+    }
+    if refresh:
+        params["refresh"] = "true"
+    data = server._call("GET", "/api/costs", params=params)
+    if not isinstance(data, dict):
+        raise GennakerError("the server's /api/costs answer is not a cost report")
+    return data
 
 
 def budget_table(rows: list[budgets.Budget]) -> Table:
@@ -203,7 +257,32 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Spend by a dimension or tag over a period, against the period before (or, with --execution,
-        the instance-hours and cost of the extra group its red/black deploys kept)."""
+        the instance-hours and cost of the extra group its red/black deploys kept). With the global
+        --server (and --token), read from that server's API instead of computed here."""
+        o = ctx.obj
+        if getattr(o, "server", None):
+            client = HttpClient(o.server, o.user, o.token)
+            if execution is not None:
+                answer = client._call("GET", f"/api/executions/{execution}/cost")
+                try:
+                    rows = [DeployCost(**r) for r in answer or []]
+                except TypeError as exc:  # not a Gennaker server, or another version
+                    raise GennakerError(f"the server's execution cost answer is not understood: {exc}") from None
+                print_deploy_costs(rows, fmt)
+                return
+            if with_budgets:  # the API has no budgets endpoint: say so rather than mix sources
+                raise InvalidInput("--budgets reads AWS Budgets here: it cannot be combined with --server")
+            query = CostQuery(group_by=by, period=period, granularity=granularity.value, metric=metric.value)
+            data = server_costs(client, query, refresh)
+            if fmt is Format.json:  # the server's answer as it came: the same document as a local run
+                typer.echo(json.dumps(data, indent=2))
+                return
+            report = report_from_dict(data)
+            if fmt is Format.csv:
+                typer.echo(csv_text(report), nl=False)
+            else:
+                print_report(Console(), report)
+            return
         if execution is not None:
             cfg = load_config(config or getattr(ctx.obj, "config", None))
             rows = deploy_costs(open_database(db or getattr(ctx.obj, "db", None)), execution, cfg.costs.rates)
