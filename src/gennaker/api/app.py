@@ -17,6 +17,7 @@ from gennaker.api import alarms as alarms_api
 from gennaker.api import canary as canary_api
 from gennaker.api import cloud, executions, hooks, incident_actions, incidents, telemetry
 from gennaker.api import costs as costs_api
+from gennaker.api import dr as dr_api
 from gennaker.api import notifications as notifications_api
 from gennaker.api import ops as ops_api
 from gennaker.api import triggers as triggers_api
@@ -95,6 +96,7 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
     app.include_router(costs_api.router)
     app.include_router(notifications_api.router)
     app.include_router(incidents.router)
+    app.include_router(dr_api.router)
     app.include_router(incident_actions.router)  # actions reaching beyond the incident (rollback)
     app.include_router(hooks.router)  # authenticated by signatures, not logins (see api/hooks.py)
     mount(app, runtime)  # the console, access control (middleware), tokens and the audit log
