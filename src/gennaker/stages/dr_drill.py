@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gennaker.errors import GennakerError
 from gennaker.ops.dr import store
@@ -48,6 +48,14 @@ class DrDrillConfig(StageConfig):
     instance_type: str = "t3.small"
     health_timeout: Duration = 900.0  # how long a restore or the server group may take
     dns_wait: Duration = 60.0  # how long to wait for Route 53 to see the inverted health check
+
+    @model_validator(mode="after")
+    def _other_region(self) -> DrDrillConfig:
+        # region_loss deploys behind the application's load balancer in to_region: in the primary
+        # region that would be production's. restore_data only makes new resources, so it may.
+        if self.scenario != "restore_data" and self.from_region == self.to_region:
+            raise ValueError(f"{self.scenario} needs to_region to differ from from_region ({self.from_region})")
+        return self
 
 
 def _options(cfg: DrDrillConfig) -> dict[str, Any]:

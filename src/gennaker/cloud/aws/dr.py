@@ -134,7 +134,9 @@ class AwsDrSite:
         return self._snapshots(application) + self._db_snapshots(application) + self._buckets(application)
 
     def _snapshots(self, application: str) -> list[DataCopy]:
-        ec2, seen, newest = self._c("ec2"), set(), {}  # type: ignore[var-annotated]
+        ec2 = self._c("ec2")
+        seen: set[str] = set()
+        newest: dict[str, DataCopy] = {}
         owner = self.sessions.account(self.account).account_id
         for key in APP_TAG_KEYS:
             for s in ec2.paginate(

@@ -99,6 +99,9 @@ class Drill:
         acct = services.config.account(state["account"])
         if acct.kind != "aws":
             raise ConfigError(f"account {state['account']} is kind {acct.kind}: DR drills run on AWS accounts")
+        for region in (state["from_region"], state["to_region"]):
+            if region not in acct.regions and region != acct.dr_region:
+                raise ConfigError(f"region {region} is not configured for account {state['account']}")
         self.dr = AwsDrSite(services.aws, state["account"], state["to_region"])
         self.primary = AwsDrSite(services.aws, state["account"], state["from_region"])
 
