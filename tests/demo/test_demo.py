@@ -24,6 +24,7 @@ STAGES = (
     "Unit Tests",
     "Deploy Canary",
     "Deploy To Prod",
+    "DR Drill",
     "Cleanup Old Server Groups",
 )
 
@@ -65,6 +66,10 @@ def test_demo_auto_approve_succeeds_quietly(tmp_path: Path) -> None:
     for stage in STAGES:
         assert stage in r.stdout
     assert (tmp_path / "demo" / "gennaker.yml").read_text().startswith("# Gennaker configuration for the local sandbox")
+    # the DR drill recovered shop in us-west-2 from the sandbox's copies, and says where its report is
+    drill = re.search(r"DR drill (\w+): drill succeeded: RTO \S+, RPO \S+", r.stdout)
+    assert drill is not None, r.stdout[-3000:]
+    assert re.search(rf"report:  http://127\.0\.0\.1:\d+/applications/shop/dr/{drill.group(1)}", r.stdout)
     assert_quiet(r)
 
 

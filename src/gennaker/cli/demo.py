@@ -293,10 +293,29 @@ def _aws_demo(work: Path, port: int, port_note: str | None, auto_approve: bool, 
         out.print(f"\nSimulated AWS: {box.endpoint}   config: {work / 'gennaker.yml'}", highlight=False)
         _announce(base, execution_id, pipeline.name, port_note)
         final = _follow(rt, execution_id, auto_approve)
+        _print_drill(final, base)
         return _finish(rt, server, base, final, execution_id, auto_approve)
     finally:
         metrics.stop()
         box.stop()
+
+
+def _print_drill(final: dict[str, Any], base: str) -> None:
+    """The DR drill the pipeline ran (its dr_drill stage): figures and where its report is."""
+    for s in final["stages"]:
+        outputs = s.get("outputs") or {}
+        if s.get("type") != "dr_drill" or not outputs.get("drill_id"):
+            continue
+        app = s.get("application") or final.get("application") or "shop"
+        out.print(
+            f"\nDR drill {outputs['drill_id']}: {s.get('message') or s['status']}", highlight=False, soft_wrap=True
+        )
+        for line in (outputs.get("report") or {}).get("missing") or []:
+            out.print(f"  missing: {line}", highlight=False, soft_wrap=True)
+        out.print(
+            f"  report:  {base}/applications/{app}/dr/{outputs['drill_id']}  (and on the READINESS tab)",
+            highlight=False,
+        )
 
 
 # --- the local demo --------------------------------------------------------------------------------

@@ -104,10 +104,12 @@ def seed_audit_examples(sessions: AwsSessions, account: str, region: str) -> Non
     batch = _run(ec2, subnets[0], 2, "reports")
     ec2.allocate_address(Domain="vpc")
     s3.create_bucket(Bucket=f"gennaker-audit-scratch-{region}", **location)
+    # (the misconfigured application's: shop's data has snapshots, copied to the DR region by the
+    # sandbox's DR seed, so `gennaker dr drill shop` has every store to restore)
     ec2.create_volume(
         AvailabilityZone=f"{region}b",
         Size=8,
-        TagSpecifications=[{"ResourceType": "volume", "Tags": _tags(Application="shop")}],
+        TagSpecifications=[{"ResourceType": "volume", "Tags": _tags(Application="reports")}],
     )
     silent = sns.create_topic(Name="nobody-listens")["TopicArn"]
     _alarm(cw, "reports-cpu", batch[0], silent)

@@ -11,11 +11,13 @@ from typing import Any
 
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.errors import ConfigError
+from gennaker.sandbox.dr import DOMAIN, DrSite, seed_dr
 from gennaker.sandbox.seed import ShopWorld, seed_shop
 from gennaker.spec.config import config_from_text
 
 ACCOUNT = "sandbox"
 REGIONS = ("us-east-1", "us-west-2")
+DR_REGION = REGIONS[1]  # where shop's copies are (gennaker.sandbox.dr): the audit's and the drills' DR region
 # Static keys: moto accepts any; they only keep boto3 from looking for real credentials.
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
@@ -39,7 +41,7 @@ def _check_port(port: int) -> None:
             raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
 
 
-def config_text(endpoint: str, world: ShopWorld | None = None) -> str:
+def config_text(endpoint: str, world: ShopWorld | None = None, dr: DrSite | None = None) -> str:
     """A ready ``gennaker.yml`` for the sandbox, with the seeded ids as comments for pipelines."""
     lines = [
         "# Gennaker configuration for the local sandbox (simulated AWS; nothing here is real).",
@@ -47,6 +49,7 @@ def config_text(endpoint: str, world: ShopWorld | None = None) -> str:
         f"  {ACCOUNT}:",
         f'    endpoint_url: "{endpoint}"',
         f"    regions: [{', '.join(REGIONS)}]",
+        f"    dr_region: {DR_REGION}",
         f"    aws_access_key_id: {ACCESS_KEY}",
         f"    aws_secret_access_key: {SECRET_KEY}",
         "    max_attempts: 3  # simulated AWS answers 500 for APIs it lacks: do not back off for a minute",
@@ -62,6 +65,13 @@ def config_text(endpoint: str, world: ShopWorld | None = None) -> str:
             f"#   base image:     {world.base_image_id} (shop-base-ubuntu-22.04)",
             f"#   release image:  {world.release_image_id} (shop-1.0.0)",
             f"#   serving:        {world.server_group}",
+        ]
+    if dr is not None:
+        lines += [
+            f"# Its DR site in {dr.region}, for DR drills (gennaker dr drill shop) and the audit's DR checks:",
+            f"#   image copy:     {dr.image_copy}; snapshot copies: {len(dr.snapshot_copies)}",
+            f"#   load balancer:  shop-dr ({dr.load_balancer_dns}), warm standby {dr.standby_instance}",
+            f"#   failover:       {DOMAIN} (zone {dr.zone_id}, health check {dr.health_check})",
         ]
     return "\n".join(lines) + "\n"
 
@@ -106,13 +116,15 @@ class Sandbox:
     world: ShopWorld
     server: Any
     audit_seeded: bool
+    dr: DrSite | None = None
 
     def stop(self) -> None:
         self.server.stop()
 
 
-def start_sandbox(port: int | None = None, audit_examples: bool = True) -> Sandbox:
-    """Run simulated AWS on 127.0.0.1:``port`` (a free one when None) seeded with ``shop``."""
+def start_sandbox(port: int | None = None, audit_examples: bool = True, dr_site: bool = True) -> Sandbox:
+    """Run simulated AWS on 127.0.0.1:``port`` (a free one when None) seeded with ``shop`` (and,
+    with ``dr_site``, its copies and standby in the DR region)."""
     try:
         import moto.server  # noqa: F401  (the sandbox's one optional dependency)
     except ImportError as exc:
@@ -131,7 +143,8 @@ def start_sandbox(port: int | None = None, audit_examples: bool = True) -> Sandb
         sessions = AwsSessions(config_from_text(config_text(endpoint)))
         world = seed_shop(sessions, ACCOUNT, REGIONS[0])
         audit = _seed_audit_examples(sessions, ACCOUNT, REGIONS[0]) if audit_examples else False
+        dr = seed_dr(sessions, world, DR_REGION) if dr_site else None  # after the examples: copies their shop volume
     except BaseException:
         server.stop()
         raise
-    return Sandbox(endpoint, config_text(endpoint, world), world, server, audit)
+    return Sandbox(endpoint, config_text(endpoint, world, dr), world, server, audit, dr)
