@@ -20,6 +20,7 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
 
     from gennaker.web import api, canary, cloud_actions, console, events, incidents, login, pages
     from gennaker.web import costs as costs_pages
+    from gennaker.web import dr as dr_pages
     from gennaker.web.middleware import Guard
     from gennaker.web.state import HERE, WebState
 
@@ -34,5 +35,6 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     app.include_router(canary.router)
     app.include_router(incidents.router)
     app.include_router(costs_pages.router)
+    app.include_router(dr_pages.router)  # a DR drill's report page
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(Guard, web=web)

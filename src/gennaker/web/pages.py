@@ -15,6 +15,7 @@ from gennaker.web import queries, sources, store
 from gennaker.web.access import Principal
 from gennaker.web.api import TokenIn, create_token_for, revoke_token_for
 from gennaker.web.deps import back, principal, render, web_state
+from gennaker.web.dr import readiness_drills
 from gennaker.web.state import WebState
 
 router = APIRouter(include_in_schema=False)
@@ -64,7 +65,13 @@ def tasks_tab(request: Request, app: str, web: WebDep) -> Response:
 @router.get("/applications/{app}/readiness", response_class=HTMLResponse)
 async def readiness_tab(request: Request, app: str, web: WebDep, me: PrincipalDep) -> Response:
     data = await run_in_threadpool(sources.readiness, web.runtime, app, me.readable() is None)
-    return render(request, "readiness.html", app=app, tab="readiness", data=data)
+    drills = await run_in_threadpool(dr_drills, web, app)  # next to the audit (web/dr.py)
+    return render(request, "readiness.html", app=app, tab="readiness", data=data, drills=drills)
+
+
+def dr_drills(web: WebState, app: str) -> dict[str, Any]:
+    with web.db.read() as conn:
+        return readiness_drills(conn, app)
 
 
 @router.get("/audit", response_class=HTMLResponse)
