@@ -45,13 +45,24 @@ def test_cli_drill_drills_and_the_api(
     assert code == 0, err
     assert "region_loss" in out and "restore_data" in out and "first" in out
 
+    code, out, err = _cli(capfd, *base, "drill", "shop", "--keep", "--format", "json")
+    assert code == 0, err
+    kept = json.loads(out)
+    assert kept["report"]["kept"] is True and kept["report"]["teardown"] == []
+    code, out, err = _cli(capfd, *base, "teardown", kept["id"])
+    assert code == 0, err
+    assert "destroyed server group shop-drill" in out and "deleted volume" in out
+    code, out, err = _cli(capfd, *base, "teardown", kept["id"])  # again: nothing left, no error
+    assert code == 0 and "nothing tagged with this drill is left" in out, (out, err)
+
     code, out, err = _cli(capfd, *base, "drill", "shop", "--rto", "soon")
     assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
     rt = build_runtime(db, config=config)
     client = admin_client(create_app(rt))
     listed = client.get("/api/dr/drills", params={"application": "shop"})
-    assert listed.status_code == 200 and [d["scenario"] for d in listed.json()] == ["restore_data", "region_loss"]
+    assert listed.status_code == 200
+    assert [d["scenario"] for d in listed.json()] == ["region_loss", "restore_data", "region_loss"]
     one = client.get(f"/api/dr/drills/{row['id']}")
     assert one.status_code == 200 and one.json()["report"]["steps"][0]["name"] == "discover"
     assert client.get("/api/dr/drills/nope").status_code == 404

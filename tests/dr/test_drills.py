@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from gennaker.cloud.aws.dr import AwsDrSite
+from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
 from gennaker.ops.collect import collect
 from gennaker.ops.dr import store
@@ -146,11 +147,5 @@ def test_keep_leaves_what_the_drill_built(world: DrWorld, services: SimpleNamesp
     assert row["status"] == "SUCCEEDED" and row["report"]["kept"] is True
     left = _left(sessions, row["id"])
     assert any(x.startswith("auto scaling group shop-drill") for x in left), left
-    AwsDrSite(sessions, ACCOUNT, DR).tear_down(row["id"], lambda name: _destroy(sessions, name))
+    AwsDrSite(sessions, ACCOUNT, DR).tear_down(row["id"], AwsProvider(sessions, ACCOUNT, DR).destroy_server_group)
     assert _left(sessions, row["id"]) == []
-
-
-def _destroy(sessions: AwsSessions, name: str) -> None:
-    from gennaker.cloud.aws.provider import AwsProvider
-
-    AwsProvider(sessions, ACCOUNT, DR).destroy_server_group(name)

@@ -138,6 +138,30 @@ def drill(
         raise typer.Exit(1)
 
 
+@dr_app.command("teardown")
+def teardown(
+    ctx: typer.Context,
+    drill_id: Annotated[str, typer.Argument(parser=options.name, help="The drill's id.")],
+) -> None:
+    """Destroy what a drill left (one run with --keep, or an interrupted tear-down), by its tag."""
+    from gennaker.cloud import registry
+    from gennaker.cloud.aws.dr import AwsDrSite
+
+    o = ctx.obj
+    rt = build_runtime(o.db, o.config)
+    with rt.db.read() as conn:
+        row = store.get_drill(conn, drill_id)
+    site = AwsDrSite(rt.services.aws, row["account"], row["to_region"])
+    provider = registry.provider_for(rt.services, row["account"], row["to_region"])
+    done = site.tear_down(drill_id, provider.destroy_server_group) + site.restore_health_checks(drill_id)
+    for line in done or ["nothing tagged with this drill is left"]:
+        typer.echo(line)
+    left = site.drill_resources(drill_id)
+    if left:
+        typer.echo("still there (being deleted?): " + ", ".join(left))
+        raise typer.Exit(1)
+
+
 @dr_app.command("drills")
 def drills(
     ctx: typer.Context,

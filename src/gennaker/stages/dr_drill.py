@@ -179,7 +179,12 @@ class DrDrill(StageType[DrDrillConfig]):
         except GennakerError as exc:  # AWS refused or failed: every tear-down step is safe to repeat
             errors = int(d.s.get("teardown_errors", 0)) + 1
             if errors >= 5:
-                return TaskResult.failed(f"tear-down of drill {d.s['id']} failed: {exc}", context={"drill": d.s})
+                message = f"tear-down of drill {d.s['id']} failed: {exc}"
+                report = d.report()
+                report["missing"].append(f"{message}; what is tagged gennaker:drill={d.s['id']} may be left")
+                with ctx.services.db.begin() as conn:
+                    store.finish_drill(conn, d.s["id"], "FAILED", report=report, ended_at=ctx.now())
+                return TaskResult.failed(message, context={"drill": d.s})
             ctx.log(f"tear-down: {exc}; trying again")
             return TaskResult.running(after=5.0, context={"drill": {**d.s, "teardown_errors": errors}})
         if d.s["phase"] != "done":
