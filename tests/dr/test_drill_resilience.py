@@ -81,3 +81,28 @@ def test_cancel_mid_drill_tears_down_and_ends_canceled(
         row = store.get_drill(conn, drill_id)
     assert row["status"] == "CANCELED"
     assert any("destroyed server group" in line for line in logs)
+
+
+def test_a_drill_stopped_by_its_timeout_ends_failed(
+    world: DrWorld, services: SimpleNamespace, sessions: AwsSessions
+) -> None:
+    saved: dict[str, Any] = {}
+    raw = {**RAW, "timeout": "10m"}
+
+    def deployed(task: str, context: dict[str, Any]) -> bool:
+        drill = context.get("drill") or {}
+        return bool(drill) and drill["steps"][drill["cursor"]]["name"] == "serving"
+
+    with pytest.raises(Interrupted):
+        run_stage(DrDrill(), raw, services, on_call=interrupt_when(deployed, saved))
+    stage = DrDrill()
+    config = stage.Config.model_validate({"id": "deploy", "type": "dr_drill", **raw})
+    clock = Clock()
+    ctx = TaskContext(execution_id="ex-1", stage_id="deploy", pipeline="p", application="shop", trigger={},
+                      config=config, context=dict(saved), outputs={}, attempt=1, stage_started_at=clock.t - 601,
+                      services=services, log=lambda _line: None, now=clock.now)  # fmt: skip
+    stage.on_cancel(ctx)  # what the engine does when the stage's timeout expires
+    with services.db.read() as conn:
+        row = store.get_drill(conn, saved["drill"]["id"])
+    assert row["status"] == "FAILED" and "timed out after 10m" in row["report"]["missing"][-1]
+    assert _left(sessions, row["id"]) == []

@@ -230,5 +230,12 @@ class DrDrill(StageType[DrDrillConfig]):
         d.cancel()
         for line in d.s["teardown"]:
             ctx.log(f"cancel: {line}")
+        # The engine also stops a stage this way when its ``timeout:`` expires: that is a failure.
+        timed_out = ctx.config.timeout is not None and ctx.elapsed > ctx.config.timeout
+        report = d.report()
+        if timed_out:
+            report["missing"].append(f"the drill timed out after {format_duration(ctx.config.timeout or 0)}")
         with ctx.services.db.begin() as conn:
-            store.finish_drill(conn, d.s["id"], "CANCELED", report=d.report(), ended_at=ctx.now())
+            store.finish_drill(
+                conn, d.s["id"], "FAILED" if timed_out else "CANCELED", report=report, ended_at=ctx.now()
+            )
