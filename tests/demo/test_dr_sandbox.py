@@ -87,3 +87,19 @@ def test_failover_dns_drill_finds_the_sandbox_records(box: Sandbox, tmp_path: Pa
     assert got["dns_config"] == got["secondary_alive"] == got["invert_primary"] == "PASS"  # warm standby alive
     # simulated Route 53 evaluates no health check and answers no TestDNSAnswer: UNKNOWN, never PASS
     assert got["primary_unhealthy"] == got["dns_answer"] == "UNKNOWN"
+
+
+def test_gennaker_dr_drill_shop_in_the_sandbox(box: Sandbox, tmp_path: Path) -> None:
+    """The command as the issue writes it: no options, the sandbox config's one account and dr_region."""
+    from typer.testing import CliRunner
+
+    from gennaker.cli import app
+
+    (tmp_path / "gennaker.yml").write_text(box.config_text)
+    env = {"GENNAKER_CONFIG": str(tmp_path / "gennaker.yml"), "GENNAKER_DB": f"sqlite:///{tmp_path / 'cli.db'}"}
+    r = CliRunner().invoke(app, ["dr", "drill", "shop", "--rto", "30m", "--rpo", "1h"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "region_loss of shop, us-east-1 -> us-west-2" in r.output and "status SUCCEEDED" in r.output
+    assert "missing:" not in r.output
+    listed = CliRunner().invoke(app, ["dr", "drills", "shop"], env=env)
+    assert listed.exit_code == 0 and "region_loss" in listed.output, listed.output

@@ -293,14 +293,14 @@ def _aws_demo(work: Path, port: int, port_note: str | None, auto_approve: bool, 
         out.print(f"\nSimulated AWS: {box.endpoint}   config: {work / 'gennaker.yml'}", highlight=False)
         _announce(base, execution_id, pipeline.name, port_note)
         final = _follow(rt, execution_id, auto_approve)
-        _print_drill(final, base)
+        _print_drill(final, base, work)
         return _finish(rt, server, base, final, execution_id, auto_approve)
     finally:
         metrics.stop()
         box.stop()
 
 
-def _print_drill(final: dict[str, Any], base: str) -> None:
+def _print_drill(final: dict[str, Any], base: str, work: Path) -> None:
     """The DR drill the pipeline ran (its dr_drill stage): figures and where its report is."""
     for s in final["stages"]:
         outputs = s.get("outputs") or {}
@@ -315,6 +315,12 @@ def _print_drill(final: dict[str, Any], base: str) -> None:
         out.print(
             f"  report:  {base}/applications/{app}/dr/{outputs['drill_id']}  (and on the READINESS tab)",
             highlight=False,
+        )
+        out.print(
+            f"  another: gennaker --config {work / 'gennaker.yml'} --db {work / 'gennaker.db'} dr drill {app} "
+            "--scenario failover_dns",
+            highlight=False,
+            soft_wrap=True,
         )
 
 

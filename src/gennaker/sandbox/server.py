@@ -49,7 +49,7 @@ def config_text(endpoint: str, world: ShopWorld | None = None, dr: DrSite | None
         f"  {ACCOUNT}:",
         f'    endpoint_url: "{endpoint}"',
         f"    regions: [{', '.join(REGIONS)}]",
-        f"    dr_region: {DR_REGION}",
+        *([f"    dr_region: {dr.region}"] if dr is not None else []),
         f"    aws_access_key_id: {ACCESS_KEY}",
         f"    aws_secret_access_key: {SECRET_KEY}",
         "    max_attempts: 3  # simulated AWS answers 500 for APIs it lacks: do not back off for a minute",
@@ -122,9 +122,14 @@ class Sandbox:
         self.server.stop()
 
 
-def start_sandbox(port: int | None = None, audit_examples: bool = True, dr_site: bool = True) -> Sandbox:
-    """Run simulated AWS on 127.0.0.1:``port`` (a free one when None) seeded with ``shop`` (and,
-    with ``dr_site``, its copies and standby in the DR region)."""
+def start_sandbox(port: int | None = None, audit_examples: bool = True, dr_site: bool | None = None) -> Sandbox:
+    """Run simulated AWS on 127.0.0.1:``port`` (a free one when None) seeded with ``shop``, and with
+    ``dr_site`` its copies and warm standby in the DR region (``dr_region`` in the config). By default
+    the DR site comes with the audit examples: the full sandbox (``gennaker demo``, ``gennaker
+    sandbox``) has both; the bare ``shop`` (``audit_examples=False``: the console's and the deploy
+    bench's world) has neither, so what they measure and count is unchanged."""
+    if dr_site is None:
+        dr_site = audit_examples
     try:
         import moto.server  # noqa: F401  (the sandbox's one optional dependency)
     except ImportError as exc:
