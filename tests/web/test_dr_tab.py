@@ -109,6 +109,7 @@ def test_readiness_tab_shows_the_last_drills_and_links_their_reports(
     recent = [r.get_attribute("data-drill") for r in panel.locator("[data-testid=dr-recent] tbody tr").all()]
     assert recent == [drills["restore"], drills["loss"], drills["old"]]
     assert drills["other"] not in page.content()
+    assert "succeeded in the last 90 days" in panel.locator("[data-testid=dr-window]").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "readiness-dr-drills.png"), full_page=True)
 

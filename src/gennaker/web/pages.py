@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gennaker.errors import GennakerError
+from gennaker.ops.settings import ops_settings
 from gennaker.web import queries, sources, store
 from gennaker.web.access import Principal
 from gennaker.web.api import TokenIn, create_token_for, revoke_token_for
@@ -71,7 +72,12 @@ async def readiness_tab(request: Request, app: str, web: WebDep, me: PrincipalDe
 
 def dr_drills(web: WebState, app: str) -> dict[str, Any]:
     with web.db.read() as conn:
-        return readiness_drills(conn, app)
+        drills = readiness_drills(conn, app)
+    try:  # the window in which the audit's DR checks name a drill (said on the tab)
+        drills["window_days"] = ops_settings(web.runtime.config.ops).dr_drill_max_age_days
+    except GennakerError:
+        drills["window_days"] = None  # invalid ops settings: the audit itself says so
+    return drills
 
 
 @router.get("/audit", response_class=HTMLResponse)
