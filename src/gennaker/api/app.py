@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from gennaker import __version__
+from gennaker.api import accounts as accounts_api
 from gennaker.api import alarms as alarms_api
 from gennaker.api import canary as canary_api
 from gennaker.api import cloud, executions, hooks, incident_actions, incidents, telemetry
@@ -94,6 +95,7 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
     app.include_router(telemetry.router)
     app.include_router(triggers_api.router)
     app.include_router(costs_api.router)
+    app.include_router(accounts_api.router)
     app.include_router(notifications_api.router)
     app.include_router(incidents.router)
     app.include_router(dr_api.router)

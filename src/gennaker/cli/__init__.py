@@ -94,11 +94,12 @@ def version() -> None:
 
 def _register_all() -> None:
     # Imported here, not at the top: each module imports this one's helpers (a cycle otherwise).
-    from gennaker.cli import alarms, canary, cloud, core, costs, demo, incidents, notifications, ops, triggers, web
-    from gennaker.cli import dr
+    from gennaker.cli import accounts as accounts_commands
+    from gennaker.cli import alarms, canary, cloud, core, costs, demo, dr, incidents, notifications, ops, triggers, web
 
     for module in (core, cloud, ops, web, demo, canary, alarms, costs, incidents, notifications, triggers, dr):
         module.register(app)
+    accounts_commands.register(app)
 
 
 _register_all()

@@ -18,6 +18,7 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     # Imported here: the migration imports gennaker.web.tables, which must not pull in the web stack.
     from fastapi.staticfiles import StaticFiles
 
+    from gennaker.web import accounts as accounts_pages
     from gennaker.web import api, canary, cloud_actions, console, events, incidents, login, pages
     from gennaker.web import costs as costs_pages
     from gennaker.web import dr as dr_pages
@@ -35,6 +36,7 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     app.include_router(canary.router)
     app.include_router(incidents.router)
     app.include_router(costs_pages.router)
+    app.include_router(accounts_pages.router)
     app.include_router(dr_pages.router)  # a DR drill's report page
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(Guard, web=web)
