@@ -182,11 +182,14 @@ def _read_tree(sessions: AwsSessions, mgmt: str) -> tuple[dict[str, Any], list[O
 def _probe(sessions: AwsSessions, name: str) -> tuple[str | None, str | None]:
     """(account id, None) when the account answers with its credentials (role assumed), else
     (None, the reason)."""
-    region = global_region(sessions.account(name).regions)
+    acct = sessions.account(name)
+    region = global_region(acct.regions)
     try:
         return str(sessions.client(name, region, "sts").get_caller_identity()["Account"]), None
     except (CloudError, BotoCoreError) as exc:
-        return None, _reason(exc)
+        # the session (and the role assumed for it) is made with the first client: name the role
+        first = isinstance(exc, CloudError) and exc.call in ("AssumeRole", "CreateClient")
+        return None, (f"role {acct.role_arn} cannot be assumed: " if acct.role_arn and first else "") + _reason(exc)
 
 
 def application_of(tags: dict[str, str], workload_tags: list[str]) -> str | None:
