@@ -271,6 +271,20 @@ def report(runs: dict[str, dict[str, Any]], pr: dict[str, Any], args: argparse.N
     lines += [f"- {f}" for f in base.get("failures", [])]
     if sample:
         lines += ["", f"An UNKNOWN finding of the failing service, budget on: `{sample['reason']}`"]
+    lines += [
+        "",
+        "Notes:",
+        "- Budget off is botocore's retries alone (9 attempts a call with back-off): the APIs simulated AWS",
+        "  lacks answer 500 on every call, so even the clean account waits about a minute, and a service",
+        "  answering 503 costs 9 attempts on every call. With the budget a failing (account, region, service)",
+        "  spends at most 3 retries in a row, then each call is tried once and fails at once with the last",
+        "  AWS error; its checks say UNKNOWN with that reason, the others' results are unchanged.",
+        "- The remaining wall time with the budget is mostly those 3 retries' back-off (botocore's own,",
+        "  up to 1 + 2 + 4 s) on the keys that fail, and the simulator serving the calls on 2 shared cores.",
+        "- Prowler runs its own checks (security, many more than Gennaker's readiness checks) and writes",
+        "  compliance outputs after the scan; its wall time includes its start-up. Its findings are counted",
+        "  from its findings CSV by STATUS.",
+    ]
     return "\n".join(lines)
 
 
