@@ -268,7 +268,10 @@ class AwsSessions:
             base = boto3.session.Session()
         session = base
         if acct.role_arn:
-            sts = base.client("sts", endpoint_url=acct.endpoint_url, config=self._boto_config)
+            # In the account's first region: a fresh machine has no default region, and STS answers
+            # regionally (the global endpoint is only us-east-1's alias).
+            region = acct.regions[0] if acct.regions else "us-east-1"
+            sts = base.client("sts", region_name=region, endpoint_url=acct.endpoint_url, config=self._boto_config)
             kwargs: dict[str, Any] = {"RoleArn": acct.role_arn, "RoleSessionName": "gennaker"}
             if acct.external_id:
                 kwargs["ExternalId"] = acct.external_id
