@@ -34,3 +34,36 @@ def test_bad_fields_are_refused(change: dict[str, str], message: str) -> None:
 
 def test_restore_data_may_stay_in_the_primary_region() -> None:
     assert drill_config(**{**BASE, "to_region": "us-east-1", "scenario": "restore_data"}).to_region == "us-east-1"
+
+
+STAGE = """name: p
+application: shop
+stages:
+  - id: drill
+    type: dr_drill
+    account: prod
+    from_region: us-east-1
+    to_region: {to}
+    application: {app}
+"""
+
+
+@pytest.mark.parametrize(
+    ("to", "app", "where"),
+    [
+        ("mars-1", "shop", "p.yml:8:5: to_region"),
+        ("'" + "x" * 10_000 + "'", "shop", "p.yml:8:5: to_region"),
+        ("'us-west-2; rm -rf /'", "shop", "p.yml:8:5: to_region"),
+        ("us-west-2", "'a b;c'", "p.yml:9:5: application"),
+        ("us-west-2", "'" + "a" * 5000 + "'", "p.yml:9:5: application"),
+    ],
+    ids=["not-a-region", "huge-region", "shell-region", "bad-application", "huge-application"],
+)
+def test_hostile_stage_fields_are_located_problems(to: str, app: str, where: str) -> None:
+    from gennaker.errors import ValidationFailed
+    from gennaker.spec.pipeline import pipeline_from_text
+    from gennaker.stages import stage_schemas
+
+    with pytest.raises(ValidationFailed) as info:
+        pipeline_from_text(STAGE.format(to=to, app=app), stage_schemas(default_registry()), "p.yml")
+    assert str(info.value).startswith(where) and len(str(info.value)) < 400, str(info.value)[:400]

@@ -16,6 +16,7 @@ from gennaker.api.scope import ReadableDep
 from gennaker.engine import operations as ops
 from gennaker.errors import InvalidInput
 from gennaker.ops.dr import store
+from gennaker.ops.dr.service import check_account
 from gennaker.runtime import Runtime
 from gennaker.stages.dr_drill import DrDrillConfig
 
@@ -96,13 +97,14 @@ def start_drill(
         "objectives": {k: v for k, v in {"rto": body.rto, "rpo": body.rpo}.items() if v is not None},
         "keep": body.keep,
     }
+    if body.account not in rt.config.accounts:
+        raise InvalidInput(f"unknown account '{body.account}'")
     try:
-        DrDrillConfig.model_validate(stage)
+        cfg = DrDrillConfig.model_validate(stage)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidInput(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
-    if body.account not in rt.config.accounts:
-        raise InvalidInput(f"unknown account '{body.account}'")
+    check_account(rt.config, cfg)
     text = json.dumps({"name": f"dr-drill-{application}", "application": application, "stages": [stage]})
     pipeline = rt.pipeline_from_text(text, "<dr drill>")
     return DrillStarted(execution_id=ops.start_execution(rt.db, pipeline, {}, actor))

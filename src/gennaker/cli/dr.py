@@ -22,7 +22,7 @@ from gennaker.cli.client import HttpClient
 from gennaker.cli.render import console as make_console
 from gennaker.errors import ConfigError, InvalidInput
 from gennaker.ops.dr import store
-from gennaker.ops.dr.service import drill_config, run_in_process
+from gennaker.ops.dr.service import check_account, drill_config, run_in_process
 from gennaker.runtime import build_runtime
 from gennaker.spec.config import Config
 from gennaker.spec.durations import format_duration
@@ -115,6 +115,8 @@ def drill(
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidInput(f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
+    if not o.server:  # the server checks against its own configuration
+        check_account(rt.config, cfg)
     if o.server:
         body = {"account": account, "from_region": frm, "to_region": to, "scenario": scenario.value,
                 "rto": rto, "rpo": rpo, "keep": keep}  # fmt: skip

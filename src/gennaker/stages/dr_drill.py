@@ -13,17 +13,20 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gennaker.errors import GennakerError
 from gennaker.ops.dr import store
 from gennaker.ops.dr.drill import Drill, new_state
 from gennaker.ops.dr.tables import dr_drills
 from gennaker.spec.durations import Duration, format_duration
-from gennaker.spec.models import StageConfig
+from gennaker.spec.models import ID_PATTERN, StageConfig
 from gennaker.stages.base import StageType, Task, TaskContext, TaskResult
 
 Scenario = Literal["region_loss", "restore_data", "failover_dns"]
+# An AWS region's shape (us-east-1, us-gov-west-1, ap-southeast-2): checked where the document is
+# loaded, with its position; whether the account has it is checked when the drill starts.
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
 
 
 class Objectives(BaseModel):
@@ -37,17 +40,24 @@ class Objectives(BaseModel):
 
 
 class DrDrillConfig(StageConfig):
-    account: str
+    account: str = Field(min_length=1, max_length=100)
     application: str | None = None  # default: the pipeline's application
-    from_region: str
-    to_region: str
+    from_region: str = Field(max_length=50, pattern=REGION_PATTERN)
+    to_region: str = Field(max_length=50, pattern=REGION_PATTERN)
     scenario: Scenario = "region_loss"
     objectives: Objectives = Field(default_factory=Objectives)
     keep: bool = False  # leave what the drill built (an inverted health check is put back anyway)
     capacity: int = Field(default=1, ge=1, le=20)  # instances of the DR server group
-    instance_type: str = "t3.small"
+    instance_type: str = Field(default="t3.small", max_length=50, pattern=r"^[a-z0-9-]+\.[a-z0-9-]+$")
     health_timeout: Duration = 900.0  # how long a restore or the server group may take
     dns_wait: Duration = 60.0  # how long to wait for Route 53 to see the inverted health check
+
+    @field_validator("application")
+    @classmethod
+    def _application_name(cls, v: str | None) -> str | None:
+        if v is not None and not ID_PATTERN.match(v):
+            raise ValueError(f"'{v[:40]}' is not a valid application name (letters, digits, '-', '_')")
+        return v
 
     @model_validator(mode="after")
     def _other_region(self) -> DrDrillConfig:

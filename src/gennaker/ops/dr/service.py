@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gennaker.engine.model import new_id
+from gennaker.errors import InvalidInput
 from gennaker.ops.dr import store
 from gennaker.stages.base import TaskContext, TaskResult
 from gennaker.stages.dr_drill import DrDrill, DrDrillConfig
@@ -43,6 +44,22 @@ def drill_config(
             **extra,
         }
     )
+
+
+def check_account(config: Any, cfg: DrDrillConfig) -> None:
+    """Refuse, before anything is recorded, a drill the account cannot run: an unknown or non-AWS
+    account, or a region it does not have (the same rule the drill applies when it starts)."""
+    acct = config.accounts.get(cfg.account)
+    if acct is None:
+        raise InvalidInput(f"unknown account '{cfg.account}' (known: {', '.join(sorted(config.accounts)) or 'none'})")
+    if acct.kind != "aws":
+        raise InvalidInput(f"account {cfg.account} is kind {acct.kind}: DR drills run on AWS accounts")
+    allowed = [*acct.regions, *([acct.dr_region] if acct.dr_region else [])]
+    for field, region in (("from_region", cfg.from_region), ("to_region", cfg.to_region)):
+        if region not in allowed:
+            raise InvalidInput(
+                f"{field}: region {region} is not configured for account {cfg.account} ({', '.join(allowed)})"
+            )
 
 
 def run_in_process(
