@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gennaker.errors import GennakerError
 from gennaker.ops.dr import store
-from gennaker.ops.dr.drill import Drill, new_state
+from gennaker.ops.dr.drill import Drill, new_state, scrub
 from gennaker.ops.dr.tables import dr_drills
 from gennaker.spec.durations import Duration, format_duration
 from gennaker.spec.models import ID_PATTERN, StageConfig
@@ -166,7 +166,7 @@ class DrDrill(StageType[DrDrillConfig]):
         except GennakerError as exc:  # e.g. an account that is not AWS: nothing was created
             with ctx.services.db.begin() as conn:
                 store.finish_drill(conn, ctx.context["drill"]["id"], "FAILED", ended_at=ctx.now())
-            return TaskResult.failed(str(exc))
+            return TaskResult.failed(scrub(str(exc)))
         if d.s["phase"] != "steps":
             return TaskResult.succeeded()
         before = [s["status"] for s in d.s["steps"]]
@@ -189,13 +189,13 @@ class DrDrill(StageType[DrDrillConfig]):
         except GennakerError as exc:  # AWS refused or failed: every tear-down step is safe to repeat
             errors = int(d.s.get("teardown_errors", 0)) + 1
             if errors >= 5:
-                message = f"tear-down of drill {d.s['id']} failed: {exc}"
+                message = d.scrub(f"tear-down of drill {d.s['id']} failed: {exc}")
                 report = d.report()
                 report["missing"].append(f"{message}; what is tagged gennaker:drill={d.s['id']} may be left")
                 with ctx.services.db.begin() as conn:
                     store.finish_drill(conn, d.s["id"], "FAILED", report=report, ended_at=ctx.now())
                 return TaskResult.failed(message, context={"drill": d.s})
-            ctx.log(f"tear-down: {exc}; trying again")
+            ctx.log(d.scrub(f"tear-down: {exc}; trying again"))
             return TaskResult.running(after=5.0, context={"drill": {**d.s, "teardown_errors": errors}})
         if d.s["phase"] != "done":
             self._save(ctx, d)

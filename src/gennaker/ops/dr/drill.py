@@ -13,14 +13,17 @@ step with status UNKNOWN and the reason, never a pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from gennaker.cloud import registry
 from gennaker.cloud.aws.dr import TAG_DRILL, AwsDrSite
 from gennaker.cloud.aws.options import AwsDeployOptions
 from gennaker.cloud.provider import Capacity, CloudProvider, ServerGroupSpec
+from gennaker.engine.secrets import MASK
 from gennaker.errors import CloudError, ConfigError, GennakerError
 from gennaker.spec.durations import format_duration
 
@@ -84,6 +87,35 @@ def new_state(
     }
 
 
+# user:password@ in any URL: botocore names the endpoint URL in its connection errors
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@\"']+@")
+
+
+def scrub(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """``value`` (text or JSON-like) with URL credentials and the given secret texts masked: what a
+    drill writes to its report, row, context and log."""
+    if isinstance(value, str):
+        value = _USERINFO.sub(lambda m: m["scheme"] + MASK + "@", value)
+        for secret in secrets:
+            if secret and secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def account_secrets(acct: Any) -> list[str]:
+    """The account's texts no report may show (static keys, external id, the endpoint's password)."""
+    values = [acct.aws_secret_access_key, acct.external_id]
+    if acct.endpoint_url:
+        parts = urlsplit(acct.endpoint_url)
+        values += [parts.password, parts.username if parts.password else None]
+    return sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
+
+
 def _age(seconds: float | None) -> str:
     return "age unknown" if seconds is None else f"{format_duration(max(0.0, round(seconds)))} old"
 
@@ -97,6 +129,7 @@ class Drill:
         self.execution_id = execution_id
         self.stage_id = stage_id
         acct = services.config.account(state["account"])
+        self.secrets = account_secrets(acct)
         if acct.kind != "aws":
             raise ConfigError(f"account {state['account']} is kind {acct.kind}: DR drills run on AWS accounts")
         for region in (state["from_region"], state["to_region"]):
@@ -141,10 +174,13 @@ class Drill:
             out = Outcome("FAIL", str(exc))
         self.facts.update(out.facts)
         if out.status == "WAIT":
-            step["detail"] = out.detail
+            step["detail"] = self.scrub(out.detail)
             return out.wait
-        self.s["missing"] += [m for m in out.missing if m not in self.s["missing"]]
-        step.update(status=out.status, detail=out.detail, duration_s=round(now - float(step["began_at"]), 3))
+        missing = [self.scrub(m) for m in out.missing]
+        self.s["missing"] += [m for m in missing if m not in self.s["missing"]]
+        step.update(
+            status=out.status, detail=self.scrub(out.detail), duration_s=round(now - float(step["began_at"]), 3)
+        )
         rto_step = RTO_STEP[self.s["scenario"]] or steps[-1]["name"]
         if step["name"] == rto_step and out.status == "PASS":
             self.s["rto_s"] = round(now - float(self.s["started_at"]), 3)
@@ -198,7 +234,13 @@ class Drill:
         self.s["teardown"] += self.dr.restore_health_checks(self.s["id"])
         self.s["phase"] = "done"
 
+    def scrub(self, value: Any) -> Any:
+        return scrub(value, self.secrets)
+
     def report(self) -> dict[str, Any]:
+        return self.scrub(self._report())
+
+    def _report(self) -> dict[str, Any]:
         return {
             "steps": [{k: st.get(k) for k in ("name", "status", "duration_s", "detail")} for st in self.s["steps"]],
             "missing": list(self.s["missing"]),
