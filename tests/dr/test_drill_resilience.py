@@ -106,3 +106,37 @@ def test_a_drill_stopped_by_its_timeout_ends_failed(
         row = store.get_drill(conn, saved["drill"]["id"])
     assert row["status"] == "FAILED" and "timed out after 10m" in row["report"]["missing"][-1]
     assert _left(sessions, row["id"]) == []
+
+
+def test_worker_lost_between_tagging_and_inverting_the_health_check_still_inverts_it(
+    world: DrWorld, services: SimpleNamespace, sessions: AwsSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gennaker.cloud.aws.dr import TAG_DRILL, TAG_INVERTED_FROM
+    from tests.dr.seed import standby_serving
+
+    standby_serving(sessions, ACCOUNT, world)  # the secondary must be alive for failover_dns
+    real_status = AwsDrSite.health_check_status
+    seen: list[bool] = []
+    died: list[bool] = []
+
+    def tag_then_die(self: AwsDrSite, drill_id: str, check_id: str, original: bool) -> None:
+        if not died:  # the first attempt tagged the check and was lost before it inverted it
+            died.append(True)
+            self._c("route53").change_tags_for_resource(
+                ResourceType="healthcheck",
+                ResourceId=check_id,
+                AddTags=[{"Key": TAG_DRILL, "Value": drill_id}, {"Key": TAG_INVERTED_FROM, "Value": "false"}],
+            )
+            raise WorkerKilled
+        self._c("route53").update_health_check(HealthCheckId=check_id, Inverted=not original)
+
+    def status(self: AwsDrSite, check_id: str) -> list[str]:
+        seen.append(bool(self.health_check(check_id)["HealthCheckConfig"].get("Inverted")))  # type: ignore[index]
+        return real_status(self, check_id)
+
+    monkeypatch.setattr(AwsDrSite, "invert_health_check", tag_then_die)
+    monkeypatch.setattr(AwsDrSite, "health_check_status", status)
+    run = run_stage(DrDrill(), {**RAW, "scenario": "failover_dns", "dns_wait": "1s"}, services)
+    assert died and seen and all(seen), (seen, run.status, run.message)  # inverted while the drill looked at it
+    hc = sessions.client(ACCOUNT, DR, "route53").get_health_check(HealthCheckId=world.health_check)["HealthCheck"]
+    assert hc["HealthCheckConfig"].get("Inverted") is False, run.message  # and put back

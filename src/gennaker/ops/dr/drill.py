@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gennaker.cloud import registry
-from gennaker.cloud.aws.dr import TAG_DRILL, AwsDrSite
+from gennaker.cloud.aws.dr import TAG_DRILL, TAG_INVERTED_FROM, AwsDrSite
 from gennaker.cloud.aws.options import AwsDeployOptions
 from gennaker.cloud.provider import Capacity, CloudProvider, ServerGroupSpec
 from gennaker.engine.secrets import MASK
@@ -592,10 +592,15 @@ class Drill:
             or []
         )
         mine = {t["Key"]: t["Value"] for t in tags}
-        if mine.get(TAG_DRILL) == self.s["id"]:  # an earlier attempt inverted it: keep its original
+        now_inverted = bool(hc.get("HealthCheckConfig", {}).get("Inverted", False))
+        if mine.get(TAG_DRILL) == self.s["id"]:
+            # An earlier attempt tagged it (its original is on the tag) and may have been lost before
+            # it inverted it: invert it now if it is not yet.
+            original = mine.get(TAG_INVERTED_FROM, "false") == "true"
+            if now_inverted == original:
+                self.dr.invert_health_check(self.s["id"], check_id, original)
             return Outcome("PASS", f"health check {check_id} inverted for the drill (restored at tear-down)")
-        original = bool(hc.get("HealthCheckConfig", {}).get("Inverted", False))
-        self.dr.invert_health_check(self.s["id"], check_id, original)
+        self.dr.invert_health_check(self.s["id"], check_id, now_inverted)
         return Outcome("PASS", f"health check {check_id} inverted for the drill (restored at tear-down)")
 
     def step_primary_unhealthy(self, now: float) -> Outcome:
