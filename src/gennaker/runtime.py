@@ -25,6 +25,7 @@ from gennaker.engine.worker import Worker
 from gennaker.errors import ValidationFailed
 from gennaker.ops.alarms import conditions as alarm_conditions
 from gennaker.ops.alarms.settings import AlarmSettings, alarm_settings
+from gennaker.ops.fanout import job_handlers as audit_job_handlers
 from gennaker.ops.incidents import IncidentSettings, ensure_polling, incident_settings
 from gennaker.ops.incidents import job_handlers as incident_job_handlers
 from gennaker.ops.notifications.service import Notifications
@@ -157,6 +158,7 @@ def build_runtime(
     engine.on_event = each_in_savepoint(listeners)
     rt.incidents = incident_settings(cfg.incidents)  # a bad incidents: section fails here, before anything runs
     rt.job_handlers.update(incident_job_handlers(services, rt.incidents))
+    rt.job_handlers.update(audit_job_handlers(cfg))  # organization-wide audit parts (ops/fanout.py)
     # Local alarm conditions: evaluated by a periodic job, their transitions taken in as alarms.
     rt.alarms = alarm_settings(cfg.alarms)
     alarm_conditions.check_conditions(cfg, rt.alarms)

@@ -12,6 +12,7 @@ import gennaker.engine.job_tables
 import gennaker.metrics.tables
 import gennaker.ops.costs.tables
 import gennaker.ops.dr.tables
+import gennaker.ops.fanout_tables
 import gennaker.ops.incidents.tables
 import gennaker.ops.notifications.tables
 import gennaker.ops.tables

@@ -357,6 +357,19 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option(parser=options.duration, help="Reuse a snapshot younger than this (e.g. 30m).")
         ] = None,
         list_checks: Annotated[bool, typer.Option("--list-checks", help="List the checks and exit.")] = False,
+        organization: Annotated[
+            bool,
+            typer.Option(
+                "--organization", help="Fan collection out as durable jobs per account x region (shared by workers)."
+            ),
+        ] = False,
+        workers: Annotated[
+            int,
+            typer.Option(
+                parser=options.int_range(0, 64),
+                help="With --organization: parts this process collects at a time (0: only `gennaker worker`s).",
+            ),
+        ] = 2,
         db: DbOpt = None,
         config: ConfigOpt = None,
     ) -> None:
@@ -377,8 +390,43 @@ def register(app: typer.Typer) -> None:
         if output is not None:
             writable(output)
         _, settings, sessions = _setup(ctx, config, _split(regions))
+        if organization and max_age_s:
+            raise ConfigError("--organization collects afresh: it does not take --max-age")
+        if organization:
+            from gennaker.ops.fanout import audit_organization
+
+            with _progress(fmt == "table" or output is not None) as progress:
+                result = audit_organization(
+                    _db(ctx, db),
+                    sessions,
+                    settings,
+                    checks=_split(checks),
+                    accounts=_split(accounts),
+                    regions=_split(regions),
+                    suppressions=sups,
+                    workers=workers,
+                    progress=_parts_progress(progress),
+                    source="cli",
+                )
+        else:
+            result = _audit_here(ctx, db, sessions, settings, checks, accounts, regions, sups, max_age_s, fmt, output)
+        _report(result, fmt, output, fail_on, strict)
+
+    def _audit_here(
+        ctx: typer.Context,
+        db: str | None,
+        sessions: AwsSessions,
+        settings: OpsSettings,
+        checks: list[str] | None,
+        accounts: list[str] | None,
+        regions: list[str] | None,
+        sups: list[Any],
+        max_age_s: float | None,
+        fmt: str,
+        output: Path | None,
+    ) -> Any:
         with _progress(fmt == "table" or output is not None) as progress:
-            result = audit_and_store(
+            return audit_and_store(
                 _db(ctx, db),
                 sessions,
                 settings,
@@ -390,6 +438,8 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 source="cli",
             )
+
+    def _report(result: Any, fmt: str, output: Path | None, fail_on: str | None, strict: bool) -> None:
         report = result.to_json()
         if fmt == "table" and output is None:
             print_table(report, out())
@@ -407,6 +457,20 @@ def register(app: typer.Typer) -> None:
         if blocking:
             err().print(f"[red]{len(blocking)} finding(s) at or above {fail_on} fail[/red]")
             raise typer.Exit(EXIT_BLOCKING)
+
+
+def _parts_progress(bar: Callable[[int, int, str], None] | None) -> Callable[[int, int], None]:
+    """Parts collected so far: on the bar on a terminal, else a line on stderr each time it moves."""
+    last = [-1]
+
+    def update(done: int, total: int) -> None:
+        if bar is not None:
+            bar(done, total, "parts (account x region) collected")
+        elif done != last[0]:
+            err().print(f"audit: {done}/{total} parts collected", highlight=False)
+        last[0] = done
+
+    return update
 
 
 def writable(path: Path) -> None:

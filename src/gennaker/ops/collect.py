@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
@@ -121,6 +121,150 @@ def audited_accounts(sessions: AwsSessions, accounts: list[str] | None) -> list[
     return list(accounts)
 
 
+@dataclass(frozen=True)
+class Part:
+    """One scope of a collection: an account's region, or its global types (``stored`` is GLOBAL).
+    The in-process audit collects every part on one pool; the organization-wide audit (ops/fanout.py)
+    makes each part a durable job. Both call ``collect_parts``: there is one collector."""
+
+    account: str
+    region: str  # API region
+    stored: str  # region recorded on resources and failures
+    types: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.account}/{self.stored}"
+
+
+@dataclass
+class PartResult:
+    part: Part
+    account_id: str | None  # None when it could not be resolved (every task of the part failed)
+    resources: list[Resource]
+    failures: list[Failure]
+    durations: dict[str, float]
+    tasks: int
+
+
+def plan(
+    sessions: AwsSessions, names: list[str], regions: list[str] | None, rtypes: list[ResourceType]
+) -> tuple[dict[str, tuple[str, ...]], list[Part]]:
+    """Each account's regions and the parts to collect: one per region, one for the global types."""
+    scopes: dict[str, tuple[str, ...]] = {}
+    parts: list[Part] = []
+    for name in names:
+        regs = account_regions(sessions, name, regions)
+        scopes[name] = regs
+        greg = global_region(regs)
+        glob = tuple(rt.name for rt in rtypes if rt.scope == "global")
+        if glob:
+            parts.append(Part(name, greg, GLOBAL, glob))
+        local = tuple(rt.name for rt in rtypes if rt.scope != "global")
+        parts.extend(Part(name, r, r, local) for r in regs if local)
+    return scopes, parts
+
+
+def collect_parts(
+    sessions: AwsSessions, settings: OpsSettings, parts: list[Part], progress: Progress | None = None
+) -> list[PartResult]:
+    """Collect ``parts`` on one pool of ``ops.max_workers`` threads; one result per part, in order."""
+    ids: dict[str, str | BaseException] = {}
+    results: list[PartResult] = []
+    tasks: list[tuple[_Task, Scope, PartResult]] = []
+    for part in parts:
+        res = PartResult(part, None, [], [], {}, 0)
+        results.append(res)
+        plan_ = [_Task(part.account, part.region, part.stored, BY_NAME[t]) for t in part.types]
+        if part.account not in ids:
+            try:
+                ids[part.account] = account_id(sessions, part.account, global_region([part.region]))
+            except (CloudError, BotoCoreError) as exc:  # e.g. the role cannot be assumed: every task fails
+                ids[part.account] = exc
+        aid = ids[part.account]
+        if isinstance(aid, BaseException):
+            res.failures.extend(_failure(t, aid) for t in plan_)
+            continue
+        res.account_id = aid
+        for t in plan_:
+            # Clients are created here, on one thread: creating boto3 clients concurrently from one
+            # session is not thread-safe. Creation failures (unknown service) fail that task only.
+            try:
+                sessions.client(t.account, t.region, t.rt.service)
+            except (CloudError, BotoCoreError) as exc:
+                res.failures.append(_failure(t, exc))
+                continue
+            tasks.append((t, Scope(sessions, settings, t.account, aid, t.region, t.stored), res))
+            res.tasks += 1
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="collect") as pool:
+        futures = {pool.submit(timed, t.rt, scope): (t, res) for t, scope, res in tasks}
+        for fut in as_completed(futures):
+            t, res = futures[fut]
+            try:
+                found, took = fut.result()
+                res.resources.extend(found)
+                res.durations[f"{t.account}/{t.stored}/{t.rt.name}"] = round(took, 3)
+            except Exception as exc:
+                # Any error, not only AWS ones (a KeyError on an odd response), fails this one
+                # collection with its reason; the others' results stand and the checks say UNKNOWN.
+                res.failures.append(_failure(t, exc))
+            done += 1
+            if progress:
+                progress(done, len(tasks), f"{t.account}/{t.stored}/{t.rt.name}")
+    return results
+
+
+def skeleton(sessions: AwsSessions, scopes: dict[str, tuple[str, ...]]) -> dict[str, AccountInfo]:
+    """What is known of each account before collecting (its id if configured, else resolved later)."""
+    out = {}
+    for name, regs in scopes.items():
+        acct = sessions.account(name)
+        out[name] = AccountInfo(name, acct.account_id, regs, acct.dr_region, acct.environment)
+    return out
+
+
+def assemble(
+    accounts: dict[str, AccountInfo],
+    results: list[PartResult],
+    rtypes: list[str],
+    stats: dict[str, Any],
+    snapshot_id: str | None = None,
+    created_at: dt.datetime | None = None,
+) -> Snapshot:
+    """The snapshot of collected parts, in the same order whoever collected them and in what order."""
+    infos: dict[str, AccountInfo] = {}
+    for name, info in accounts.items():
+        resolved = next((r.account_id for r in results if r.part.account == name and r.account_id), None)
+        infos[name] = replace(info, account_id=resolved or info.account_id)
+    resources = [r for res in results for r in res.resources]
+    failures = [f for res in results for f in res.failures]
+    durations = {k: v for res in results for k, v in res.durations.items()}
+    stats = {
+        **stats,
+        "tasks": sum(res.tasks for res in results),
+        "slowest": dict(sorted(durations.items(), key=lambda kv: -kv[1])[:8]),
+    }
+    resources.sort(key=lambda r: r.key)
+    failures.sort(key=lambda f: (f.account, f.region, f.type))
+    return Snapshot(
+        snapshot_id or str(uuid.uuid4()),
+        created_at or dt.datetime.now(dt.UTC),
+        infos,
+        resources,
+        failures,
+        list(rtypes),
+        stats,
+    )
+
+
+def requested(accounts: list[str] | None, regions: list[str] | None) -> dict[str, Any]:
+    """What was asked for (None: the configured accounts / each account's regions), so a reuse
+    (--max-age) and a diff can tell snapshots of different scope apart."""
+    return {"accounts": list(accounts) if accounts else None, "regions": list(regions) if regions else None}
+
+
 def collect(
     sessions: AwsSessions,
     settings: OpsSettings,
@@ -136,72 +280,13 @@ def collect(
     if not names:
         raise ConfigError("no accounts configured: add an 'accounts:' section to gennaker.yml")
     rtypes = resolve_types(types)
-    infos: dict[str, AccountInfo] = {}
-    failures: list[Failure] = []
-    tasks: list[tuple[_Task, Scope]] = []
-    for name in names:
-        acct = sessions.account(name)
-        regs = account_regions(sessions, name, regions)
-        greg = global_region(regs)
-        plan = [
-            _Task(name, greg if rt.scope == "global" else r, GLOBAL if rt.scope == "global" else r, rt)
-            for rt in rtypes
-            for r in ([greg] if rt.scope == "global" else regs)
-        ]
-        try:
-            aid = account_id(sessions, name, greg)
-        except (CloudError, BotoCoreError) as exc:  # e.g. the role cannot be assumed: every task fails
-            failures.extend(_failure(t, exc) for t in plan)
-            infos[name] = AccountInfo(name, acct.account_id, regs, acct.dr_region, acct.environment)
-            continue
-        infos[name] = AccountInfo(name, aid, regs, acct.dr_region, acct.environment)
-        for t in plan:
-            # Clients are created here, on one thread: creating boto3 clients concurrently from one
-            # session is not thread-safe. Creation failures (unknown service) fail that task only.
-            try:
-                sessions.client(t.account, t.region, t.rt.service)
-            except (CloudError, BotoCoreError) as exc:
-                failures.append(_failure(t, exc))
-                continue
-            tasks.append((t, Scope(sessions, settings, name, aid, t.region, t.stored)))
-
-    resources: list[Resource] = []
-    durations: dict[str, float] = {}
-    done = 0
-    with ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="collect") as pool:
-        futures = {pool.submit(timed, t.rt, scope): t for t, scope in tasks}
-        for fut in as_completed(futures):
-            t = futures[fut]
-            try:
-                found, took = fut.result()
-                resources.extend(found)
-                durations[f"{t.account}/{t.stored}/{t.rt.name}"] = round(took, 3)
-            except Exception as exc:
-                # Any error, not only AWS ones (a KeyError on an odd response), fails this one
-                # collection with its reason; the others' results stand and the checks say UNKNOWN.
-                failures.append(_failure(t, exc))
-            done += 1
-            if progress:
-                progress(done, len(tasks), f"{t.account}/{t.stored}/{t.rt.name}")
+    scopes, parts = plan(sessions, names, regions, rtypes)
+    results = collect_parts(sessions, settings, parts, progress)
     calls = Counter(sessions.calls)
     calls.subtract(calls_before)
     stats = {
         "duration_s": round(time.monotonic() - started, 3),
         "calls": {k: v for k, v in sorted(calls.items()) if v},
-        "tasks": len(tasks),
-        "slowest": dict(sorted(durations.items(), key=lambda kv: -kv[1])[:8]),
-        # what was asked for (None: the configured accounts / each account's regions), so a reuse
-        # (--max-age) and a diff can tell snapshots of different scope apart
-        "requested": {"accounts": list(accounts) if accounts else None, "regions": list(regions) if regions else None},
+        "requested": requested(accounts, regions),
     }
-    resources.sort(key=lambda r: r.key)
-    failures.sort(key=lambda f: (f.account, f.region, f.type))
-    return Snapshot(
-        str(uuid.uuid4()),
-        dt.datetime.now(dt.UTC),
-        infos,
-        resources,
-        failures,
-        [rt.name for rt in rtypes],
-        stats,
-    )
+    return assemble(skeleton(sessions, scopes), results, [rt.name for rt in rtypes], stats)
