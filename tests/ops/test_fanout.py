@@ -187,3 +187,44 @@ def test_two_workers_on_postgres_one_killed_mid_audit(org_config: Any, pg_url: s
     again = finish_run(db, settings, run_id)
     assert again.id == fanned.id and [f.to_dict() for f in again.findings] == [f.to_dict() for f in fanned.findings]
     db.dispose()
+
+
+def test_readiness_gate_with_organization_polls_the_run_its_workers_collect(org_config: Any, tmp_path: Path) -> None:
+    from gennaker.engine.jobs import JobRunner
+    from gennaker.ops.fanout import job_handlers
+    from gennaker.stages.base import TaskContext
+    from gennaker.stages.readiness_gate import ReadinessGate, ReadinessGateConfig
+    from gennaker.stages.services import Services
+
+    _, fresh = org_config
+    db = open_database(f"sqlite:///{tmp_path / 'g.db'}")
+    single = _single(db, fresh)
+    sessions, _ = fresh()
+    services = Services(config=sessions.config, db=db)
+    gate = ReadinessGate()
+
+    def poll() -> Any:
+        ctx = TaskContext(
+            "exec-1",
+            "gate",
+            "p",
+            "shop",
+            {},
+            ReadinessGateConfig(id="gate", type="readiness_gate", organization=True, checks=CHECKS, fail_on="critical"),
+            {},
+            {},
+            1,
+            0.0,
+            services,
+            lambda _: None,
+        )
+        return gate.audit(ctx)
+
+    first = poll()
+    assert first.status == "RUNNING" and f"0/{PARTS} parts" in (first.message or "")
+    assert JobRunner(db, job_handlers(sessions.config), "w").run_due() == PARTS
+    done = poll()
+    assert done.status == "SUCCEEDED", done.message
+    assert done.outputs["score"] == single.summary["score"]
+    assert poll().outputs["audit_id"] == done.outputs["audit_id"]  # the same run, stored once
+    db.dispose()

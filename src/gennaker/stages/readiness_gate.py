@@ -13,11 +13,13 @@ counts and the audit id (stored, so the report can be opened later).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
 from pydantic import Field
 
 from gennaker.ops.audit import AuditResult, score
+from gennaker.ops.fanout import finish_run, run_state, start_run
 from gennaker.ops.findings import Finding, at_least, score_text
 from gennaker.ops.service import audit_and_store
 from gennaker.ops.settings import ops_settings
@@ -34,7 +36,11 @@ class ReadinessGateConfig(StageConfig):
     application_tag: str = "Application"
     fail_on: Literal["critical", "high", "medium", "low", "info"] = "high"
     strict: bool = False
-    max_age: Duration | None = None  # reuse a snapshot this young
+    max_age: Duration | None = None  # reuse a snapshot this young (not with organization)
+    organization: bool = Field(
+        default=False,
+        description="Collect as durable jobs per account x region, shared by every worker (ops/fanout.py)",
+    )
 
 
 # Findings not about one resource of the application but about its account or a whole scope.
@@ -75,17 +81,40 @@ class ReadinessGate(StageType):
     def audit(self, ctx: TaskContext) -> TaskResult:
         cfg: ReadinessGateConfig = ctx.config
         svc = ctx.services
-        # Each attempt audits afresh (a retry after a fix must see the fix); the audit is stored.
-        result = audit_and_store(
-            svc.db,
-            svc.aws,
-            ops_settings(svc.config.ops),
-            checks=cfg.checks,
-            accounts=cfg.accounts,
-            regions=cfg.regions,
-            max_age_s=cfg.max_age,
-            source=f"pipeline:{ctx.execution_id}/{ctx.stage_id}",
-        )
+        source = f"pipeline:{ctx.execution_id}/{ctx.stage_id}"
+        if cfg.organization:
+            # The run's parts are jobs any worker runs; this task polls until they are all stored.
+            # The run id is the attempt's, so a poll after this worker died finds the same run.
+            run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"gennaker:{source}/{ctx.attempt}"))
+            settings = ops_settings(svc.config.ops)
+            start_run(
+                svc.db,
+                svc.aws,
+                settings,
+                checks=cfg.checks,
+                accounts=cfg.accounts,
+                regions=cfg.regions,
+                source=source,
+                run_id=run_id,
+            )
+            state = run_state(svc.db, run_id)
+            if state.failed:
+                return TaskResult.failed(f"audit run {run_id}: part(s) not collected: {'; '.join(state.failed)}")
+            if not state.complete:
+                return TaskResult.running(after=2.0, message=f"audit run {run_id}: {state.done}/{state.total} parts")
+            result = finish_run(svc.db, settings, run_id)
+        else:
+            # Each attempt audits afresh (a retry after a fix must see the fix); the audit is stored.
+            result = audit_and_store(
+                svc.db,
+                svc.aws,
+                ops_settings(svc.config.ops),
+                checks=cfg.checks,
+                accounts=cfg.accounts,
+                regions=cfg.regions,
+                max_age_s=cfg.max_age,
+                source=source,
+            )
         tagged = None
         if cfg.application_scoped:
             scoped, tagged = application_findings(result, ctx.application, cfg.application_tag)
