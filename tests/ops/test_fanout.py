@@ -228,3 +228,24 @@ def test_readiness_gate_with_organization_polls_the_run_its_workers_collect(org_
     assert done.outputs["score"] == single.summary["score"]
     assert poll().outputs["audit_id"] == done.outputs["audit_id"]  # the same run, stored once
     db.dispose()
+
+
+def test_cli_audit_organization_reports_like_the_single_process_audit(org_config: Any, tmp_path: Path) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from gennaker.cli.ops import register
+
+    path, _ = org_config
+    app = typer.Typer()
+    register(app)
+    common = ["--config", str(path), "--db", str(tmp_path / "cli.db"), "--format", "json"]
+    checks = ["--checks", ",".join(CHECKS)]
+    single = CliRunner().invoke(app, ["audit", *checks, *common], catch_exceptions=False)
+    fanned = CliRunner().invoke(app, ["audit", "--organization", "--workers", "3", *checks, *common])
+    assert single.exit_code == 0 and fanned.exit_code == 0, fanned.output
+    a, b = json.loads(single.stdout), json.loads(fanned.stdout)
+    assert a["findings"] == b["findings"] and a["summary"] == b["summary"]
+    assert f"audit: {PARTS}/{PARTS} parts collected" in fanned.stderr  # progress when not on a terminal
