@@ -133,10 +133,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "gennaker.yml"
             config.write_text(yaml.safe_dump(cfg))
-            rows = [run(db_url, config, cfg, int(n)) for n in args.workers.split(",")]
+            rows = []
+            for n in args.workers.split(","):
+                rows.append(run(db_url, config, cfg, int(n)))
+                r = rows[-1]  # printed as it comes: a later failure keeps the figures measured so far
+                print(f"{r['workers']} worker(s): {r['wall']:.1f} s, peak RSS {r['rss']} MB", flush=True)
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # a busy moto server: do not hide the error that got us here
+            proc.kill()
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.close()
     same = all(r["findings"] == rows[0]["findings"] and r["score"] == rows[0]["score"] for r in rows)
