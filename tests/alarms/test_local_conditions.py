@@ -141,7 +141,11 @@ def test_bad_version_opens_one_incident_and_rollback_resolves_it(local: Local) -
         local.provider.enable_server_group("shop-web-v001")  # roll back by hand: the good group serves
         local.provider.disable_server_group("shop-web-v002")
         wait_for(lambda: local.incidents()[0]["status"] == "resolved", timeout=25)
-    assert len(local.incidents()) == 1 and len(local.transitions("ALARM")) == 1
+    # One incident. On a loaded machine the condition may flap (ALARM, OK, ALARM) while the rollback
+    # takes effect: a later ALARM is merged into the open incident, never a second incident.
+    fired = local.transitions("ALARM")
+    assert len(local.incidents()) == 1 and {f.incident_id for f in fired} == {opened[0]["id"]}, fired
+    assert all(f.outcome == "merged" for f in fired[1:]), fired
     with local.rt.db.read() as conn:
         events = [e["text"] for e in incidents.timeline(conn, opened[0]["id"])]
     assert any("shop-5xx → OK via condition" in t for t in events), events

@@ -211,8 +211,11 @@ def test_an_audit_with_one_failing_service_reports_unknown_and_spends_one_budget
     rds_attempts = faults.attempts[("us-east-1", "rds")] + faults.attempts[("us-west-2", "rds")]
     # One budget per region, and one attempt per call beyond it (botocore's alone: 9 per call).
     assert rds_attempts <= rds_lists + 2 * 3, faults.attempts
-    # Every other service made the same requests as in the audit without the failure.
-    others = lambda f: sorted((k, n) for k, n in f.attempts.items() if k[1] != "rds")  # noqa: E731
+    # Every other service made the same requests as in the audit without the failure; left out are
+    # the APIs the simulator itself answers 500 (Cost Explorer's ListCostAllocationTags, Incident
+    # Manager): their own budgets are spent by the clock (10 s), so their retries vary run to run.
+    simulator_fails = {"rds", "ce", "ssm-incidents"}
+    others = lambda f: sorted((k, n) for k, n in f.attempts.items() if k[1] not in simulator_fails)  # noqa: E731
     assert others(faults) == others(clean)
 
     failed = {(f.region, f.type): f for f in result.snapshot.failures if f.type.startswith("rds.")}

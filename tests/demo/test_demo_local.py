@@ -53,6 +53,8 @@ def test_demo_local_runs_the_pipeline_under_load_with_no_failed_request(tmp_path
     assert "port 8080 is in use" in r.stdout and "Server: http://127.0.0.1:8080" not in r.stdout
     assert ": SUCCEEDED" in r.stdout
     for stage in STAGES:
+        if stage == "DR Drill":  # the local account is this machine: it has no second region to drill
+            continue
         assert stage in r.stdout
     config = (tmp_path / "demo" / "gennaker.yml").read_text()
     assert "kind: local" in config and "shop-web:" in config and "path: /up" in config
