@@ -392,10 +392,10 @@ def register(app: typer.Typer) -> None:
         _, settings, sessions = _setup(ctx, config, _split(regions))
         if organization and max_age_s:
             raise ConfigError("--organization collects afresh: it does not take --max-age")
-        if organization:
-            from gennaker.ops.fanout import audit_organization
+        with _progress(fmt == "table" or output is not None) as progress:
+            if organization:
+                from gennaker.ops.fanout import audit_organization
 
-            with _progress(fmt == "table" or output is not None) as progress:
                 result = audit_organization(
                     _db(ctx, db),
                     sessions,
@@ -408,36 +408,20 @@ def register(app: typer.Typer) -> None:
                     progress=_parts_progress(progress),
                     source="cli",
                 )
-        else:
-            result = _audit_here(ctx, db, sessions, settings, checks, accounts, regions, sups, max_age_s, fmt, output)
+            else:
+                result = audit_and_store(
+                    _db(ctx, db),
+                    sessions,
+                    settings,
+                    checks=_split(checks),
+                    accounts=_split(accounts),
+                    regions=_split(regions),
+                    suppressions=sups,
+                    max_age_s=max_age_s,
+                    progress=progress,
+                    source="cli",
+                )
         _report(result, fmt, output, fail_on, strict)
-
-    def _audit_here(
-        ctx: typer.Context,
-        db: str | None,
-        sessions: AwsSessions,
-        settings: OpsSettings,
-        checks: list[str] | None,
-        accounts: list[str] | None,
-        regions: list[str] | None,
-        sups: list[Any],
-        max_age_s: float | None,
-        fmt: str,
-        output: Path | None,
-    ) -> Any:
-        with _progress(fmt == "table" or output is not None) as progress:
-            return audit_and_store(
-                _db(ctx, db),
-                sessions,
-                settings,
-                checks=_split(checks),
-                accounts=_split(accounts),
-                regions=_split(regions),
-                suppressions=sups,
-                max_age_s=max_age_s,
-                progress=progress,
-                source="cli",
-            )
 
     def _report(result: Any, fmt: str, output: Path | None, fail_on: str | None, strict: bool) -> None:
         report = result.to_json()
