@@ -3,15 +3,18 @@ and killing one worker leaves no execution stuck."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from gennaker.engine import operations as ops
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
+from gennaker.store.db import IDLE_PING_AFTER
 from tests.conftest import POSTGRES_URL
 from tests.core.conftest import FAST, finished, stage_status, start, wait_for
 from tests.core.test_durability import kill, spawn_worker, stop
@@ -117,3 +120,23 @@ def test_awaiting_judgment_reads_the_same_on_postgresql(pg_runtime: Runtime, tmp
         ops.cancel(pg_runtime.db, eid, "lee")
     finally:
         worker.stop()
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced(pg_runtime: Runtime) -> None:
+    """Connections are pinged only after a second idle (not on every checkout: a round trip per
+    transaction); one the server closed meanwhile (a restart, a failover) is replaced, not used."""
+    db = pg_runtime.db
+    with db.begin() as conn:
+        conn.execute(text("SELECT 1"))
+    admin = _admin_conn()
+    try:
+        gone = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+            (db.engine.url.database,),
+        ).fetchone()
+    finally:
+        admin.close()
+    assert gone is not None and gone[0] >= 1
+    time.sleep(IDLE_PING_AFTER + 0.3)
+    with db.begin() as conn:
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1

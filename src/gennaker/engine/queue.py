@@ -12,7 +12,7 @@ was lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
@@ -31,6 +31,9 @@ class Delivery(Generic[M]):
     id: int
     message: M
     attempts: int
+    # The rows its handler would read, as the transaction that pushed it committed them (only for a
+    # message handed straight to the thread that pushed it; see Engine._push). Never stored.
+    snapshot: Any = field(default=None, compare=False, repr=False)
 
     @property
     def kind(self) -> str:
@@ -106,7 +109,7 @@ _INSERT_LEASED = insert(messages).returning(messages.c.id)
 
 
 def push_leased(
-    conn: Connection, message: Message, *, due_at: float, worker_id: str, until: float
+    conn: Connection, message: Message, *, due_at: float, worker_id: str, until: float, snapshot: Any = None
 ) -> Delivery[Message]:
     """Push a message already claimed by ``worker_id`` (the worker that will handle it next, on the same
     thread): the claim is committed with the state change that made the message, so it costs no claim
@@ -128,7 +131,7 @@ def push_leased(
             "lease_until": until,
         },
     ).scalar_one()
-    return Delivery(int(mid), message, 1)
+    return Delivery(int(mid), message, 1, snapshot)
 
 
 def claim(

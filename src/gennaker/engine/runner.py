@@ -13,11 +13,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import JSON, Connection, bindparam, case, func, literal, select, type_coerce, union_all, update
+from sqlalchemy.exc import DBAPIError
 
 from gennaker.engine import counters, queue, secrets, views
 from gennaker.engine import logs as stage_logs
@@ -31,7 +32,7 @@ from gennaker.spec import expressions
 from gennaker.spec.durations import format_duration
 from gennaker.stages.base import StageType, TaskContext, TaskResult
 from gennaker.store.db import Database
-from gennaker.store.tables import executions, pipelines, stages
+from gennaker.store.tables import executions, messages, pipelines, stages
 
 log = logging.getLogger("gennaker.engine")
 
@@ -47,13 +48,35 @@ _EXEC_COLS = [
 _SEL_EXEC = select(*_EXEC_COLS).where(executions.c.id == bindparam("eid"))
 _SEL_EXEC_LOCK = _SEL_EXEC.with_for_update()
 _SEL_STAGE = select(stages).where(stages.c.execution_id == bindparam("eid"), stages.c.stage_id == bindparam("sid"))
-_SEL_DEPENDENTS = select(stages.c.stage_id, stages.c.status, stages.c.requires).where(
+_SEL_STAGES = select(stages).where(
     stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
 )
 _SEL_STATUSES = select(stages.c.stage_id, stages.c.status).where(
     stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
 )
 _UPD_STAGE = update(stages).where(stages.c.execution_id == bindparam("_eid"), stages.c.stage_id == bindparam("_sid"))
+_UPD_STAGE_ROW = _UPD_STAGE.returning(*stages.c)
+# An execution's stages by status, and whether a message is queued for it, in one read.
+_QUEUED = "_queued"
+_SEL_COUNTS_AND_QUEUED = union_all(
+    select(stages.c.status, func.count()).where(stages.c.execution_id == bindparam("eid")).group_by(stages.c.status),
+    select(literal(_QUEUED), func.count()).select_from(
+        select(messages.c.id).where(messages.c.execution_id == bindparam("eid")).limit(1).subquery()
+    ),
+)  # the row as committed: carried to the stage's first task
+
+
+@dataclass
+class _Start:
+    """How a stage starts: ``stype`` set, it runs (``status`` RUNNING or WAITING); else it ends at once
+    with ``status`` (SKIPPED, FAILED) and ``message``."""
+
+    status: Status
+    message: str | None = None
+    started: bool = True  # whether it counts as started (a skipped stage has; an unknown type has not)
+    stype: StageType[Any] | None = None
+    config: Any = None
+    task_names: list[str] = field(default_factory=list)
 
 
 class LeaseLost(Exception):
@@ -102,13 +125,19 @@ class Engine:
         state change, so a worker that dies before handling it loses nothing: the lease runs out."""
         self._next.worker = worker_id if take_next else None
         self._next.taken = None
+        self._next.pushed = False
         try:
             HANDLERS[type(delivery.message)](self, delivery, worker_id)
             taken: Delivery[Message] | None = self._next.taken
+            pushed = self._next.pushed
         finally:
             self._next.worker = None
             self._next.taken = None
-        self.on_push()
+        # Wake the claim loop only when there may be work for it: a handler that handed its one next
+        # message to this thread left nothing due in the queue (a claim would find nothing, and on
+        # SQLite take the write lock to find it).
+        if taken is None or pushed:
+            self.on_push()
         return taken
 
     def _ack(self, conn: Connection, delivery: Delivery[Message], worker_id: str) -> None:
@@ -128,16 +157,28 @@ class Engine:
         conn.execute(_UPD_STAGE, {"_eid": execution_id, "_sid": stage_id, **values})
 
     def _push(
-        self, conn: Connection, message: Message, delay: float = 0.0, held: bool = False, affinity: str | None = None
+        self,
+        conn: Connection,
+        message: Message,
+        delay: float = 0.0,
+        held: bool = False,
+        affinity: str | None = None,
+        snapshot: tuple[Any, Any] | None = None,
     ) -> None:
+        """Queue a message. ``snapshot``: the execution and stage rows as this transaction leaves them,
+        carried with a message this thread takes next so that its handler need not read them again."""
         taker = getattr(self._next, "worker", None)
         if taker and delay <= 0 and not held and affinity is None and self._next.taken is None:
             now = self.clock()
             # the lease is read against the worker's wall clock (queue.claim), not the engine's clock
             until = time.time() + self.settings.lease
-            self._next.taken = queue.push_leased(conn, message, due_at=now, worker_id=taker, until=until)
+            self._next.taken = queue.push_leased(
+                conn, message, due_at=now, worker_id=taker, until=until, snapshot=snapshot
+            )
             return
         queue.push(conn, message, due_at=self.clock() + delay, held=held, affinity=affinity)
+        if delay <= 0 and not held:
+            self._next.pushed = True
 
     def _emit(self, conn: Connection, event: str, ex: Any, st: Any = None, **kw: Any) -> None:
         if self.on_event is None:
@@ -186,32 +227,36 @@ class Engine:
                 if running >= ex.concurrency_limit:
                     return  # stays queued; started when a running one finishes
             now = self.clock()
-            conn.execute(
-                update(executions).where(executions.c.id == ex.id).values(status=Status.RUNNING, started_at=now)
-            )
+            ex = conn.execute(
+                update(executions)
+                .where(executions.c.id == ex.id)
+                .values(status=Status.RUNNING, started_at=now)
+                .returning(*_EXEC_COLS)
+            ).one()
             self._emit(conn, "pipeline.starting", ex, status=Status.RUNNING)
-            roots = conn.execute(
-                select(stages.c.stage_id, stages.c.requires).where(stages.c.execution_id == ex.id)
-            ).all()
-            for r in roots:
-                if not r.requires:
-                    self._push(conn, StartStage(ex.id, r.stage_id))
+            roots = [
+                r.stage_id
+                for r in conn.execute(
+                    select(stages.c.stage_id, stages.c.requires).where(stages.c.execution_id == ex.id)
+                )
+                if not r.requires
+            ]
+            if roots:
+                for stage_id in roots[1:]:
+                    self._push(conn, StartStage(ex.id, stage_id))
+                self._start_inline(conn, ex, self._stage(conn, ex.id, roots[0]))
 
     def _record_capabilities(self, conn: Connection, execution_id: str) -> None:
         """Write each stage type's capabilities into its stages (their context is still empty), so that
         every reader of a stage — over the API too — knows what it can do without the registry. One
-        statement per stage type, not per stage."""
-        names = conn.execute(
-            select(stages.c.type).where(stages.c.execution_id == execution_id, stages.c.started_at.is_(None)).distinct()
-        ).scalars()
-        for name in list(names):
-            stype = self.registry.get(name)
-            if stype is not None:
-                conn.execute(
-                    update(stages)
-                    .where(stages.c.execution_id == execution_id, stages.c.type == name, stages.c.started_at.is_(None))
-                    .values(context={CAPABILITIES: stype.capabilities.as_dict()})
-                )
+        statement for all of them: the capabilities chosen by type (an unknown type's stage is left)."""
+        by_type = {n: type_coerce({CAPABILITIES: t.capabilities.as_dict()}, JSON) for n, t in self.registry.items()}
+        if by_type:
+            conn.execute(
+                update(stages)
+                .where(stages.c.execution_id == execution_id, stages.c.started_at.is_(None))
+                .values(context=case(by_type, value=stages.c.type, else_=stages.c.context))
+            )
 
     def _lock_pipeline(self, conn: Connection, name: str) -> None:
         # Serializes concurrency-limit decisions for one pipeline across workers.
@@ -231,59 +276,83 @@ class Engine:
             st = self._stage(conn, ex.id, msg.stage_id)
             if st is None or st.status != Status.NOT_STARTED:
                 return
-            now = self.clock()
-            stype = self.registry.get(st.type)
-            if stype is None:
-                self._finish_stage(conn, ex, st, Status.FAILED, f"unknown stage type '{st.type}'", now)
-                return
-            try:
-                scope = self._scope(conn, ex, st.config)
-                when = st.config.get("when")
-                if when and not expressions.evaluate_condition(when, scope, _may_lack_outputs(scope)):
-                    self._finish_stage(
-                        conn, ex, st, Status.SKIPPED, f"skipped: condition {when!r} is false", now, started=now
-                    )
-                    return
-                resolved = stype.resolve_config({k: v for k, v in st.config.items() if k != "when"}, scope)
-                config = stype.Config.model_validate({**resolved, "when": when})
-            except (expressions.ExpressionError, ValidationError) as exc:
-                self._finish_stage(conn, ex, st, Status.FAILED, _config_error(exc), now, started=now)
-                return
-            tasks: list[dict[str, Any]] = [
-                {"name": t.name, "status": Status.NOT_STARTED, "started_at": None, "ended_at": None}
-                for t in stype.tasks(config)
-            ]
-            tasks[0].update(status=Status.RUNNING, started_at=now)
-            attempt = st.attempt + 1
-            self._set_stage(
-                conn,
-                ex.id,
-                st.stage_id,
-                status=Status.WAITING if stype.capabilities.waits else Status.RUNNING,
-                started_at=now,
-                ended_at=None,
-                message=None,
-                task_index=0,
-                attempt=attempt,
-                tasks=tasks,
+            self._begin_stage(conn, ex, st, self._plan_start(conn, ex, st))
+
+    def _start_inline(self, conn: Connection, ex: Any, st: Any) -> None:
+        """Start a stage in the transaction that made it ready: a chain then costs one transaction per
+        stage, not two, and no StartStage message. If deciding how to start it raises (a stage type's
+        bug), it gets a StartStage message instead, handled (retried, dead-lettered) on its own: the
+        change that made it ready still commits and the stage before it is not run again."""
+        try:
+            plan = self._plan_start(conn, ex, st)
+        except DBAPIError:
+            raise  # the transaction is lost either way: the whole handling is retried
+        except Exception:
+            log.exception("starting stage %s of execution %s inline failed; queued instead", st.stage_id, ex.id)
+            self._push(conn, StartStage(ex.id, st.stage_id))
+            return
+        self._begin_stage(conn, ex, st, plan)
+
+    def _plan_start(self, conn: Connection, ex: Any, st: Any) -> _Start:
+        """How a stage starts (runs, is skipped by its condition, or fails on its configuration), decided
+        before anything is written."""
+        stype = self.registry.get(st.type)
+        if stype is None:
+            return _Start(Status.FAILED, f"unknown stage type '{st.type}'", started=False)
+        try:
+            scope = self._scope(conn, ex, st.config)
+            when = st.config.get("when")
+            if when and not expressions.evaluate_condition(when, scope, _may_lack_outputs(scope)):
+                return _Start(Status.SKIPPED, f"skipped: condition {when!r} is false")
+            resolved = stype.resolve_config({k: v for k, v in st.config.items() if k != "when"}, scope)
+            config = stype.Config.model_validate({**resolved, "when": when})
+        except (expressions.ExpressionError, ValidationError) as exc:
+            return _Start(Status.FAILED, _config_error(exc))
+        status = Status.WAITING if stype.capabilities.waits else Status.RUNNING
+        return _Start(status, stype=stype, config=config, task_names=[t.name for t in stype.tasks(config)])
+
+    def _begin_stage(self, conn: Connection, ex: Any, st: Any, plan: _Start) -> None:
+        now = self.clock()
+        if plan.stype is None:  # skipped or failed before its first task
+            self._finish_stage(conn, ex, st, plan.status, plan.message, now, started=now if plan.started else None)
+            return
+        stype, config = plan.stype, plan.config
+        tasks: list[dict[str, Any]] = [
+            {"name": name, "status": Status.NOT_STARTED, "started_at": None, "ended_at": None}
+            for name in plan.task_names
+        ]
+        tasks[0].update(status=Status.RUNNING, started_at=now)
+        attempt = st.attempt + 1
+        row = conn.execute(
+            _UPD_STAGE_ROW,
+            {
+                "_eid": ex.id,
+                "_sid": st.stage_id,
+                "status": plan.status,
+                "started_at": now,
+                "ended_at": None,
+                "message": None,
+                "task_index": 0,
+                "attempt": attempt,
+                "tasks": tasks,
                 # attempts count on across restarts (so a late message or process of an earlier run can
                 # never be mistaken for this one); retries count from the last restart
                 # stored with secret parameters masked (it is shown); _task_context resolves them again
-                context={
+                "context": {
                     "resolved": secrets.mask(config.model_dump(mode="json"), secrets.secret_values(ex.trigger)),
                     "base": (st.context or {}).get("base", 0),
                     CAPABILITIES: stype.capabilities.as_dict(),
                 },
-                worker_id=None,
-            )
-            self._push(conn, RunTask(ex.id, st.stage_id, task=0, attempt=attempt))
-            if self.on_event is not None:
-                status = Status.WAITING if stype.capabilities.waits else Status.RUNNING
-                self._emit(conn, "stage.starting", ex, st, status=status, attempt=attempt)
-                started = {"status": status, "context": {CAPABILITIES: stype.capabilities.as_dict()}}
-                if views.awaiting_judgment(started):
-                    request = {"instructions": getattr(config, "instructions", None)}
-                    self._emit(conn, "judgment.awaiting", ex, st, status=status, attempt=attempt, details=request)
+                "worker_id": None,
+            },
+        ).one()
+        self._push(conn, RunTask(ex.id, st.stage_id, task=0, attempt=attempt), snapshot=(ex, row))
+        if self.on_event is not None:
+            self._emit(conn, "stage.starting", ex, st, status=plan.status, attempt=attempt)
+            started = {"status": plan.status, "context": {CAPABILITIES: stype.capabilities.as_dict()}}
+            if views.awaiting_judgment(started):
+                request = {"instructions": getattr(config, "instructions", None)}
+                self._emit(conn, "judgment.awaiting", ex, st, status=plan.status, attempt=attempt, details=request)
 
     def _scope(self, conn: Connection, ex: Any, raw_config: dict[str, Any]) -> dict[str, Any]:
         """What expressions may read. Only the stages a config names are loaded (no O(n) per stage)."""
@@ -314,9 +383,12 @@ class Engine:
     def run_task(self, delivery: Delivery[RunTask], worker_id: str) -> None:
         msg = delivery.message
         task_index, attempt = msg.task, msg.attempt
-        with self.db.read() as conn:
-            ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
-            st = self._stage(conn, msg.execution_id, msg.stage_id)
+        if delivery.snapshot is not None:  # as the transaction that pushed it committed them
+            ex, st = delivery.snapshot
+        else:
+            with self.db.read() as conn:
+                ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
+                st = self._stage(conn, msg.execution_id, msg.stage_id)
         if (
             ex is None
             or st is None
@@ -337,10 +409,14 @@ class Engine:
         stype = self.registry[st.type]
         ctx = self._task_context(ex, st, stype, worker_id)
         result = self._call_task(stype, ctx, st, worker_id)
+        # a stage that may end now reads its dependents (which never change) with itself: one read
+        ends = result.status != "RUNNING" and (result.status != "SUCCEEDED" or task_index + 1 >= len(st.tasks))
+        wanted = [msg.stage_id, *(st.dependents or [])] if ends else [msg.stage_id]
         with self.db.begin() as conn:
             self._ack(conn, delivery, worker_id)
             ex = self._lock_execution(conn, msg.execution_id)
-            st = self._stage(conn, msg.execution_id, msg.stage_id)
+            rows = {r.stage_id: r for r in conn.execute(_SEL_STAGES, {"eid": msg.execution_id, "ids": wanted})}
+            st = rows.pop(msg.stage_id)
             stale = (
                 ex.status not in (Status.RUNNING, Status.PAUSED)
                 or st.status not in STAGE_ACTIVE
@@ -348,7 +424,8 @@ class Engine:
                 or st.attempt != attempt
             )
             if not stale:
-                self._apply(conn, ex, st, stype, ctx, result, worker_id, paused=ex.status == Status.PAUSED)
+                paused = ex.status == Status.PAUSED
+                self._apply(conn, ex, st, stype, ctx, result, worker_id, paused=paused, read=rows if ends else None)
         if stale and result.status == "RUNNING":
             # Canceled (or restarted) while the task was starting something: the cancel message may
             # have been handled before there was anything to stop, so stop it now.
@@ -437,7 +514,9 @@ class Engine:
         result: TaskResult,
         worker_id: str,
         paused: bool = False,
+        read: Mapping[str, Any] | None = None,
     ) -> None:
+        """Write what a task's result means. ``read``: the rows of the stage's dependents, read with it."""
         now = self.clock()
         context = {**(st.context or {}), **result.context}
         # outputs are shown to every viewer and read by later stages: never keep a secret's value in them
@@ -473,9 +552,11 @@ class Engine:
             )
             self._push(conn, RunTask(ex.id, st.stage_id, task=nxt, attempt=st.attempt), held=paused)
             return
-        self._set_stage(conn, ex.id, st.stage_id, context=context, outputs=outputs, tasks=tasks, worker_id=None)
+        written = {"context": context, "outputs": outputs, "tasks": tasks, "worker_id": None}
         if result.status == "SUCCEEDED":
-            self._finish_stage(conn, ex, st, Status.SUCCEEDED, result.message, now)
+            self._finish_stage(
+                conn, ex, st, Status.SUCCEEDED, result.message, now, also=written, inline=True, read=read
+            )
             return
         message = result.message or "failed"
         retries = ctx.config.retries
@@ -490,14 +571,16 @@ class Engine:
                 "engine",
                 [f"attempt {st.attempt} failed: {message}; retrying in {format_duration(retries.backoff)}"],
             )
-            self._set_stage(conn, ex.id, st.stage_id, status=Status.NOT_STARTED, message=f"retrying: {message}")
+            self._set_stage(
+                conn, ex.id, st.stage_id, **written, status=Status.NOT_STARTED, message=f"retrying: {message}"
+            )
             self._push(conn, StartStage(ex.id, st.stage_id), delay=retries.backoff)
             return
         if result.status == "TERMINAL":
             status = Status.TERMINAL
         else:
             status = Status.FAILED_CONTINUE if ctx.config.continue_on_failure else Status.FAILED
-        self._finish_stage(conn, ex, st, status, message, now)
+        self._finish_stage(conn, ex, st, status, message, now, also=written, inline=True, read=read)
 
     def _emit_judgment(self, conn: Connection, ex: Any, st: Any, context: dict[str, Any], result: TaskResult) -> None:
         """A judgment was acted on (the task that read it finished, or consumed it), or a running
@@ -524,8 +607,15 @@ class Engine:
         message: str | None,
         now: float,
         started: float | None = None,
+        also: dict[str, Any] | None = None,
+        inline: bool = False,
+        read: Mapping[str, Any] | None = None,
     ) -> None:
-        values: dict[str, Any] = {"status": status, "ended_at": now, "message": message}
+        """End a stage (``also``: more of its columns, written in the same UPDATE) and start what it
+        lets through. ``inline``: the first stage it makes ready starts in this transaction; a stage
+        that ends as it starts (skipped, a bad config) passes False, so a run of skipped stages queues
+        messages instead of recursing."""
+        values: dict[str, Any] = {**(also or {}), "status": status, "ended_at": now, "message": message}
         if started is not None:
             values["started_at"] = started
         self._set_stage(conn, ex.id, st.stage_id, **values)
@@ -535,33 +625,56 @@ class Engine:
         elif status in (Status.FAILED, Status.FAILED_CONTINUE, Status.TERMINAL):
             self._emit(conn, "stage.failed", ex, st, status=status, message=message)
         if status in STAGE_LETS_THROUGH:
-            self._start_ready_dependents(conn, ex.id, st.dependents or [])
-            self._maybe_complete(conn, ex, now)
+            # something started or queued: the execution is not complete (and a stage that started
+            # inline and ended at once has completed it itself if it was the last)
+            if not self._start_ready_dependents(conn, ex, st.stage_id, status, st.dependents or [], inline, read):
+                self._maybe_complete(conn, ex, now)
         else:
             stop = Status.TERMINAL if status == Status.TERMINAL else Status.FAILED
             what = "stopped" if stop == Status.TERMINAL else "failed"
             self._stop_execution(conn, ex, stop, f"stage '{st.stage_id}' {what}: {message}", now)
 
-    def _start_ready_dependents(self, conn: Connection, execution_id: str, dependents: list[str]) -> None:
+    def _start_ready_dependents(
+        self,
+        conn: Connection,
+        ex: Any,
+        finished: str,
+        finished_status: Status,
+        dependents: list[str],
+        inline: bool,
+        read: Mapping[str, Any] | None,
+    ) -> bool:
+        """Start (or queue the start of) every dependent whose requirements have all let it through;
+        True if there was one. ``read``: the dependents' rows if this transaction has read them. Only
+        requirements other than the stage just finished are read."""
         if not dependents:
-            return
-        rows = conn.execute(_SEL_DEPENDENTS, {"eid": execution_id, "ids": list(dependents)}).all()
-        needed = sorted({r for row in rows for r in row.requires})
-        status = dict(conn.execute(_SEL_STATUSES, {"eid": execution_id, "ids": needed}).all())
-        for row in rows:
-            if row.status == Status.NOT_STARTED and all(status.get(r) in STAGE_LETS_THROUGH for r in row.requires):
-                self._push(conn, StartStage(execution_id, row.stage_id))
+            return False
+        if read is None:
+            read = {r.stage_id: r for r in conn.execute(_SEL_STAGES, {"eid": ex.id, "ids": list(dependents)})}
+        rows = [read[d] for d in dependents if d in read]
+        status = {finished: finished_status}
+        needed = sorted({r for row in rows for r in row.requires} - status.keys())
+        if needed:
+            status.update(conn.execute(_SEL_STATUSES, {"eid": ex.id, "ids": needed}).all())
+        ready = [
+            row
+            for row in rows
+            if row.status == Status.NOT_STARTED and all(status.get(r) in STAGE_LETS_THROUGH for r in row.requires)
+        ]
+        if not ready:
+            return False
+        first = ready[0] if inline and ex.status == Status.RUNNING else None
+        # the others are queued first: a first one that ends as it starts must see them pending
+        for row in ready[1:] if first is not None else ready:
+            self._push(conn, StartStage(ex.id, row.stage_id))
+        if first is not None:
+            self._start_inline(conn, ex, first)
+        return True
 
     def _maybe_complete(self, conn: Connection, ex: Any, now: float) -> None:
         """Finish the execution when nothing is left to do: no message queued, no stage active."""
-        if queue.pending_for(conn, ex.id):
-            return
-        counts: dict[str, int] = dict(
-            conn.execute(
-                select(stages.c.status, func.count()).where(stages.c.execution_id == ex.id).group_by(stages.c.status)
-            ).all()
-        )
-        if any(counts.get(s) for s in STAGE_ACTIVE):
+        counts: dict[str, int] = dict(conn.execute(_SEL_COUNTS_AND_QUEUED, {"eid": ex.id}).all())
+        if counts.pop(_QUEUED, 0) or any(counts.get(s) for s in STAGE_ACTIVE):
             return
         status, message = final_status(counts)
         self._end_execution(conn, ex, status, message, now)
