@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from gennaker.api.app import create_app
 from gennaker.cloud.aws.session import AwsSessions
@@ -152,6 +152,37 @@ def test_a_pipeline_starts_after_another_with_its_outputs(runtime: Runtime) -> N
         shown = admin.get(f"/api/executions/{child.id}").json()["trigger"]
     assert shown["type"] == "pipeline" and shown["label"] == f"after build-shop #{parent[:8]}"
     assert shown["parent"]["execution_id"] == parent
+
+
+def test_the_catalog_reads_a_document_only_for_a_version_it_has_not_parsed(runtime: Runtime) -> None:
+    """Every execution's end asks for the registered pipelines (pipeline triggers): their texts are
+    not read again while unchanged, and a re-registered document is parsed anew."""
+    register(runtime, BUILD)
+    register(runtime, DEPLOY)
+    catalog = runtime.triggers.catalog
+    texts_read: list[str] = []
+
+    def on_statement(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        if "pipelines.text" in statement:
+            texts_read.append(statement)
+
+    def names() -> list[str]:
+        with runtime.db.read() as conn:
+            return sorted(p.name for p in catalog.registered(conn))
+
+    event.listen(runtime.db.engine, "before_cursor_execute", on_statement)
+    try:
+        assert names() == ["build-shop", "deploy-shop"]
+        first = len(texts_read)
+        assert names() == ["build-shop", "deploy-shop"]
+        assert len(texts_read) == first  # nothing changed: no text read
+        register(runtime, DEPLOY.replace("status: [SUCCEEDED]", "status: [FAILED]"))
+        with runtime.db.read() as conn:
+            [deploy] = [p for p in catalog.registered(conn) if p.name == "deploy-shop"]
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", on_statement)
+    assert len(texts_read) == first + 1
+    assert [str(s) for s in deploy.triggers[0].status] == ["FAILED"]
 
 
 def test_a_loop_of_pipeline_triggers_is_refused_where_it_is_written(runtime: Runtime) -> None:

@@ -12,9 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gennaker.engine.model import new_id
@@ -35,6 +36,11 @@ MAX_SUMMARY = 500  # characters of a commit message or author kept with a delive
 Parse = Callable[[str, str], Pipeline]  # (text, file name) -> a validated pipeline
 
 
+_TEXTS = select(pipelines.c.name, pipelines.c.text, pipelines.c.updated_at).where(
+    pipelines.c.name.in_(bindparam("names", expanding=True))
+)
+
+
 class Catalog:
     """The registered pipelines and their triggers, parsed once per version of each document."""
 
@@ -44,11 +50,23 @@ class Catalog:
         self._parsed: dict[str, tuple[float, Pipeline | None]] = {}
 
     def registered(self, conn: Connection) -> list[Pipeline]:
+        """Every registered pipeline. Read on every execution's end (pipeline triggers): the documents'
+        texts are read only for versions not parsed yet, not all of them each time."""
         rows = conn.execute(
-            select(pipelines.c.name, pipelines.c.text, pipelines.c.updated_at).where(pipelines.c.registered.is_(True))
+            select(pipelines.c.name, pipelines.c.updated_at).where(pipelines.c.registered.is_(True))
         ).all()
         with self._lock:
-            found = [self._version(row.name, row.updated_at, row.text) for row in rows]
+            unseen = [r.name for r in rows if (c := self._parsed.get(r.name)) is None or c[0] != r.updated_at]
+        fresh = {r.name: r for r in conn.execute(_TEXTS, {"names": unseen})} if unseen else {}
+        found = []
+        with self._lock:
+            for r in rows:
+                row = fresh.get(r.name, r)  # a version newer than listed may be read: kept under its own time
+                cached = self._parsed.get(r.name)
+                if r.name not in fresh and (cached is None or cached[0] != row.updated_at):
+                    # another thread replaced the version meanwhile: read this one's text after all
+                    row = conn.execute(_TEXTS, {"names": [r.name]}).first() or r
+                found.append(self._version(r.name, row.updated_at, partial(getattr, row, "text", None)))
         return [p for p in found if p is not None]
 
     def one(self, conn: Connection, name: str) -> Pipeline | None:
@@ -61,13 +79,14 @@ class Catalog:
         if row is None:
             return None
         with self._lock:
-            return self._version(name, row.updated_at, row.text)
+            return self._version(name, row.updated_at, lambda: row.text)
 
-    def _version(self, name: str, updated_at: float, text: str | None) -> Pipeline | None:
-        """The parsed document of this version of ``name`` (parsed once; the caller holds the lock)."""
+    def _version(self, name: str, updated_at: float, text: Callable[[], str | None]) -> Pipeline | None:
+        """The parsed document of this version of ``name`` (parsed once; the caller holds the lock).
+        ``text`` gives the document, asked only when this version is not parsed yet."""
         cached = self._parsed.get(name)
         if cached is None or cached[0] != updated_at:
-            cached = (updated_at, self._parse(name, text))
+            cached = (updated_at, self._parse(name, text()))
             self._parsed[name] = cached
         return cached[1]
 
