@@ -64,6 +64,26 @@ def test_a_chain_costs_one_transaction_per_stage(runtime: Runtime, tmp_path: Pat
     assert seen["commits"] == n + 1 + 2
 
 
+def test_the_thread_that_ends_an_execution_takes_the_next_in_the_same_transaction(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    ids = [start(runtime, tmp_path, chain(2)) for _ in range(3)]
+    engine = runtime.worker(threads=1).engine
+    seen: Counter[str] = Counter()
+
+    def on_commit(_conn: Any) -> None:
+        seen["commits"] += 1
+
+    event.listen(runtime.db.engine, "commit", on_commit)
+    try:
+        handled = drive(runtime, engine=engine)
+    finally:
+        event.remove(runtime.db.engine, "commit", on_commit)
+    assert [detail(runtime, e)["status"] for e in ids] == ["SUCCEEDED"] * 3
+    # 3 times (StartExecution + 2 RunTasks); the claims: the first, and the last one that finds nothing
+    assert (handled, seen["commits"]) == (9, 9 + 2)
+
+
 class Counted(StageType[StageConfig]):
     """Counts its task's runs; its configuration fails to resolve the first ``fail_resolving`` times."""
 

@@ -137,9 +137,16 @@ def push_leased(
 def claim(
     db: Database, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float
 ) -> list[Delivery[Message]]:
-    params = {"now": now, "me": worker_id, "until": now + lease, "lim": limit, "live_since": now - worker_ttl}
     with db.begin() as conn:
-        rows = conn.execute(_CLAIM[not db.is_sqlite], params).all()
+        return claim_in(conn, worker_id, now, lease, limit, worker_ttl)
+
+
+def claim_in(
+    conn: Connection, worker_id: str, now: float, lease: float, limit: int, worker_ttl: float
+) -> list[Delivery[Message]]:
+    """Claim due messages in the caller's transaction: they are ours once it commits."""
+    params = {"now": now, "me": worker_id, "until": now + lease, "lim": limit, "live_since": now - worker_ttl}
+    rows = conn.execute(_CLAIM[conn.dialect.name != "sqlite"], params).all()
     out = [Delivery(r.id, decode(r.kind, r.execution_id, r.stage_id, r.payload or {}), r.attempts) for r in rows]
     out.sort(key=lambda d: d.id)
     return out

@@ -56,6 +56,11 @@ _SEL_STATUSES = select(stages.c.stage_id, stages.c.status).where(
 )
 _UPD_STAGE = update(stages).where(stages.c.execution_id == bindparam("_eid"), stages.c.stage_id == bindparam("_sid"))
 _UPD_STAGE_ROW = _UPD_STAGE.returning(*stages.c)
+_SEL_ROOTS = (  # the stages that require none (json_array_length: both PostgreSQL and SQLite have it)
+    select(stages)
+    .where(stages.c.execution_id == bindparam("eid"), func.json_array_length(stages.c.requires) == 0)
+    .order_by(stages.c.idx)
+)
 # An execution's stages by status, and whether a message is queued for it, in one read.
 _QUEUED = "_queued"
 _SEL_COUNTS_AND_QUEUED = union_all(
@@ -234,17 +239,11 @@ class Engine:
                 .returning(*_EXEC_COLS)
             ).one()
             self._emit(conn, "pipeline.starting", ex, status=Status.RUNNING)
-            roots = [
-                r.stage_id
-                for r in conn.execute(
-                    select(stages.c.stage_id, stages.c.requires).where(stages.c.execution_id == ex.id)
-                )
-                if not r.requires
-            ]
+            roots = conn.execute(_SEL_ROOTS, {"eid": ex.id}).all()
             if roots:
-                for stage_id in roots[1:]:
-                    self._push(conn, StartStage(ex.id, stage_id))
-                self._start_inline(conn, ex, self._stage(conn, ex.id, roots[0]))
+                for root in roots[1:]:
+                    self._push(conn, StartStage(ex.id, root.stage_id))
+                self._start_inline(conn, ex, roots[0])
 
     def _record_capabilities(self, conn: Connection, execution_id: str) -> None:
         """Write each stage type's capabilities into its stages (their context is still empty), so that
@@ -693,6 +692,15 @@ class Engine:
         elif status in (Status.FAILED, Status.TERMINAL):
             self._emit(conn, "pipeline.failed", ex, status=status, message=message)
         start_next_queued(conn, ex.pipeline, ex.concurrency_limit, self.clock)
+        taker = getattr(self._next, "worker", None)
+        if taker and self._next.taken is None:
+            # the thread that ended this execution takes the next due message in the same transaction
+            # (no claim transaction of its own); the claim loop is woken for the rest of the queue
+            s = self.settings
+            claimed = queue.claim_in(conn, taker, time.time(), s.lease, 1, s.worker_ttl)
+            if claimed:
+                self._next.taken = claimed[0]
+                self._next.pushed = True
 
     # ---- CancelStage ----------------------------------------------------------------------------
     def cancel_stage(self, delivery: Delivery[CancelStage], worker_id: str) -> None:
