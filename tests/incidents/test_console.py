@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gennaker.cloud.aws.provider import AwsProvider
 from gennaker.cloud.aws.session import AwsSessions
@@ -24,6 +24,7 @@ from gennaker.engine import operations as ops
 from gennaker.ops.incidents import store as incidents
 from gennaker.ops.incidents.intake import AlarmTransition, record_transition
 from gennaker.ops.incidents.settings import incident_settings
+from gennaker.ops.incidents.tables import incident_events
 from gennaker.runtime import build_runtime
 from gennaker.sandbox.seed import seed_shop
 from gennaker.sandbox.server import config_text
@@ -236,3 +237,37 @@ def test_two_rollback_requests_at_once_start_one_task(world_server: tuple[Server
     assert retry.status_code == (409 if status == "SUCCEEDED" else 202), (status, retry.text)
     if retry.status_code == 202:
         finished(server.runtime, retry.json()["task"], timeout=90)
+
+
+def test_a_rollback_being_started_holds_back_a_second_request_until_it_is_lost(
+    world_server: tuple[Server, Any],
+) -> None:
+    """The race of a double click, made deterministic: the first request's reservation is on the
+    timeline and its task not started yet when the second comes (it was let through before: it saw
+    no task and counted the reservation as an attempt). A reservation whose server died before
+    starting anything stops holding back new requests after RESERVATION_LOST_AFTER."""
+    from gennaker.api.incident_actions import REQUESTED, RESERVATION_LOST_AFTER
+
+    server, _ = world_server
+    incident_id = open_incident(server, "shop-web-5xx-held")
+
+    def reserve(at: float) -> None:
+        with server.runtime.db.begin() as conn:
+            assert incidents.add_event(
+                conn, incident_id, "action", "requested", actor="rita", details={"action": REQUESTED}, at=at
+            )
+
+    reserve(time.time())
+    with server.api("rita") as c:
+        held = c.post(f"/api/incidents/{incident_id}/rollback")
+    assert held.status_code == 409 and "at the same moment" in held.json()["message"], held.text
+    with server.runtime.db.begin() as conn:  # now the reservation is one its server never got to act on
+        conn.execute(
+            update(incident_events)
+            .where(incident_events.c.incident_id == incident_id)
+            .values(at=time.time() - RESERVATION_LOST_AFTER - 1)
+        )
+    with server.api("rita") as c:
+        started = c.post(f"/api/incidents/{incident_id}/rollback")
+    assert started.status_code == 202, started.text
+    finished(server.runtime, started.json()["task"], timeout=90)

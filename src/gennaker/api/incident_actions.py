@@ -13,13 +13,14 @@ incident's application.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gennaker.api.cloud import start_rollback_task
 from gennaker.api.deps import get_actor
@@ -27,6 +28,7 @@ from gennaker.engine import views
 from gennaker.errors import Conflict, Forbidden, GennakerError
 from gennaker.ops.incidents import store as incidents
 from gennaker.ops.incidents.diagnosis import incident_diagnosis
+from gennaker.ops.incidents.tables import incidents as incident_rows
 from gennaker.ops.settings import ops_settings
 from gennaker.runtime import Runtime
 from gennaker.store.tables import executions
@@ -88,6 +90,20 @@ def earlier_rollback(conn: Any, timeline: Sequence[Mapping[str, Any]]) -> tuple[
     return next(((r.id, r.status) for r in rows if r.status == "SUCCEEDED" or not views.is_done(r.status)), None)
 
 
+# A request whose task was neither started nor refused within this long was lost (its server died
+# between the two): it no longer holds back a new request.
+RESERVATION_LOST_AFTER = 300.0
+
+
+def rollback_in_flight(timeline: Sequence[Mapping[str, Any]], now: float) -> bool:
+    """Whether a rollback was requested and its task is neither started nor refused yet: a request at
+    the same moment must not start a second one."""
+    actions = [(e["at"], (e.get("details") or {}).get("action")) for e in timeline if e.get("kind") == "action"]
+    requested = [at for at, action in actions if action == REQUESTED]
+    settled = sum(1 for _, action in actions if action in (ROLLBACK, REFUSED))
+    return len(requested) > settled and now - requested[-1] < RESERVATION_LOST_AFTER
+
+
 def rollback_from_incident(runtime: Runtime, incident_id: str, me: Principal, body: RollbackBody) -> dict[str, Any]:
     """Start the rollback task and record it on the incident. Shared by the API and the console."""
     readable = me.readable()
@@ -101,21 +117,25 @@ def rollback_from_incident(runtime: Runtime, incident_id: str, me: Principal, bo
             raise Forbidden(f"{me.name} may not roll back {application}: it needs the operator role on it")
         if incident.get("status") == "resolved":
             raise Conflict(f"incident {incident_id} is resolved: roll back from the CLUSTERS tab instead")
-        earlier = earlier_rollback(conn, timeline)
-        if earlier:
+        workload_tags = ops_settings(runtime.config.ops).workload_tags
+        diagnosis, _stored = incident_diagnosis(conn, incident, timeline, workload_tags=workload_tags)
+    target = rollback_target(incident, diagnosis, body)
+    where = {"cluster": target.cluster, "account": target.account, "region": target.region}
+    # Reserve the rollback before acting, deciding under the incident's row lock on the timeline as it
+    # is now: two requests at once (a double click) are decided one after the other, and the second
+    # sees the first's reservation (or its task).
+    with runtime.db.begin() as conn:
+        conn.execute(update(incident_rows).where(incident_rows.c.id == incident_id).values(id=incident_id))
+        timeline = incidents.timeline(conn, incident_id, applications=readable)
+        if earlier := earlier_rollback(conn, timeline):
             task, status = earlier
             raise Conflict(
                 f"rollback task {task} from this incident is {status}: one rollback per incident "
                 "(roll back further from the CLUSTERS tab)"
             )
-        workload_tags = ops_settings(runtime.config.ops).workload_tags
-        diagnosis, _stored = incident_diagnosis(conn, incident, timeline, workload_tags=workload_tags)
-    target = rollback_target(incident, diagnosis, body)
-    where = {"cluster": target.cluster, "account": target.account, "region": target.region}
-    # Reserve the rollback before acting: two requests at once (a double click) read the same
-    # timeline, and the unique key of the request's event lets one of them through.
-    attempt = sum(1 for e in timeline if (e.get("details") or {}).get("action") == REQUESTED)
-    with runtime.db.begin() as conn:
+        if rollback_in_flight(timeline, time.time()):
+            raise Conflict(f"another rollback from incident {incident_id} was requested at the same moment")
+        attempt = sum(1 for e in timeline if (e.get("details") or {}).get("action") == REQUESTED)
         reserved = incidents.add_event(
             conn,
             incident_id,
