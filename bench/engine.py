@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,11 @@ def counting(db: Database) -> Iterator[Counter[str]]:
         seen["statements"] += 1
         seen[statement.lstrip().split(None, 1)[0].upper()] += 1
 
-    hooks = [("begin", on_begin), ("commit", on_commit), ("before_cursor_execute", on_statement)]
+    hooks: list[tuple[str, Callable[..., None]]] = [
+        ("begin", on_begin),
+        ("commit", on_commit),
+        ("before_cursor_execute", on_statement),
+    ]
     for name, fn in hooks:
         event.listen(db.engine, name, fn)
     try:
@@ -227,47 +231,91 @@ def throughput(tmp: Path, executions: int, worker_counts: list[int]) -> list[str
     rt.db.dispose()
     admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     for n in worker_counts:
-        name = f"gennaker_bench_{uuid.uuid4().hex[:8]}"
-        admin.execute(f'CREATE DATABASE "{name}"')
-        url = PG.rsplit("/", 1)[0] + f"/{name}"
-        rt = build_runtime(url, config=Config())
-        pipeline = rt.pipeline_from_text(
-            "name: t\napplication: bench\nstages:\n  - {id: a, type: wait, duration: 0s}\n"
-            "  - {id: b, type: wait, duration: 0s, requires: [a]}\n"
-            "  - {id: c, type: wait, duration: 0s, requires: [b]}\n"
-        )
-        env = {**os.environ, "GENNAKER_DB": url}
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "gennaker", "worker"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(n)
-        ]
-        time.sleep(2.0)  # let the workers start
-        t0 = time.perf_counter()
-        for _ in range(executions):
-            ops.start_execution(rt.db, pipeline, {}, "bench")
-        while True:
-            with rt.db.read() as conn:
-                c = views.status_counts(conn)
-            if c.get("SUCCEEDED", 0) >= executions:
-                break
-            time.sleep(0.1)
-        elapsed = time.perf_counter() - t0
-        for p in procs:
-            p.terminate()
-            p.wait(20)
-        rt.db.dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        rows.append(
-            f"| {executions} no-op executions (3 stages each), PostgreSQL, {n} worker process(es) | "
-            f"{executions / elapsed:.1f} executions/s ({executions * 3 / elapsed:.0f} stages/s); {elapsed:.1f} s; "
-            f"{executions * 3 / elapsed / cost['per_s']:.2f} stages per raw single-connection commit time; {load()} |"
-        )
+        rows.append(drain(admin, executions, n, cost))
     return rows
+
+
+THREE = (
+    "name: t\napplication: bench\nstages:\n  - {id: a, type: wait, duration: 0s}\n"
+    "  - {id: b, type: wait, duration: 0s, requires: [a]}\n"
+    "  - {id: c, type: wait, duration: 0s, requires: [b]}\n"
+)
+
+
+def cpu_seconds(pids: list[int] | None = None) -> float:
+    """User + system CPU of these processes, or of every PostgreSQL process (from /proc)."""
+    total = 0
+    for pid in pids if pids is not None else [int(d) for d in os.listdir("/proc") if d.isdigit()]:
+        try:
+            name, rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if pids is not None or name.endswith("(postgres"):
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def drain(admin: Any, executions: int, n: int, cost: dict[str, float]) -> str:
+    """``executions`` no-op executions queued first, then ``n`` worker processes started: the engine's
+    rate is read from the stored times (first execution started → last ended), so neither the
+    workers' start-up nor the harness creating executions is in it. CPU is read from /proc."""
+    from sqlalchemy import func, select
+
+    from gennaker.store.tables import executions as executions_table
+    from gennaker.store.tables import workers
+
+    name = f"gennaker_bench_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG.rsplit("/", 1)[0] + f"/{name}"
+    rt = build_runtime(url, config=Config())
+    pipeline = rt.pipeline_from_text(THREE)
+    for _ in range(executions):
+        ops.start_execution(rt.db, pipeline, {}, "bench")
+    env = {**os.environ, "GENNAKER_DB": url}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gennaker", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]
+    # CPU from the moment the workers have registered (their imports and start-up are not counted)
+    while True:
+        with rt.db.read() as conn:
+            if conn.execute(select(func.count()).select_from(workers)).scalar_one() >= n:
+                break
+        time.sleep(0.05)
+    workers_before = cpu_seconds([p.pid for p in procs])
+    pg_before = cpu_seconds()
+    while True:
+        with rt.db.read() as conn:
+            c = views.status_counts(conn)
+        if c.get("SUCCEEDED", 0) >= executions:
+            break
+        time.sleep(0.2)
+    workers_cpu = cpu_seconds([p.pid for p in procs]) - workers_before
+    pg_cpu = cpu_seconds() - pg_before
+    with rt.db.read() as conn:
+        first, last = conn.execute(
+            select(func.min(executions_table.c.started_at), func.max(executions_table.c.ended_at))
+        ).one()
+    for p in procs:
+        p.terminate()
+        p.wait(20)
+    rt.db.dispose()
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    stages_n = executions * 3
+    elapsed = last - first
+    return (
+        f"| {executions} queued no-op executions (3 stages each), PostgreSQL, {n} worker process(es) | "
+        f"**{stages_n / elapsed:.0f} stages/s** ({executions / elapsed:.1f} executions/s; {elapsed:.1f} s); "
+        f"CPU per stage: workers {workers_cpu / stages_n * 1000:.2f} ms, "
+        f"PostgreSQL {pg_cpu / stages_n * 1000:.2f} ms; {stages_n / elapsed / cost['per_s']:.2f} stages per raw "
+        f"single-connection commit time; {load()} |"
+    )
 
 
 def main() -> None:
@@ -280,7 +328,7 @@ def main() -> None:
         tmp = Path(d)
         rows = overhead(tmp, 100 if args.quick else 1000, 100)
         rows += waiting(tmp, 100 if args.quick else 1000)
-        rows += throughput(tmp, 50 if args.quick else 200, [1, 2, 4])
+        rows += throughput(tmp, 200 if args.quick else 1000, [1, 2, 4])
     body = [machine_line(), "", "| measurement | result |", "|---|---|", *rows]
     print("\n".join(body))
     if not args.quick and not args.print_only:
