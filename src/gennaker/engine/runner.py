@@ -55,7 +55,7 @@ _SEL_STATUSES = select(stages.c.stage_id, stages.c.status).where(
     stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
 )
 _UPD_STAGE = update(stages).where(stages.c.execution_id == bindparam("_eid"), stages.c.stage_id == bindparam("_sid"))
-_UPD_STAGE_ROW = _UPD_STAGE.returning(*stages.c)
+_UPD_STAGE_ROW = _UPD_STAGE.returning(*stages.c)  # the row as committed: carried to the stage's first task
 _SEL_ROOTS = (  # the stages that require none (json_array_length: both PostgreSQL and SQLite have it)
     select(stages)
     .where(stages.c.execution_id == bindparam("eid"), func.json_array_length(stages.c.requires) == 0)
@@ -68,7 +68,7 @@ _SEL_COUNTS_AND_QUEUED = union_all(
     select(literal(_QUEUED), func.count()).select_from(
         select(messages.c.id).where(messages.c.execution_id == bindparam("eid")).limit(1).subquery()
     ),
-)  # the row as committed: carried to the stage's first task
+)
 
 
 @dataclass
