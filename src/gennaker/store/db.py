@@ -156,10 +156,7 @@ def _postgres_engine(url: str) -> Engine:
 def open_database(url: str | None = None, migrate: bool = True) -> Database:
     raw = normalize_url(url or default_url())
     try:
-        if raw.startswith("sqlite"):
-            engine = _sqlite_engine(raw)
-        else:
-            engine = _postgres_engine(raw)
+        engine = _sqlite_engine(raw) if raw.startswith("sqlite") else _postgres_engine(raw)
     except (ArgumentError, ImportError, ValueError, TypeError) as exc:  # ValueError: e.g. a port "abc"
         raise ConfigError(f"cannot use database URL {_hidden(raw)!r}: {exc}") from None
     db = Database(engine)
