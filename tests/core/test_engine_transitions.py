@@ -43,45 +43,42 @@ def drive(rt: Runtime, worker_id: str = "w-test", engine: Engine | None = None) 
     return handled
 
 
+def drive_counting_commits(rt: Runtime) -> tuple[int, int]:
+    """``drive``, and how many transactions committed meanwhile (the worker's registration not)."""
+    engine = rt.worker(threads=1).engine  # (registering a worker commits)
+    commits = 0
+
+    def on_commit(_conn: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(rt.db.engine, "commit", on_commit)
+    try:
+        handled = drive(rt, engine=engine)
+    finally:
+        event.remove(rt.db.engine, "commit", on_commit)
+    return handled, commits
+
+
 def test_a_chain_costs_one_transaction_per_stage(runtime: Runtime, tmp_path: Path) -> None:
     n = 40
     eid = start(runtime, tmp_path, chain(n))
-    engine = runtime.worker(threads=1).engine  # (registering a worker commits)
-    seen: Counter[str] = Counter()
-
-    def on_commit(_conn: Any) -> None:
-        seen["commits"] += 1
-
-    event.listen(runtime.db.engine, "commit", on_commit)
-    try:
-        handled = drive(runtime, engine=engine)
-    finally:
-        event.remove(runtime.db.engine, "commit", on_commit)
+    handled, commits = drive_counting_commits(runtime)
     assert detail(runtime, eid)["status"] == "SUCCEEDED"
     # StartExecution (which starts the first stage) and one RunTask per stage, each one transaction;
     # no StartStage message at all; one claim transaction at the start and one that finds nothing
     assert handled == n + 1
-    assert seen["commits"] == n + 1 + 2
+    assert commits == n + 1 + 2
 
 
 def test_the_thread_that_ends_an_execution_takes_the_next_in_the_same_transaction(
     runtime: Runtime, tmp_path: Path
 ) -> None:
     ids = [start(runtime, tmp_path, chain(2)) for _ in range(3)]
-    engine = runtime.worker(threads=1).engine
-    seen: Counter[str] = Counter()
-
-    def on_commit(_conn: Any) -> None:
-        seen["commits"] += 1
-
-    event.listen(runtime.db.engine, "commit", on_commit)
-    try:
-        handled = drive(runtime, engine=engine)
-    finally:
-        event.remove(runtime.db.engine, "commit", on_commit)
+    handled, commits = drive_counting_commits(runtime)
     assert [detail(runtime, e)["status"] for e in ids] == ["SUCCEEDED"] * 3
     # 3 times (StartExecution + 2 RunTasks); the claims: the first, and the last one that finds nothing
-    assert (handled, seen["commits"]) == (9, 9 + 2)
+    assert (handled, commits) == (9, 9 + 2)
 
 
 class Counted(StageType[StageConfig]):
