@@ -75,6 +75,17 @@ def moto_endpoint(moto_server: str) -> str:
 POSTGRES_URL = os.environ.get("GENNAKER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
+def admin_conn() -> Any:
+    """An autocommit connection to the test PostgreSQL server (to create and drop databases); skips
+    the test with the reason when psycopg is missing or the server is not reachable."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (gennaker[postgres]) is not installed")
+    dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {dsn}: {exc}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI (CI=true) a skipped test is a failure: every system part must be there."""
     if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):

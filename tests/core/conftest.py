@@ -1,8 +1,10 @@
-"""Fixtures for engine tests: a runtime on a fresh SQLite file, a worker, and waiting helpers."""
+"""Fixtures for engine tests: a runtime on a fresh SQLite file (or a fresh PostgreSQL database, or
+each in turn), a worker, and waiting helpers."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from gennaker.engine.runner import EngineSettings
 from gennaker.engine.worker import Worker
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
+from tests.conftest import POSTGRES_URL, admin_conn
 
 FAST = EngineSettings(lease=3.0, heartbeat=0.5, worker_ttl=2.0, poll=0.02, self_check_every=1.0)
 
@@ -24,6 +27,27 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = build_runtime(f"sqlite:///{tmp_path / 'g.db'}", config=Config(), settings=FAST)
     yield rt
     rt.db.dispose()
+
+
+@pytest.fixture
+def pg_runtime() -> Iterator[Runtime]:
+    admin = admin_conn()
+    name = f"gennaker_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    rt = build_runtime(url, config=Config(), settings=FAST)
+    try:
+        yield rt
+    finally:
+        rt.db.dispose()
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_db(request: pytest.FixtureRequest) -> Runtime:
+    """The test once on SQLite and once on PostgreSQL (where the engine's statements differ)."""
+    return request.getfixturevalue("runtime" if request.param == "sqlite" else "pg_runtime")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 from gennaker.engine import jobs
 from gennaker.ops.notifications import Notice, enqueue
 from gennaker.runtime import Runtime
-from tests.core.test_postgres import pg_runtime  # noqa: F401  (the fixture)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

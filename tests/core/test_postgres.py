@@ -4,44 +4,18 @@ and killing one worker leaves no execution stuck."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from gennaker.engine import operations as ops
-from gennaker.runtime import Runtime, build_runtime
-from gennaker.spec.config import Config
+from gennaker.runtime import Runtime
 from gennaker.store.db import IDLE_PING_AFTER
-from tests.conftest import POSTGRES_URL
-from tests.core.conftest import FAST, finished, stage_status, start, wait_for
+from tests.conftest import admin_conn
+from tests.core.conftest import finished, stage_status, start, wait_for
 from tests.core.test_durability import kill, spawn_worker, stop
 
-
-def _admin_conn():  # type: ignore[no-untyped-def]
-    psycopg = pytest.importorskip("psycopg", reason="psycopg (gennaker[postgres]) is not installed")
-    dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {dsn}: {exc}")
-
-
-@pytest.fixture
-def pg_runtime() -> Iterator[Runtime]:
-    admin = _admin_conn()
-    name = f"gennaker_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    rt = build_runtime(url, config=Config(), settings=FAST)
-    try:
-        yield rt
-    finally:
-        rt.db.dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+_admin_conn = admin_conn  # (imported from here by other suites)
 
 
 def _start_batch(rt: Runtime, tmp_path: Path, count: int, out: Path) -> list[str]:

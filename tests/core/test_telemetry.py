@@ -21,7 +21,6 @@ from gennaker.web import store
 from gennaker.web.credentials import LOCAL_ADMIN
 from tests.conftest import admin_client
 from tests.core.conftest import wait_for
-from tests.core.test_postgres import pg_runtime  # noqa: F401  (the fixture)
 
 PIPELINE = """name: tick
 application: shop

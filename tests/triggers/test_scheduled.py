@@ -25,8 +25,11 @@ from gennaker.store.tables import executions
 from gennaker.triggers.schedule import bootstrap, cron_key, next_fire
 from gennaker.triggers.tables import trigger_deliveries
 from tests.conftest import admin_client
-from tests.core.conftest import FAST, wait_for
-from tests.core.test_postgres import pg_runtime  # noqa: F401  (the fixture)
+from tests.core.conftest import (
+    FAST,
+    pg_runtime,  # noqa: F401  (the fixture)
+    wait_for,
+)
 
 NIGHTLY = """name: nightly
 application: shop
