@@ -14,6 +14,7 @@ from functools import cached_property, partial
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from gennaker.cloud.registry import kind_of
 from gennaker.cloud.registry import upkeep as cloud_upkeep
@@ -155,7 +156,7 @@ def build_runtime(
     if cfg.notifications.channels:
         listeners.append((rt.notifications.on_event, lambda _: True))
     listeners.append((rt.triggers.listener, TriggerJobs.wants))
-    engine.on_event = each_in_savepoint(listeners)
+    engine.on_event = tell_each(listeners)
     rt.incidents = incident_settings(cfg.incidents)  # a bad incidents: section fails here, before anything runs
     rt.job_handlers.update(incident_job_handlers(services, rt.incidents))
     rt.job_handlers.update(audit_job_handlers(cfg))  # organization-wide audit parts (ops/fanout.py)
@@ -169,18 +170,19 @@ def build_runtime(
     return rt
 
 
-def each_in_savepoint(listeners: list[tuple[EventHook, Callable[[ExecutionEvent], bool]]]) -> EventHook:
-    """Tell every listener that wants the event, each in a savepoint of the engine's transaction: one
-    listener's failure is logged and undoes only its own rows, never the others' or the change itself.
-    (A listener that wants few events costs no savepoint on the others: two round trips each.)"""
+def tell_each(listeners: list[tuple[EventHook, Callable[[ExecutionEvent], bool]]]) -> EventHook:
+    """Tell every listener that wants the event. A listener writes its rows in a savepoint of its own
+    (``events.write_in_savepoint``), so one listener's failure is logged and undoes only its rows,
+    never the others' or the change itself; its reads take none (see engine/events.py)."""
 
     def tell(conn: Connection, event: ExecutionEvent) -> None:
         for listen, wants in listeners:
             if not wants(event):
                 continue
             try:
-                with conn.begin_nested():
-                    listen(conn, event)
+                listen(conn, event)
+            except DBAPIError:
+                raise  # the database failed a read: on PostgreSQL the transaction is lost (retried)
             except Exception:
                 logging.getLogger("gennaker.engine").exception("%s failed on %s", listen, event.event)
 

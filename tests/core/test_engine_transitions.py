@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import Connection, event, select, text, update
+from sqlalchemy.exc import DBAPIError
 
-from gennaker.engine import queue
-from gennaker.engine.messages import Message, StartStage
+from gennaker.engine import counters, queue
+from gennaker.engine.events import ExecutionEvent, write_in_savepoint
+from gennaker.engine.messages import Message, RunTask, StartExecution, StartStage
 from gennaker.engine.queue import Delivery
-from gennaker.engine.runner import Engine
-from gennaker.runtime import Runtime
+from gennaker.engine.runner import Engine, LeaseLost
+from gennaker.runtime import Runtime, tell_each
 from gennaker.stages.base import Capabilities, StageConfig, StageType, Task, TaskContext, TaskResult
+from gennaker.store.tables import messages
 from tests.core.conftest import FAST, detail, finished, stage_status, start
 
 HEAD = "name: p\napplication: shop\n"
@@ -193,3 +198,113 @@ def test_fan_in_starts_the_joining_stage_once(runtime: Runtime, worker: Any, tmp
     eid = start(runtime, tmp_path, HEAD + "stages:\n  - {id: a, type: counted}\n" + branches + join)
     assert finished(runtime, eid)["status"] == "SUCCEEDED"
     assert Counted.runs == {"a": 1, "z": 1, **{f"b{i}": 1 for i in range(12)}}
+
+
+# ---- one statement for the ack and the lock (PostgreSQL), the same outcome on both databases -------
+
+
+def _queued(rt: Runtime, eid: str) -> list[tuple[str, int | None]]:
+    with rt.db.read() as conn:
+        rows = conn.execute(select(messages.c.kind, messages.c.payload).where(messages.c.execution_id == eid))
+        return sorted((r.kind, (r.payload or {}).get("attempt")) for r in rows)
+
+
+def _started_one_stage(rt: Runtime, tmp_path: Path, worker_id: str = "w1") -> tuple[str, Engine, Delivery[Message]]:
+    """An execution of one no-op stage, started: its first task is leased to ``worker_id``, not run."""
+    eid = start(rt, tmp_path, chain(1))
+    engine = rt.worker(threads=1).engine
+    first = queue.claim(rt.db, worker_id, time.time(), FAST.lease, 1, FAST.worker_ttl)[0]
+    run = engine.handle(first, worker_id, take_next=True)
+    assert run is not None and isinstance(run.message, RunTask)
+    return eid, engine, run
+
+
+def _push_poll(rt: Runtime, eid: str, attempt: int) -> None:
+    with rt.db.begin() as conn:  # a re-poll an hour away, as a waiting stage leaves one
+        queue.push(conn, RunTask(eid, "s0", task=0, attempt=attempt), due_at=time.time() + 3600)
+
+
+def test_a_stage_s_last_task_drops_its_leftover_polls_but_never_a_later_attempt_s(
+    each_db: Runtime, tmp_path: Path
+) -> None:
+    eid, engine, run = _started_one_stage(each_db, tmp_path)
+    _push_poll(each_db, eid, 1)  # this attempt's: a leftover once the stage ends
+    _push_poll(each_db, eid, 2)  # a later attempt's (a restarted stage's poll): not this handling's to drop
+    assert engine.handle(run, "w1") is None
+    assert stage_status(each_db, eid) == {"s0": "SUCCEEDED"}
+    assert _queued(each_db, eid) == [("RunTask", 2)]
+
+
+def test_a_lost_lease_rolls_back_the_whole_handling(each_db: Runtime, tmp_path: Path) -> None:
+    eid, engine, run = _started_one_stage(each_db, tmp_path)
+    _push_poll(each_db, eid, 1)
+    with each_db.db.begin() as conn:  # the lease ran out and another worker claimed the task
+        conn.execute(update(messages).where(messages.c.id == run.id).values(lease_owner="w2"))
+    with pytest.raises(LeaseLost):
+        engine.handle(run, "w1")
+    assert stage_status(each_db, eid) == {"s0": "WAITING"}  # nothing this handling wrote stayed
+    assert _queued(each_db, eid) == [("RunTask", 1), ("RunTask", 1)]  # neither the task's nor the poll went
+
+
+def test_a_message_for_an_execution_that_is_gone_is_acked(each_db: Runtime) -> None:
+    with each_db.db.begin() as conn:
+        queue.push(conn, StartExecution("no-such-execution"), due_at=time.time())
+    assert drive(each_db) == 1
+    assert _queued(each_db, "no-such-execution") == []
+
+
+# ---- listeners: their writes in a savepoint of their own, their reads in none ----------------------
+
+
+def _told_on_end(rt: Runtime, listen: Callable[[Connection, ExecutionEvent], None]) -> None:
+    rt.engine.on_event = tell_each([(listen, lambda e: e.event == "pipeline.complete")])
+
+
+def test_a_listener_whose_writes_fail_leaves_the_change_whole(each_db: Runtime, tmp_path: Path) -> None:
+    def listen(conn: Connection, _e: ExecutionEvent) -> None:
+        def write() -> None:
+            counters.increment(conn, "listener_rows")
+            raise RuntimeError("a bug after the first row")
+
+        write_in_savepoint(conn, "the test listener", write)
+
+    _told_on_end(each_db, listen)
+    eid = start(each_db, tmp_path, chain(2))
+    drive(each_db)
+    assert detail(each_db, eid)["status"] == "SUCCEEDED"
+    with each_db.db.read() as conn:
+        assert "listener_rows" not in counters.totals(conn)  # its own row was undone with it
+
+
+def test_a_listener_that_raises_before_writing_is_logged_and_the_change_commits(
+    each_db: Runtime, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def listen(_conn: Connection, _e: ExecutionEvent) -> None:
+        raise ValueError("a bug in deciding what to write")
+
+    _told_on_end(each_db, listen)
+    eid = start(each_db, tmp_path, chain(1))
+    drive(each_db)
+    assert detail(each_db, eid)["status"] == "SUCCEEDED"
+    assert "a bug in deciding what to write" in caplog.text
+
+
+def test_a_read_the_database_fails_in_a_listener_fails_the_change_which_is_retried(
+    each_db: Runtime, tmp_path: Path
+) -> None:
+    """Without a savepoint a failed statement has lost the transaction on PostgreSQL (its COMMIT would
+    quietly roll back): the handling must fail, and commit nothing, rather than look done."""
+    broken = [True]
+
+    def listen(conn: Connection, _e: ExecutionEvent) -> None:
+        if broken[0]:
+            conn.execute(text("SELECT * FROM no_such_table"))
+
+    _told_on_end(each_db, listen)
+    eid, engine, run = _started_one_stage(each_db, tmp_path)
+    with pytest.raises(DBAPIError):
+        engine.handle(run, "w1")
+    assert (detail(each_db, eid)["status"], stage_status(each_db, eid)) == ("RUNNING", {"s0": "WAITING"})
+    broken[0] = False
+    assert engine.handle(run, "w1") is None  # the same delivery again, as after a release
+    assert detail(each_db, eid)["status"] == "SUCCEEDED"

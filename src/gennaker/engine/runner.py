@@ -8,6 +8,7 @@ deletes it, which is what makes redelivery after a lost lease safe.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,7 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import JSON, Connection, bindparam, case, func, literal, select, type_coerce, union_all, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    bindparam,
+    case,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
 from gennaker.engine import counters, queue, secrets, views
@@ -56,11 +69,36 @@ _SEL_STATUSES = select(stages.c.stage_id, stages.c.status).where(
 )
 _UPD_STAGE = update(stages).where(stages.c.execution_id == bindparam("_eid"), stages.c.stage_id == bindparam("_sid"))
 _UPD_STAGE_ROW = _UPD_STAGE.returning(*stages.c)  # the row as committed: carried to the stage's first task
-_SEL_ROOTS = (  # the stages that require none (json_array_length: both PostgreSQL and SQLite have it)
-    select(stages)
-    .where(stages.c.execution_id == bindparam("eid"), func.json_array_length(stages.c.requires) == 0)
-    .order_by(stages.c.idx)
+# PostgreSQL: the same, and the stage's first task pushed leased to this thread, in one statement
+_UPD_STAGE_ROW_PUSHING = _UPD_STAGE.add_cte(queue.LEASED_CTE).returning(
+    *stages.c, select(queue.LEASED_CTE.c.id).scalar_subquery().label("message_id")
 )
+_START_EXEC = (
+    update(executions)
+    .where(executions.c.id == bindparam("eid"))
+    .values(status=Status.RUNNING, started_at=bindparam("now"))
+    .returning(*_EXEC_COLS)
+)
+_END_EXEC = (
+    update(executions)
+    .where(executions.c.id == bindparam("eid"))
+    .values(status=bindparam("status"), ended_at=bindparam("now"), message=bindparam("message"))
+)
+_UNSTARTED = stages.c.execution_id == bindparam("eid"), stages.c.started_at.is_(None)
+
+
+def _ack_and_lock_statement(drop_polls: bool) -> Any:
+    """PostgreSQL: the ack (``queue.ack_statement``) and the execution's row lock in one statement, one
+    round trip less per handling. The lock is a MATERIALIZED CTE outer-joined to the ack's count, so a
+    missing execution still says whether the ack held; the row comes back locked and current (a row
+    lock waits for, then re-reads, the newest version), and the next statement takes a new snapshot."""
+    acked = queue.ack_statement(drop_polls).cte("acked")
+    locked = _SEL_EXEC_LOCK.cte("locked").prefix_with("MATERIALIZED")
+    n = select(func.count().label("acked")).select_from(acked).where(acked.c.id == bindparam("mid")).subquery("n")
+    return select(n.c.acked, *locked.c).select_from(n.outerjoin(locked, true()))
+
+
+_ACK_AND_LOCK = {False: _ack_and_lock_statement(False), True: _ack_and_lock_statement(True)}
 # An execution's stages by status, and whether a message is queued for it, in one read.
 _QUEUED = "_queued"
 _SEL_COUNTS_AND_QUEUED = union_all(
@@ -121,6 +159,8 @@ class Engine:
         # Per handling thread: the worker that asked to take the next message itself, and the one it
         # took (see handle). A thread-local because one Engine serves all of a worker's task threads.
         self._next = threading.local()
+        # The capabilities statement (see _record_capabilities), built again only if the registry changed.
+        self._capabilities: tuple[tuple[Any, ...], Any] = ((), None)
 
     # ---- dispatch -------------------------------------------------------------------------------
     def handle(self, delivery: Delivery[Message], worker_id: str, take_next: bool = False) -> Delivery[Message] | None:
@@ -149,6 +189,29 @@ class Engine:
         if not queue.ack(conn, delivery, worker_id):
             raise LeaseLost(f"message {delivery.id} was taken over by another worker")
 
+    def _ack_and_lock(
+        self,
+        conn: Connection,
+        delivery: Delivery[Message],
+        worker_id: str,
+        execution_id: str,
+        polls_of: tuple[str, int] | None = None,
+    ) -> Any:
+        """Ack the message, then lock its execution's row (None: there is none). ``polls_of`` (stage id,
+        attempt): that stage's last task was handled, so its leftover polls up to that attempt go too."""
+        sid, attempt = polls_of or (None, None)
+        params = {"mid": delivery.id, "owner": worker_id, "eid": execution_id, "sid": sid, "attempt": attempt}
+        params["now"] = self.clock()
+        drop = polls_of is not None
+        if self.db.is_sqlite:  # (no row locks there: BEGIN IMMEDIATE took the database's write lock)
+            if delivery.id not in conn.execute(queue.ack_statement(drop), params).scalars().all():
+                raise LeaseLost(f"message {delivery.id} was taken over by another worker")
+            return self._lock_execution(conn, execution_id)
+        row = conn.execute(_ACK_AND_LOCK[drop], params).one()
+        if not row.acked:
+            raise LeaseLost(f"message {delivery.id} was taken over by another worker")
+        return None if row.id is None else row
+
     # ---- rows -----------------------------------------------------------------------------------
     def _lock_execution(self, conn: Connection, execution_id: str) -> Any:
         return conn.execute(_SEL_EXEC if self.db.is_sqlite else _SEL_EXEC_LOCK, {"eid": execution_id}).first()
@@ -172,18 +235,23 @@ class Engine:
     ) -> None:
         """Queue a message. ``snapshot``: the execution and stage rows as this transaction leaves them,
         carried with a message this thread takes next so that its handler need not read them again."""
-        taker = getattr(self._next, "worker", None)
-        if taker and delay <= 0 and not held and affinity is None and self._next.taken is None:
-            now = self.clock()
+        taker = self._taker() if delay <= 0 and not held and affinity is None else None
+        if taker:
             # the lease is read against the worker's wall clock (queue.claim), not the engine's clock
             until = time.time() + self.settings.lease
             self._next.taken = queue.push_leased(
-                conn, message, due_at=now, worker_id=taker, until=until, snapshot=snapshot
+                conn, message, due_at=self.clock(), worker_id=taker, until=until, snapshot=snapshot
             )
             return
         queue.push(conn, message, due_at=self.clock() + delay, held=held, affinity=affinity)
         if delay <= 0 and not held:
             self._next.pushed = True
+
+    def _taker(self) -> str | None:
+        """The worker this thread handles for, if it asked to take the next due message itself and has
+        not taken one yet (see handle)."""
+        taker: str | None = getattr(self._next, "worker", None)
+        return taker if taker and self._next.taken is None else None
 
     def _emit(self, conn: Connection, event: str, ex: Any, st: Any = None, **kw: Any) -> None:
         if self.on_event is None:
@@ -203,6 +271,10 @@ class Engine:
         )
         try:
             self.on_event(conn, evt)
+        except DBAPIError:
+            # the database failed a listener's statement: on PostgreSQL the transaction is lost (its
+            # COMMIT would quietly roll back), so the handling fails and is retried
+            raise
         except Exception:  # a listener's bug must not fail the change it was told of; it is logged
             log.exception("event listener failed on %s of execution %s", event, ex.id)
 
@@ -214,11 +286,10 @@ class Engine:
     def start_execution(self, delivery: Delivery[StartExecution], worker_id: str) -> None:
         msg = delivery.message
         with self.db.begin() as conn:
-            self._ack(conn, delivery, worker_id)
-            ex = self._lock_execution(conn, msg.execution_id)
+            ex = self._ack_and_lock(conn, delivery, worker_id, msg.execution_id)
             if ex is None or ex.status != Status.NOT_STARTED:
                 return
-            self._record_capabilities(conn, ex.id)
+            rows = self._record_capabilities(conn, ex.id)
             if ex.concurrency_limit:
                 self._lock_pipeline(conn, ex.pipeline)
                 running = conn.execute(
@@ -231,31 +302,41 @@ class Engine:
                 ).scalar_one()
                 if running >= ex.concurrency_limit:
                     return  # stays queued; started when a running one finishes
-            now = self.clock()
-            ex = conn.execute(
-                update(executions)
-                .where(executions.c.id == ex.id)
-                .values(status=Status.RUNNING, started_at=now)
-                .returning(*_EXEC_COLS)
-            ).one()
+            ex = conn.execute(_START_EXEC, {"eid": ex.id, "now": self.clock()}).one()
             self._emit(conn, "pipeline.starting", ex, status=Status.RUNNING)
-            roots = conn.execute(_SEL_ROOTS, {"eid": ex.id}).all()
+            roots = sorted((r for r in rows if not r.requires), key=lambda r: r.idx)
             if roots:
                 for root in roots[1:]:
                     self._push(conn, StartStage(ex.id, root.stage_id))
                 self._start_inline(conn, ex, roots[0])
 
-    def _record_capabilities(self, conn: Connection, execution_id: str) -> None:
+    def _record_capabilities(self, conn: Connection, execution_id: str) -> list[Any]:
         """Write each stage type's capabilities into its stages (their context is still empty), so that
         every reader of a stage — over the API too — knows what it can do without the registry. One
-        statement for all of them: the capabilities chosen by type (an unknown type's stage is left)."""
-        by_type = {n: type_coerce({CAPABILITIES: t.capabilities.as_dict()}, JSON) for n, t in self.registry.items()}
-        if by_type:
-            conn.execute(
-                update(stages)
-                .where(stages.c.execution_id == execution_id, stages.c.started_at.is_(None))
-                .values(context=case(by_type, value=stages.c.type, else_=stages.c.context))
-            )
+        statement for all of them, the capabilities chosen by type (an unknown type's stage is left),
+        returning the stages as written (the caller starts the roots among them: no second read)."""
+        key = tuple(self.registry.items())
+        cached_key, statement = self._capabilities
+        if key != cached_key:
+            # SQL literals, not bind values: the same for every execution (and known to the server's
+            # prepared statement), so no execution sends or encodes them again
+            by_type: dict[Any, Any] = {
+                literal_column(_sql_string(n)): literal_column(
+                    _sql_string(json.dumps({CAPABILITIES: t.capabilities.as_dict()})), JSON
+                )
+                for n, t in key
+            }
+            if by_type:
+                statement = (
+                    update(stages)
+                    .where(*_UNSTARTED)
+                    .values(context=case(by_type, value=stages.c.type, else_=stages.c.context))
+                    .returning(*stages.c)
+                )
+            else:
+                statement = select(stages).where(*_UNSTARTED)
+            self._capabilities = (key, statement)
+        return list(conn.execute(statement, {"eid": execution_id}))
 
     def _lock_pipeline(self, conn: Connection, name: str) -> None:
         # Serializes concurrency-limit decisions for one pipeline across workers.
@@ -265,8 +346,7 @@ class Engine:
     def start_stage(self, delivery: Delivery[StartStage], worker_id: str) -> None:
         msg = delivery.message
         with self.db.begin() as conn:
-            self._ack(conn, delivery, worker_id)
-            ex = self._lock_execution(conn, msg.execution_id)
+            ex = self._ack_and_lock(conn, delivery, worker_id, msg.execution_id)
             if ex is not None and ex.status == Status.PAUSED:
                 self._defer_while_paused(conn, msg)
                 return
@@ -322,30 +402,36 @@ class Engine:
         ]
         tasks[0].update(status=Status.RUNNING, started_at=now)
         attempt = st.attempt + 1
-        row = conn.execute(
-            _UPD_STAGE_ROW,
-            {
-                "_eid": ex.id,
-                "_sid": st.stage_id,
-                "status": plan.status,
-                "started_at": now,
-                "ended_at": None,
-                "message": None,
-                "task_index": 0,
-                "attempt": attempt,
-                "tasks": tasks,
-                # attempts count on across restarts (so a late message or process of an earlier run can
-                # never be mistaken for this one); retries count from the last restart
-                # stored with secret parameters masked (it is shown); _task_context resolves them again
-                "context": {
-                    "resolved": secrets.mask(config.model_dump(mode="json"), secrets.secret_values(ex.trigger)),
-                    "base": (st.context or {}).get("base", 0),
-                    CAPABILITIES: stype.capabilities.as_dict(),
-                },
-                "worker_id": None,
+        first = RunTask(ex.id, st.stage_id, task=0, attempt=attempt)
+        values = {
+            "_eid": ex.id,
+            "_sid": st.stage_id,
+            "status": plan.status,
+            "started_at": now,
+            "ended_at": None,
+            "message": None,
+            "task_index": 0,
+            "attempt": attempt,
+            "tasks": tasks,
+            # attempts count on across restarts (so a late message or process of an earlier run can
+            # never be mistaken for this one); retries count from the last restart
+            # stored with secret parameters masked (it is shown); _task_context resolves them again
+            "context": {
+                "resolved": secrets.mask(config.model_dump(mode="json"), secrets.secret_values(ex.trigger)),
+                "base": (st.context or {}).get("base", 0),
+                CAPABILITIES: stype.capabilities.as_dict(),
             },
-        ).one()
-        self._push(conn, RunTask(ex.id, st.stage_id, task=0, attempt=attempt), snapshot=(ex, row))
+            "worker_id": None,
+        }
+        taker = None if self.db.is_sqlite else self._taker()
+        if taker:  # the row written and the first task pushed leased to this thread, in one statement
+            until = time.time() + self.settings.lease  # (the worker's wall clock, as in _push)
+            leased = queue.leased_params(first, due_at=now, worker_id=taker, until=until)
+            row = conn.execute(_UPD_STAGE_ROW_PUSHING, {**values, **leased}).one()
+            self._next.taken = Delivery(int(row.message_id), first, 1, snapshot=(ex, row))
+        else:
+            row = conn.execute(_UPD_STAGE_ROW, values).one()
+            self._push(conn, first, snapshot=(ex, row))
         if self.on_event is not None:
             self._emit(conn, "stage.starting", ex, st, status=plan.status, attempt=attempt)
             started = {"status": plan.status, "context": {CAPABILITIES: stype.capabilities.as_dict()}}
@@ -397,8 +483,9 @@ class Engine:
             or st.attempt != attempt
         ):
             with self.db.begin() as conn:
-                self._ack(conn, delivery, worker_id)
-                self._complete_if_idle(conn, msg.execution_id)
+                ex = self._ack_and_lock(conn, delivery, worker_id, msg.execution_id)
+                if ex is not None and ex.status == Status.RUNNING:  # it may have been all it waited for
+                    self._maybe_complete(conn, ex, self.clock())
             return
         if ex.status == Status.PAUSED:
             with self.db.begin() as conn:
@@ -412,8 +499,8 @@ class Engine:
         ends = result.status != "RUNNING" and (result.status != "SUCCEEDED" or task_index + 1 >= len(st.tasks))
         wanted = [msg.stage_id, *(st.dependents or [])] if ends else [msg.stage_id]
         with self.db.begin() as conn:
-            self._ack(conn, delivery, worker_id)
-            ex = self._lock_execution(conn, msg.execution_id)
+            polls_of = (msg.stage_id, attempt) if ends else None
+            ex = self._ack_and_lock(conn, delivery, worker_id, msg.execution_id, polls_of)
             rows = {r.stage_id: r for r in conn.execute(_SEL_STAGES, {"eid": msg.execution_id, "ids": wanted})}
             st = rows.pop(msg.stage_id)
             stale = (
@@ -424,17 +511,11 @@ class Engine:
             )
             if not stale:
                 paused = ex.status == Status.PAUSED
-                self._apply(conn, ex, st, stype, ctx, result, worker_id, paused=paused, read=rows if ends else None)
+                self._apply(conn, ex, st, stype, ctx, result, worker_id, paused=paused, ends=rows if ends else None)
         if stale and result.status == "RUNNING":
             # Canceled (or restarted) while the task was starting something: the cancel message may
             # have been handled before there was anything to stop, so stop it now.
             self._safe_cancel(stype, ctx)
-
-    def _complete_if_idle(self, conn: Connection, execution_id: str) -> None:
-        """After dropping a stale message: it may have been the last thing the execution waited for."""
-        ex = self._lock_execution(conn, execution_id)
-        if ex is not None and ex.status == Status.RUNNING:
-            self._maybe_complete(conn, ex, self.clock())
 
     def _task_context(self, ex: Any, st: Any, stype: StageType[Any], worker_id: str) -> TaskContext[Any]:
         context = dict(st.context or {})
@@ -513,9 +594,10 @@ class Engine:
         result: TaskResult,
         worker_id: str,
         paused: bool = False,
-        read: Mapping[str, Any] | None = None,
+        ends: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write what a task's result means. ``read``: the rows of the stage's dependents, read with it."""
+        """Write what a task's result means. ``ends``: the result may end the stage, so its dependents'
+        rows were read with it, and its leftover polls are gone already (``_ack_and_lock``)."""
         now = self.clock()
         context = {**(st.context or {}), **result.context}
         # outputs are shown to every viewer and read by later stages: never keep a secret's value in them
@@ -554,7 +636,7 @@ class Engine:
         written = {"context": context, "outputs": outputs, "tasks": tasks, "worker_id": None}
         if result.status == "SUCCEEDED":
             self._finish_stage(
-                conn, ex, st, Status.SUCCEEDED, result.message, now, also=written, inline=True, read=read
+                conn, ex, st, Status.SUCCEEDED, result.message, now, also=written, inline=True, ended=ends
             )
             return
         message = result.message or "failed"
@@ -579,7 +661,7 @@ class Engine:
             status = Status.TERMINAL
         else:
             status = Status.FAILED_CONTINUE if ctx.config.continue_on_failure else Status.FAILED
-        self._finish_stage(conn, ex, st, status, message, now, also=written, inline=True, read=read)
+        self._finish_stage(conn, ex, st, status, message, now, also=written, inline=True, ended=ends)
 
     def _emit_judgment(self, conn: Connection, ex: Any, st: Any, context: dict[str, Any], result: TaskResult) -> None:
         """A judgment was acted on (the task that read it finished, or consumed it), or a running
@@ -608,17 +690,19 @@ class Engine:
         started: float | None = None,
         also: dict[str, Any] | None = None,
         inline: bool = False,
-        read: Mapping[str, Any] | None = None,
+        ended: Mapping[str, Any] | None = None,
     ) -> None:
         """End a stage (``also``: more of its columns, written in the same UPDATE) and start what it
         lets through. ``inline``: the first stage it makes ready starts in this transaction; a stage
         that ends as it starts (skipped, a bad config) passes False, so a run of skipped stages queues
-        messages instead of recursing."""
+        messages instead of recursing. ``ended``: the handling of its last task read its dependents'
+        rows (these) and dropped its leftover polls already."""
         values: dict[str, Any] = {**(also or {}), "status": status, "ended_at": now, "message": message}
         if started is not None:
             values["started_at"] = started
         self._set_stage(conn, ex.id, st.stage_id, **values)
-        queue.drop_stage_polls(conn, ex.id, st.stage_id, now)  # e.g. a judgment's hourly re-poll
+        if ended is None:
+            queue.drop_stage_polls(conn, ex.id, st.stage_id, now)  # e.g. a judgment's hourly re-poll
         if status == Status.SUCCEEDED:
             self._emit(conn, "stage.complete", ex, st, status=status, message=message)
         elif status in (Status.FAILED, Status.FAILED_CONTINUE, Status.TERMINAL):
@@ -626,7 +710,7 @@ class Engine:
         if status in STAGE_LETS_THROUGH:
             # something started or queued: the execution is not complete (and a stage that started
             # inline and ended at once has completed it itself if it was the last)
-            if not self._start_ready_dependents(conn, ex, st.stage_id, status, st.dependents or [], inline, read):
+            if not self._start_ready_dependents(conn, ex, st.stage_id, status, st.dependents or [], inline, ended):
                 self._maybe_complete(conn, ex, now)
         else:
             stop = Status.TERMINAL if status == Status.TERMINAL else Status.FAILED
@@ -684,9 +768,7 @@ class Engine:
         self._end_execution(conn, ex, status, message, now)
 
     def _end_execution(self, conn: Connection, ex: Any, status: Status, message: str | None, now: float) -> None:
-        conn.execute(
-            update(executions).where(executions.c.id == ex.id).values(status=status, ended_at=now, message=message)
-        )
+        conn.execute(_END_EXEC, {"eid": ex.id, "status": status, "now": now, "message": message})
         if status == Status.SUCCEEDED:
             self._emit(conn, "pipeline.complete", ex, status=status, message=message)
         elif status in (Status.FAILED, Status.TERMINAL):
@@ -744,6 +826,11 @@ HANDLERS: Mapping[type[Message], Callable[[Engine, Any, str], None]] = {
     RunTask: Engine.run_task,
     CancelStage: Engine.cancel_stage,
 }
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal (a stage type's name, its capabilities' JSON: never a user's text)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _may_lack_outputs(scope: dict[str, Any]) -> Callable[[str], bool]:

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, select
 
 from gennaker.engine import jobs
-from gennaker.engine.events import ExecutionEvent
+from gennaker.engine.events import ExecutionEvent, write_in_savepoint
 from gennaker.engine.jobs import Done, Failed, Job, JobContext, JobHandler, NewJob
 from gennaker.errors import GennakerError
 from gennaker.spec.triggers import CronTrigger, ImageTrigger, PipelineTrigger
@@ -180,12 +180,20 @@ class TriggerJobs:
         """Told by the engine inside the transaction that ends an execution."""
         if not self.wants(event):
             return
-        for child, i, t in self.catalog.with_triggers(conn, "pipeline"):
-            if isinstance(t, PipelineTrigger) and t.pipeline == event.pipeline and event.status in t.status:
-                payload = {"pipeline": child.name, "index": i, "parent": event.execution_id}
-                jobs.schedule(
-                    conn, "triggers.pipeline", f"pipeline:{child.name}:{event.execution_id}", payload, event.at
-                )
+        children = [
+            (child.name, i)
+            for child, i, t in self.catalog.with_triggers(conn, "pipeline")
+            if isinstance(t, PipelineTrigger) and t.pipeline == event.pipeline and event.status in t.status
+        ]
+        if not children:
+            return
+
+        def schedule() -> None:
+            for name, i in children:
+                payload = {"pipeline": name, "index": i, "parent": event.execution_id}
+                jobs.schedule(conn, "triggers.pipeline", f"pipeline:{name}:{event.execution_id}", payload, event.at)
+
+        write_in_savepoint(conn, f"scheduling the pipelines after {event.pipeline}", schedule)
 
     def after_pipeline(self, job: Job, ctx: JobContext) -> Done:
         p = job.payload

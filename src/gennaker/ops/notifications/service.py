@@ -25,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection, select, update
 
 from gennaker.engine import jobs, views
-from gennaker.engine.events import ExecutionEvent
+from gennaker.engine.events import ExecutionEvent, write_in_savepoint
 from gennaker.engine.jobs import Done, Failed, Job, JobContext, JobHandler, JobOutcome, NewJob, Retry
 from gennaker.engine.model import STAGE_ACTIVE, Status, new_id
 from gennaker.errors import NotFound
@@ -163,8 +163,8 @@ class Notifications:
         wanted = [s.channel for s in subs if s.wants(evt.event)]
         if not wanted:
             return
-        # a savepoint: whatever goes wrong here leaves the engine's own change whole
-        with conn.begin_nested():
+
+        def write() -> None:  # in a savepoint: whatever goes wrong here leaves the engine's own change whole
             key = f"{evt.event}:{evt.execution_id}:{evt.stage_id or ''}:{evt.attempt or 0}"
             self._enqueue(conn, wanted, self.notice(evt), key)
             if evt.event == "judgment.awaiting":
@@ -172,6 +172,8 @@ class Notifications:
                     if s.remind_every and s.wants(evt.event):
                         payload = _reminder(evt, s.channel, s.remind_every, 1)
                         jobs.schedule(conn, REMIND, _reminder_key(payload), payload, evt.at + s.remind_every)
+
+        write_in_savepoint(conn, f"notifying of {evt.event}", write)
 
     def _enqueue(self, conn: Connection, channels: list[str], notice: Notice, key: str) -> list[str]:
         return enqueue(
