@@ -231,10 +231,11 @@ class Engine:
         delay: float = 0.0,
         held: bool = False,
         affinity: str | None = None,
-        snapshot: tuple[Any, Any] | None = None,
+        snapshot: tuple[Any, Any, Any] | None = None,
     ) -> None:
         """Queue a message. ``snapshot``: the execution and stage rows as this transaction leaves them,
-        carried with a message this thread takes next so that its handler need not read them again."""
+        and the stage's resolved config, carried with a message this thread takes next so that its
+        handler need not read (or validate) them again."""
         taker = self._taker() if delay <= 0 and not held and affinity is None else None
         if taker:
             # the lease is read against the worker's wall clock (queue.claim), not the engine's clock
@@ -428,10 +429,10 @@ class Engine:
             until = time.time() + self.settings.lease  # (the worker's wall clock, as in _push)
             leased = queue.leased_params(first, due_at=now, worker_id=taker, until=until)
             row = conn.execute(_UPD_STAGE_ROW_PUSHING, {**values, **leased}).one()
-            self._next.taken = Delivery(int(row.message_id), first, 1, snapshot=(ex, row))
+            self._next.taken = Delivery(int(row.message_id), first, 1, snapshot=(ex, row, config))
         else:
             row = conn.execute(_UPD_STAGE_ROW, values).one()
-            self._push(conn, first, snapshot=(ex, row))
+            self._push(conn, first, snapshot=(ex, row, config))
         if self.on_event is not None:
             self._emit(conn, "stage.starting", ex, st, status=plan.status, attempt=attempt)
             started = {"status": plan.status, "context": {CAPABILITIES: stype.capabilities.as_dict()}}
@@ -468,8 +469,9 @@ class Engine:
     def run_task(self, delivery: Delivery[RunTask], worker_id: str) -> None:
         msg = delivery.message
         task_index, attempt = msg.task, msg.attempt
+        config = None
         if delivery.snapshot is not None:  # as the transaction that pushed it committed them
-            ex, st = delivery.snapshot
+            ex, st, config = delivery.snapshot
         else:
             with self.db.read() as conn:
                 ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
@@ -493,7 +495,7 @@ class Engine:
                 self._defer_while_paused(conn, msg)
             return
         stype = self.registry[st.type]
-        ctx = self._task_context(ex, st, stype, worker_id)
+        ctx = self._task_context(ex, st, stype, worker_id, config)
         result = self._call_task(stype, ctx, st, worker_id)
         # a stage that may end now reads its dependents (which never change) with itself: one read
         ends = result.status != "RUNNING" and (result.status != "SUCCEEDED" or task_index + 1 >= len(st.tasks))
@@ -517,11 +519,14 @@ class Engine:
             # have been handled before there was anything to stop, so stop it now.
             self._safe_cancel(stype, ctx)
 
-    def _task_context(self, ex: Any, st: Any, stype: StageType[Any], worker_id: str) -> TaskContext[Any]:
+    def _task_context(
+        self, ex: Any, st: Any, stype: StageType[Any], worker_id: str, config: Any = None
+    ) -> TaskContext[Any]:
+        """``config``: the stage's config as its start resolved it (with secrets' real values), if known."""
         context = dict(st.context or {})
-        if secrets.secret_values(ex.trigger):
+        if config is None and secrets.secret_values(ex.trigger):
             config = self._resolve_again(ex, st, stype)
-        else:
+        elif config is None:
             config = stype.Config.model_validate(context.get("resolved", st.config))
         attempt = st.attempt
 
