@@ -125,6 +125,10 @@ class _Start:
 class LeaseLost(Exception):
     """Our lease on a message expired and another worker took it; our changes are rolled back."""
 
+    @classmethod
+    def of(cls, delivery: Delivery[Message]) -> LeaseLost:
+        return cls(f"message {delivery.id} was taken over by another worker")
+
 
 @dataclass
 class EngineSettings:
@@ -187,7 +191,7 @@ class Engine:
 
     def _ack(self, conn: Connection, delivery: Delivery[Message], worker_id: str) -> None:
         if not queue.ack(conn, delivery, worker_id):
-            raise LeaseLost(f"message {delivery.id} was taken over by another worker")
+            raise LeaseLost.of(delivery)
 
     def _ack_and_lock(
         self,
@@ -201,15 +205,15 @@ class Engine:
         attempt): that stage's last task was handled, so its leftover polls up to that attempt go too."""
         sid, attempt = polls_of or (None, None)
         params = {"mid": delivery.id, "owner": worker_id, "eid": execution_id, "sid": sid, "attempt": attempt}
-        params["now"] = self.clock()
+        params["now"] = self.clock()  # (leftover polls are those whose lease ran out by now)
         drop = polls_of is not None
         if self.db.is_sqlite:  # (no row locks there: BEGIN IMMEDIATE took the database's write lock)
             if delivery.id not in conn.execute(queue.ack_statement(drop), params).scalars().all():
-                raise LeaseLost(f"message {delivery.id} was taken over by another worker")
+                raise LeaseLost.of(delivery)
             return self._lock_execution(conn, execution_id)
         row = conn.execute(_ACK_AND_LOCK[drop], params).one()
         if not row.acked:
-            raise LeaseLost(f"message {delivery.id} was taken over by another worker")
+            raise LeaseLost.of(delivery)
         return None if row.id is None else row
 
     # ---- rows -----------------------------------------------------------------------------------
@@ -238,15 +242,17 @@ class Engine:
         handler need not read (or validate) them again."""
         taker = self._taker() if delay <= 0 and not held and affinity is None else None
         if taker:
-            # the lease is read against the worker's wall clock (queue.claim), not the engine's clock
-            until = time.time() + self.settings.lease
             self._next.taken = queue.push_leased(
-                conn, message, due_at=self.clock(), worker_id=taker, until=until, snapshot=snapshot
+                conn, message, due_at=self.clock(), worker_id=taker, until=self._lease_until(), snapshot=snapshot
             )
             return
         queue.push(conn, message, due_at=self.clock() + delay, held=held, affinity=affinity)
         if delay <= 0 and not held:
             self._next.pushed = True
+
+    def _lease_until(self) -> float:
+        # a lease is read against the worker's wall clock (queue.claim), not the engine's clock
+        return time.time() + self.settings.lease
 
     def _taker(self) -> str | None:
         """The worker this thread handles for, if it asked to take the next due message itself and has
@@ -426,8 +432,7 @@ class Engine:
         }
         taker = None if self.db.is_sqlite else self._taker()
         if taker:  # the row written and the first task pushed leased to this thread, in one statement
-            until = time.time() + self.settings.lease  # (the worker's wall clock, as in _push)
-            leased = queue.leased_params(first, due_at=now, worker_id=taker, until=until)
+            leased = queue.leased_params(first, due_at=now, worker_id=taker, until=self._lease_until())
             row = conn.execute(_UPD_STAGE_ROW_PUSHING, {**values, **leased}).one()
             self._next.taken = Delivery(int(row.message_id), first, 1, snapshot=(ex, row, config))
         else:
