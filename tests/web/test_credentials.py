@@ -21,6 +21,7 @@ from gennaker.errors import InvalidInput
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
 from gennaker.web import store
+from gennaker.web.security import Sessions
 from gennaker.web.tables import sessions
 
 from .conftest import DEMO, PASSWORD, USERS, auth_config, register
@@ -179,12 +180,42 @@ def test_logout_ends_the_session_on_the_server(servers: Servers) -> None:
         assert "/login" in other.get("/applications", follow_redirects=False).headers["location"]
 
 
-def test_a_session_expires(servers: Servers) -> None:
-    with servers.start(auth_config(session_hours=1.5 / 3600)) as client:
+class Clock:
+    """``time.time`` for the session code and itsdangerous' signatures, moved by the test: the expiry is
+    asserted at exact ages, not raced against a loaded machine's request times."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_expires(servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(1_800_000_000.0)
+    monkeypatch.setattr(time, "time", clock)
+    with servers.start(auth_config(session_hours=2.5 / 3600)) as client:
         sign_in(client, "vic")
-        assert client.get("/api/whoami").json()["user"] == "vic"
-        time.sleep(2.2)
+        clock.now += 2.0
+        assert client.get("/api/whoami").json().get("user") == "vic"
+        clock.now += 0.6  # the cookie (Max-Age 3) is still sent; the server's row has ended
         assert client.get("/api/whoami").status_code == 401
+
+
+def test_a_session_lives_its_fractional_lifetime_whatever_the_signature_rounds(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signature's age is whole seconds: started at .9 of a second, a session 2.2 s old is 3 by it.
+    A limit truncated to 2 refused it before its 2.5 s were up."""
+    clock = Clock(1_800_000_000.9)
+    monkeypatch.setattr(time, "time", clock)
+    servers.start(auth_config())
+    sessions = Sessions("k" * 32, 2.5, servers.db)
+    cookie = sessions.start("vic", "csrf")
+    clock.now += 2.2
+    assert (sessions.load(cookie) or {}).get("u") == "vic"
+    clock.now += 0.4
+    assert sessions.load(cookie) is None
 
 
 def test_tokens_need_a_name_and_a_finite_positive_lifetime(servers: Servers) -> None:

@@ -67,7 +67,7 @@ async def login(
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
-        max_age=int(web.sessions.max_age),
+        max_age=web.sessions.whole_seconds,
         httponly=True,
         secure=web.secure_cookies(dict(request.headers)),
         samesite="lax",

@@ -333,7 +333,7 @@ class Guard:
         secure = "; Secure" if self.web.secure_cookies(call.headers) else ""
         session = await to_thread.run_sync(self.web.sessions.start, user, new_csrf())
         cookie = (
-            f"{SESSION_COOKIE}={session}; Max-Age={int(self.web.sessions.max_age)}; Path=/; HttpOnly; "
+            f"{SESSION_COOKIE}={session}; Max-Age={self.web.sessions.whole_seconds}; Path=/; HttpOnly; "
             f"SameSite=Lax{secure}"
         )
         await send(

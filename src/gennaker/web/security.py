@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
 import threading
 import time
@@ -118,6 +119,12 @@ class Sessions:
         self.max_age = max_age
         self.db = db
 
+    @property
+    def whole_seconds(self) -> int:
+        """The lifetime rounded up to whole seconds, for the cookie's Max-Age and the signature's age
+        (both whole seconds): the row's exact expiry decides, never a truncated limit before it."""
+        return math.ceil(self.max_age)
+
     def start(self, user: str, csrf: str) -> str:
         """Record a new session for ``user`` and return its cookie value."""
         sid = secrets.token_urlsafe(32)
@@ -135,7 +142,7 @@ class Sessions:
         if not cookie:
             return None
         try:
-            data = self._s.loads(cookie, max_age=int(self.max_age))
+            data = self._s.loads(cookie, max_age=self.whole_seconds)
         except BadSignature:
             return None
         ok = isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("s", "u", "c"))
