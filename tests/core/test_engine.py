@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from gennaker.engine import operations as ops
 from gennaker.engine.worker import Worker
@@ -14,6 +16,7 @@ from gennaker.errors import Conflict, Forbidden, GennakerError
 from gennaker.runtime import Runtime
 from gennaker.spec.models import StageConfig
 from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
+from gennaker.store.tables import messages
 from tests.core.conftest import detail, finished, stage_status, start, wait_for
 
 HEAD = "name: p\napplication: shop\nparameters: [{name: version, default: '1.0.0'}]\n"
@@ -498,3 +501,50 @@ def test_a_stage_types_config_is_its_type_parameter() -> None:
     }
     assert {RunStage, WaitStage, ManualJudgmentStage} <= set(parameters)
     assert all(parameter is cls.Config for cls, parameter in parameters.items())
+
+
+class Blocking(StageType):
+    """A task that holds its thread until the test lets it go, counting how many runs are inside it."""
+
+    type = "blocking"
+    Config = StageConfig
+    capabilities = Capabilities()
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.inside = self.most_inside = self.runs = 0
+
+    def tasks(self, config: object) -> list[Task]:
+        return [Task("block", self.block)]
+
+    def block(self, ctx: TaskContext) -> TaskResult:
+        with self.lock:
+            self.runs += 1
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        self.entered.set()
+        self.release.wait(20)
+        with self.lock:
+            self.inside -= 1
+        return TaskResult.succeeded()
+
+
+def test_a_task_whose_lease_ran_out_is_not_started_again_beside_itself(
+    runtime: Runtime, worker: Worker, tmp_path: Path
+) -> None:
+    """The heartbeat that extends a running task's lease can be late (a stalled process, a database
+    lock held for a while). The lease then runs out while the task still runs, and the worker's own
+    claim finds the message due again: it must not start the task a second time beside the first
+    (on AWS, a canary's pair deployed twice, one pair leaked)."""
+    blocking = Blocking()
+    runtime.registry["blocking"] = blocking
+    eid = start(runtime, tmp_path, "name: p\napplication: shop\nstages:\n  - {id: b, type: blocking}\n")
+    assert blocking.entered.wait(10)
+    with runtime.db.begin() as conn:  # as if the heartbeat were late: the lease is over
+        conn.execute(update(messages).where(messages.c.execution_id == eid).values(lease_until=time.time() - 1))
+    time.sleep(1.0)  # the claim loop polls every 20 ms
+    blocking.release.set()
+    assert finished(runtime, eid, timeout=10)["status"] == "SUCCEEDED"
+    assert (blocking.runs, blocking.most_inside) == (1, 1)

@@ -73,7 +73,11 @@ class Worker:
     def start(self) -> None:
         self._beat()
         self.self_check()
-        loops = [(self._claim_loop, "claim"), (self._heartbeat_loop, "heartbeat")]
+        loops = [
+            (self._claim_loop, "claim"),
+            (self._heartbeat_loop, "heartbeat"),
+            (self._self_check_loop, "self-check"),
+        ]
         if self.upkeep is not None:
             loops.append((self._upkeep_loop, "upkeep"))
         for target, name in loops:
@@ -120,12 +124,23 @@ class Worker:
                     self._stop.wait(1.0)
                     continue
             for msg in batch:
-                with self._lock:
-                    self._inflight[msg.id] = msg
-                self._pool.submit(self._handle_and_continue, msg).add_done_callback(self._done)
+                if self._adopt(msg):
+                    self._pool.submit(self._handle_and_continue, msg).add_done_callback(self._done)
             if not batch:
                 self._wake.wait(s.poll)
                 self._wake.clear()
+
+    def _adopt(self, msg: Delivery[Message]) -> bool:
+        """Take a claimed message in hand, unless one of our threads handles it already: its lease ran
+        out while it ran (a late heartbeat) and a claim of ours found it due again. Running it a second
+        time beside the first would repeat its work at once; the lease is ours again either way, the
+        heartbeat extends it and the first handling acks it. From here its lease is extended too."""
+        with self._lock:
+            if msg.id in self._inflight:
+                log.warning("message %s is still being handled here; not starting it a second time", msg.id)
+                return False
+            self._inflight[msg.id] = msg
+            return True
 
     def _done(self, _f: Future[None]) -> None:
         self._wake.set()
@@ -138,9 +153,7 @@ class Worker:
         while current is not None:
             taken = self._handle(current, take_next=streak < MAX_STREAK)
             current = None
-            if taken is not None:
-                with self._lock:
-                    self._inflight[taken.id] = taken  # its lease is extended by the heartbeat from now on
+            if taken is not None and self._adopt(taken):
                 if self._stop.is_set():
                     self._give_back(taken)
                     return
@@ -155,10 +168,8 @@ class Worker:
             except DBAPIError as exc:
                 log.warning("claiming messages failed: %s", exc.orig)
                 return
-            if nxt:
+            if nxt and self._adopt(nxt[0]):
                 current = nxt[0]
-                with self._lock:
-                    self._inflight[current.id] = current
 
     def _give_back(self, msg: Delivery[Message]) -> None:
         """A message taken while stopping: due now for the other workers instead of after its lease."""
@@ -226,15 +237,21 @@ class Worker:
             queue.extend_leases(conn, self.id, ids, now + self.settings.lease)
 
     def _heartbeat_loop(self) -> None:
-        last_check = time.time()
+        # Beats alone on this thread: a slow self-check must not make a running task's lease run out.
         while not self._stop.wait(self.settings.heartbeat):
             try:
                 self._beat()
-                if time.time() - last_check >= self.settings.self_check_every:
-                    last_check = time.time()
-                    self.self_check()
             except DBAPIError as exc:
                 log.warning("heartbeat failed: %s", exc.orig)
+
+    def _self_check_loop(self) -> None:
+        while not self._stop.wait(self.settings.self_check_every):
+            try:
+                self.self_check()
+            except DBAPIError as exc:
+                log.warning("self-check failed: %s", exc.orig)
+            except Exception:  # a bug in one repair: logged whole, and the next round tries again
+                log.exception("self-check failed")
 
     def _upkeep_loop(self) -> None:
         assert self.upkeep is not None
