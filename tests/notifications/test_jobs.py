@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from gennaker.engine import jobs
+from gennaker.engine.job_tables import jobs as jobs_table
 from gennaker.engine.jobs import Done, Failed, Job, JobContext, JobRunner, JobSettings, NewJob, Retry
 from gennaker.store.db import Database, open_database
 from tests.conftest import POSTGRES_URL
@@ -217,3 +219,34 @@ def test_two_workers_on_postgres_never_run_one_job_twice(pg_db: Database) -> Non
     with pg_db.read() as conn:
         statuses = {jobs.get(conn, f"c{i}")["status"] for i in range(count)}  # type: ignore[index]
     assert statuses == {"done"}
+
+
+def test_a_job_whose_lease_ran_out_is_not_started_again_beside_itself(db: Database) -> None:
+    """A lease can run out while the job still runs (the loop that extends it was held up); the
+    runner's own claim then finds it due again, and must not start it a second time beside the first
+    (a notification sent twice), nor count the first attempt as abandoned."""
+    entered, release = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    def slow(job: Job, ctx: JobContext) -> jobs.JobOutcome:
+        runs.append(job.attempt)
+        entered.set()
+        release.wait(10)
+        return Done("sent")
+
+    with db.begin() as conn:
+        jobs.schedule(conn, "slow", "s1", {}, time.time())
+    runner = JobRunner(db, {"slow": slow}, "w1", JobSettings(lease=30.0, poll=0.02, threads=2))
+    runner.start()
+    try:
+        assert entered.wait(10)
+        with db.begin() as conn:  # as if the extension were late: the lease is over
+            conn.execute(update(jobs_table).where(jobs_table.c.key == "s1").values(lease_until=time.time() - 1))
+        time.sleep(0.5)  # the loop polls every 20 ms
+        release.set()
+        wait_for(lambda: _job(db, "s1")["status"] == "done", timeout=10)
+    finally:
+        runner.stop()
+    row = _job(db, "s1")
+    assert runs == [1]
+    assert [a["outcome"] for a in row["attempt_rows"]] == ["done"]

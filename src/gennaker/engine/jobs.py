@@ -154,6 +154,9 @@ def _claim_statement(for_update: bool, by_key: bool = False) -> Any:
             jobs.c.due_at <= bindparam("now"),
             or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < bindparam("now")),
             jobs.c.kind.in_(bindparam("kinds", expanding=True)),
+            # The claimer's own jobs still running: a lease that ran out while one ran is no reason to
+            # start it again beside itself (the runner extends it again, and the running one finishes it).
+            jobs.c.id.not_in(bindparam("busy", expanding=True)),
         )
         .order_by(jobs.c.due_at)
         .limit(bindparam("lim"))
@@ -189,12 +192,13 @@ def claim(
     lease: float,
     limit: int,
     key: str | None = None,
+    busy: Sequence[int] = (),
 ) -> list[Job]:
     """Lease up to ``limit`` due jobs of ``kinds`` (or the one job ``key``, if due) and record an
-    attempt of each before it runs."""
+    attempt of each before it runs. ``busy``: ids of jobs the caller is running, never claimed."""
     if not kinds or limit <= 0:
         return []
-    params = {"now": now, "me": worker_id, "until": now + lease, "lim": limit, "kinds": list(kinds)}
+    params = {"now": now, "me": worker_id, "until": now + lease, "lim": limit, "kinds": list(kinds), "busy": list(busy)}
     statement = _CLAIM[not db.is_sqlite]
     if key is not None:  # not a hot path: built when asked
         statement = _claim_statement(not db.is_sqlite, by_key=True)
@@ -379,18 +383,22 @@ class JobRunner:
     def run_due(self, limit: int = 100) -> int:
         """Claim and run due jobs on this thread until none is due (tests, one-shot commands)."""
         ran = 0
-        while ran < limit:
-            batch = claim(self.db, self.worker_id, list(self.handlers), self.clock(), self.settings.lease, 1)
-            if not batch:
-                break
-            self._run(batch[0])
+        while ran < limit and self._run_one_claimed():
             ran += 1
         return ran
 
     def run_key(self, key: str) -> bool:
         """Run the one job ``key`` now if it is due and nobody holds it (``notifications test``)."""
-        batch = claim(self.db, self.worker_id, list(self.handlers), self.clock(), self.settings.lease, 1, key=key)
+        return self._run_one_claimed(key)
+
+    def _run_one_claimed(self, key: str | None = None) -> bool:
+        """Claim one due job (``key``'s, if given) and run it on this thread; False if none was due."""
+        with self._lock:
+            busy = list(self._inflight)
+        batch = claim(self.db, self.worker_id, list(self.handlers), self.clock(), self.settings.lease, 1, key, busy)
         for job in batch:
+            with self._lock:
+                self._inflight[job.id] = job  # extended by the runner's loop, if it runs, and never claimed again
             self._run(job)
         return bool(batch)
 
@@ -432,7 +440,9 @@ class JobRunner:
             batch: list[Job] = []
             try:
                 if free > 0 and any_due(self.db, list(self.handlers), self.clock()):
-                    batch = claim(self.db, self.worker_id, list(self.handlers), self.clock(), s.lease, free)
+                    with self._lock:
+                        busy = list(self._inflight)
+                    batch = claim(self.db, self.worker_id, list(self.handlers), self.clock(), s.lease, free, busy=busy)
                 if self.clock() - last_extend >= s.extend_every:
                     last_extend = self.clock()
                     with self._lock:
