@@ -117,10 +117,14 @@ def _sqlite_engine(url: str) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN" if conn.info.get("readonly") else "BEGIN IMMEDIATE")
+    def _begin(pooled: Any) -> None:
+        # Issued by the dialect on the DBAPI connection, not by a "begin" event listener: an engine
+        # with any connection event dispatches events around every statement, and the listener's
+        # own statement went through all of SQLAlchemy's execution (together a tenth of a no-op
+        # stage). ``pooled.info`` is the ``conn.info`` that ``Database.read`` marks.
+        pooled.dbapi_connection.execute("BEGIN" if pooled.info.get("readonly") else "BEGIN IMMEDIATE")
 
+    engine.dialect.do_begin = _begin  # type: ignore[method-assign,assignment]  # this engine's dialect only
     return engine
 
 
