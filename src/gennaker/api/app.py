@@ -24,6 +24,7 @@ from gennaker.api import ops as ops_api
 from gennaker.api import triggers as triggers_api
 from gennaker.api.limits import BodyLimit
 from gennaker.api.telemetry import RequestDurations, metrics_registry
+from gennaker.api.unavailable import DatabaseUnavailable
 from gennaker.errors import Conflict, Forbidden, GennakerError, InvalidInput, NotFound, ValidationFailed
 from gennaker.runtime import Runtime
 from gennaker.web import mount
@@ -106,4 +107,5 @@ def create_app(runtime: Runtime, with_worker: bool = False, worker_threads: int 
     app.add_middleware(RequestDurations, histogram=http_durations)  # outside access control: refusals count too
     # outermost: an oversized body is refused before access control or any route reads it
     app.add_middleware(BodyLimit, max_bytes=runtime.config.limits.request_bytes)
+    app.add_middleware(DatabaseUnavailable)  # outermost of all: access control reads the database too
     return app

@@ -68,7 +68,10 @@ class Database:
             try:
                 yield conn
             finally:
-                conn.info.pop("readonly", None)
+                # An invalidated connection (the database went away) has lost its info with it, and
+                # touching it would raise over the error that invalidated it.
+                if not conn.invalidated:
+                    conn.info.pop("readonly", None)
 
     def dispose(self) -> None:
         self.engine.dispose()
