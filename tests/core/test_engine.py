@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from gennaker.engine import operations as ops
+from gennaker.engine.messages import RunTask
+from gennaker.engine.queue import Delivery
 from gennaker.engine.worker import Worker
 from gennaker.errors import Conflict, Forbidden, GennakerError
 from gennaker.runtime import Runtime
@@ -548,3 +550,20 @@ def test_a_task_whose_lease_ran_out_is_not_started_again_beside_itself(
     blocking.release.set()
     assert finished(runtime, eid, timeout=10)["status"] == "SUCCEEDED"
     assert (blocking.runs, blocking.most_inside) == (1, 1)
+
+
+def test_a_message_id_the_database_reused_is_not_taken_for_the_message_still_in_hand(runtime: Runtime) -> None:
+    """SQLite reuses the id of a deleted row: a handler's commit deletes its message, and a message
+    pushed right after may get the same id before the handler's thread has let go of the old one.
+    That is a new message, to be handled; only the same message claimed again (its attempts counted
+    up by the claim) is one a thread of ours still handles."""
+    worker = runtime.worker(threads=2)
+    in_hand = Delivery(5, RunTask("e1", "a", 0, 1), attempts=1)
+    assert worker._adopt(in_hand)
+    assert not worker._adopt(Delivery(5, RunTask("e1", "a", 0, 1), attempts=2))  # claimed again
+    reused = Delivery(5, RunTask("e1", "b", 0, 1), attempts=1)
+    assert worker._adopt(reused)  # a new row under the old id
+    worker._let_go(in_hand)  # the old handler ends: it must not drop the new message from the heartbeat
+    assert worker._inflight == {5: reused}
+    worker._let_go(reused)
+    assert worker._inflight == {}

@@ -134,13 +134,24 @@ class Worker:
         """Take a claimed message in hand, unless one of our threads handles it already: its lease ran
         out while it ran (a late heartbeat) and a claim of ours found it due again. Running it a second
         time beside the first would repeat its work at once; the lease is ours again either way, the
-        heartbeat extends it and the first handling acks it. From here its lease is extended too."""
+        heartbeat extends it and the first handling acks it. From here its lease is extended too.
+
+        The same message claimed again has its attempts counted up by the claim. An id in hand with no
+        more attempts than that is a new row under an id the database reused (SQLite gives a deleted
+        row's id to the next insert): the handler of the old one has committed and is letting go."""
         with self._lock:
-            if msg.id in self._inflight:
+            held = self._inflight.get(msg.id)
+            if held is not None and msg.attempts > held.attempts:
                 log.warning("message %s is still being handled here; not starting it a second time", msg.id)
                 return False
             self._inflight[msg.id] = msg
             return True
+
+    def _let_go(self, msg: Delivery[Message]) -> None:
+        """Its handling is over: no more lease extensions (unless the id is a new message's by now)."""
+        with self._lock:
+            if self._inflight.get(msg.id) is msg:
+                del self._inflight[msg.id]
 
     def _done(self, _f: Future[None]) -> None:
         self._wake.set()
@@ -178,8 +189,7 @@ class Worker:
         except DBAPIError as exc:
             log.warning("could not give back message %s (its lease will expire): %s", msg.id, exc.orig)
         finally:
-            with self._lock:
-                self._inflight.pop(msg.id, None)
+            self._let_go(msg)
 
     def _handle(self, msg: Delivery[Message], take_next: bool = False) -> Delivery[Message] | None:
         with logcontext.bound(msg.message.execution_id, stage_of(msg.message)):
@@ -207,8 +217,7 @@ class Worker:
             except Exception:
                 log.exception("could not release message %s; its lease will expire", msg.id)
         finally:
-            with self._lock:
-                self._inflight.pop(msg.id, None)
+            self._let_go(msg)
         return None
 
     def _count(self, name: str) -> None:
