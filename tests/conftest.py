@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -84,6 +86,20 @@ def admin_conn() -> Any:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         pytest.skip(f"PostgreSQL is not reachable at {dsn}: {exc}")
+
+
+@contextmanager
+def fresh_postgres(prefix: str = "gennaker_test") -> Iterator[tuple[str, str]]:
+    """A new, empty PostgreSQL database: (its name, its URL), dropped afterwards whoever still holds it
+    (the test may drop it itself). Skips the test with the reason when PostgreSQL is not reachable."""
+    admin = admin_conn()
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield name, POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -4,7 +4,6 @@ each in turn), a worker, and waiting helpers."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from gennaker.engine.runner import EngineSettings
 from gennaker.engine.worker import Worker
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.spec.config import Config
-from tests.conftest import POSTGRES_URL, admin_conn
+from tests.conftest import fresh_postgres
 
 FAST = EngineSettings(lease=3.0, heartbeat=0.5, worker_ttl=2.0, poll=0.02, self_check_every=1.0)
 
@@ -31,17 +30,12 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 @pytest.fixture
 def pg_runtime() -> Iterator[Runtime]:
-    admin = admin_conn()
-    name = f"gennaker_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    rt = build_runtime(url, config=Config(), settings=FAST)
-    try:
-        yield rt
-    finally:
-        rt.db.dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres() as (_name, url):
+        rt = build_runtime(url, config=Config(), settings=FAST)
+        try:
+            yield rt
+        finally:
+            rt.db.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -21,8 +20,7 @@ import gennaker.triggers.tables
 import gennaker.web.tables  # noqa: F401  (all table modules register on the one metadata)
 from gennaker.store.db import open_database
 from gennaker.store.schema import metadata
-from tests.conftest import POSTGRES_URL
-from tests.core.test_postgres import _admin_conn
+from tests.conftest import fresh_postgres
 
 
 def _diff(url: str) -> list[object]:
@@ -39,11 +37,5 @@ def test_sqlite_schema_matches_declared_tables(tmp_path: Path) -> None:
 
 
 def test_postgres_schema_matches_declared_tables() -> None:
-    admin = _admin_conn()
-    name = f"gennaker_mig_{uuid.uuid4().hex[:8]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        assert _diff(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}") == []
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres("gennaker_mig") as (_name, url):
+        assert _diff(url) == []

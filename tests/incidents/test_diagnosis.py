@@ -4,7 +4,6 @@ server group ten minutes after the deploy ended."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ from gennaker.runtime import Runtime, build_runtime
 from gennaker.sandbox.seed import ShopWorld
 from gennaker.spec.config import Config
 from tests.cloud.conftest import config, deploy_raw, sessions, world
-from tests.conftest import POSTGRES_URL
+from tests.conftest import fresh_postgres
 from tests.core.conftest import FAST, finished
-from tests.core.test_postgres import _admin_conn
 
 __all__ = ["config", "sessions", "world"]
 
@@ -39,16 +37,12 @@ def rt(request: pytest.FixtureRequest, config: Config, tmp_path: Path) -> Iterat
         yield runtime
         runtime.db.dispose()
         return
-    admin = _admin_conn()
-    name = f"gennaker_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    runtime = build_runtime(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}", config=config, settings=FAST)
-    try:
-        yield runtime
-    finally:
-        runtime.db.dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres() as (_name, url):
+        runtime = build_runtime(url, config=config, settings=FAST)
+        try:
+            yield runtime
+        finally:
+            runtime.db.dispose()
 
 
 def _run(rt: Runtime, text: str, wait: bool = True) -> dict[str, Any]:

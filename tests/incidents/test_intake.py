@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,8 +18,7 @@ from gennaker.ops.incidents import incident_settings, store
 from gennaker.ops.incidents.intake import AlarmTransition, IntakeResult, record_transition
 from gennaker.ops.incidents.settings import IncidentSettings
 from gennaker.store.db import Database, open_database
-from tests.conftest import POSTGRES_URL
-from tests.core.test_postgres import _admin_conn
+from tests.conftest import fresh_postgres
 
 SETTINGS = incident_settings(
     {
@@ -41,16 +39,12 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         yield database
         database.dispose()
         return
-    admin = _admin_conn()
-    name = f"gennaker_inc_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    database = open_database(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield database
-    finally:
-        database.dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres("gennaker_inc") as (_name, url):
+        database = open_database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 def take(

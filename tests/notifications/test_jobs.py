@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +19,8 @@ from gennaker.engine import jobs
 from gennaker.engine.job_tables import jobs as jobs_table
 from gennaker.engine.jobs import Done, Failed, Job, JobContext, JobRunner, JobSettings, NewJob, Retry
 from gennaker.store.db import Database, open_database
-from tests.conftest import POSTGRES_URL
+from tests.conftest import fresh_postgres
 from tests.core.conftest import wait_for
-from tests.core.test_postgres import _admin_conn
 
 
 @pytest.fixture
@@ -34,16 +32,12 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def pg_db() -> Iterator[Database]:
-    admin = _admin_conn()
-    name = f"gennaker_jobs_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    d = open_database(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield d
-    finally:
-        d.dispose()
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres("gennaker_jobs") as (_name, url):
+        d = open_database(url)
+        try:
+            yield d
+        finally:
+            d.dispose()
 
 
 class Clock:

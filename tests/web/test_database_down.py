@@ -5,7 +5,6 @@ before any route, the reason stays in the server's log, and the process itself s
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +13,7 @@ from fastapi.testclient import TestClient
 from gennaker.api.app import create_app
 from gennaker.runtime import build_runtime
 from gennaker.web import store
-from tests.conftest import POSTGRES_URL, admin_conn
+from tests.conftest import admin_conn, fresh_postgres
 
 from .conftest import DEMO, LOCAL, PASSWORD, auth_config, register
 
@@ -24,14 +23,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def dropped_later() -> Iterator[tuple[str, str]]:
     """A fresh PostgreSQL database: (its name, its URL); the test drops it."""
-    admin = admin_conn()
-    name = f"gennaker_down_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name, POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres("gennaker_down") as database:
+        yield database
 
 
 def test_a_database_that_goes_away_is_a_503_for_every_request_that_needs_it(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -20,8 +19,7 @@ import uvicorn
 from gennaker.api.app import create_app
 from gennaker.runtime import Runtime, build_runtime
 from gennaker.web.state import WebState
-from tests.conftest import POSTGRES_URL
-from tests.core.test_postgres import _admin_conn
+from tests.conftest import fresh_postgres
 
 from .conftest import PASSWORD, auth_config, free_port
 
@@ -68,14 +66,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database (dropped afterwards)."""
-    admin = _admin_conn()
-    name = f"gennaker_web_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres("gennaker_web") as (_name, url):
+        yield url
 
 
 @contextmanager
