@@ -567,3 +567,22 @@ def test_a_message_id_the_database_reused_is_not_taken_for_the_message_still_in_
     assert worker._inflight == {5: reused}
     worker._let_go(reused)
     assert worker._inflight == {}
+
+
+def test_a_worker_loop_outlives_a_round_that_raises(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    """The heartbeat, the self-check and the upkeep each run on a loop of their own: a round that raises
+    (a bug, not only an unreachable database) is logged with its traceback and the loop goes on. A
+    heartbeat thread that died would let every lease of its worker run out while its tasks still ran."""
+    worker = runtime.worker(threads=1)
+    rounds: list[int] = []
+
+    def work() -> None:
+        rounds.append(1)
+        if len(rounds) == 1:
+            raise RuntimeError("a bug in one round")
+        if len(rounds) == 3:
+            worker._stop.set()
+
+    worker._every(0.01, work, "heartbeat")
+    assert len(rounds) == 3
+    assert "heartbeat failed" in caplog.text and "a bug in one round" in caplog.text

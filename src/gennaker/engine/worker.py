@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, exists, select, update
@@ -73,13 +74,15 @@ class Worker:
     def start(self) -> None:
         self._beat()
         self.self_check()
-        loops = [
+        # The heartbeat beats alone on its thread: a slow self-check must not let a running task's lease
+        # run out.
+        loops: list[tuple[Callable[[], None], str]] = [
             (self._claim_loop, "claim"),
-            (self._heartbeat_loop, "heartbeat"),
-            (self._self_check_loop, "self-check"),
+            (partial(self._every, self.settings.heartbeat, self._beat, "heartbeat"), "heartbeat"),
+            (partial(self._every, self.settings.self_check_every, self.self_check, "self-check"), "self-check"),
         ]
         if self.upkeep is not None:
-            loops.append((self._upkeep_loop, "upkeep"))
+            loops.append((partial(self._every, self.upkeep_every, self.upkeep, "upkeep"), "upkeep"))
         for target, name in loops:
             t = threading.Thread(target=target, name=f"gennaker-{name}", daemon=True)
             t.start()
@@ -245,30 +248,17 @@ class Worker:
             conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now}))
             queue.extend_leases(conn, self.id, ids, now + self.settings.lease)
 
-    def _heartbeat_loop(self) -> None:
-        # Beats alone on this thread: a slow self-check must not make a running task's lease run out.
-        while not self._stop.wait(self.settings.heartbeat):
+    def _every(self, seconds: float, work: Callable[[], object], what: str) -> None:
+        """Do ``work`` every ``seconds`` until the worker stops. A round that fails is logged (a database
+        that cannot be reached in a line, anything else with its traceback) and the next one tries
+        again: the thread never dies of it."""
+        while not self._stop.wait(seconds):
             try:
-                self._beat()
+                work()
             except DBAPIError as exc:
-                log.warning("heartbeat failed: %s", exc.orig)
-
-    def _self_check_loop(self) -> None:
-        while not self._stop.wait(self.settings.self_check_every):
-            try:
-                self.self_check()
-            except DBAPIError as exc:
-                log.warning("self-check failed: %s", exc.orig)
-            except Exception:  # a bug in one repair: logged whole, and the next round tries again
-                log.exception("self-check failed")
-
-    def _upkeep_loop(self) -> None:
-        assert self.upkeep is not None
-        while not self._stop.wait(self.upkeep_every):
-            try:
-                self.upkeep()
-            except Exception:  # a round that fails is logged and the next one tries again
-                log.exception("upkeep failed")
+                log.warning("%s failed: %s", what, exc.orig)
+            except Exception:
+                log.exception("%s failed", what)
 
     def self_check(self) -> int:
         """Repair executions that are RUNNING (or queued) with no message left: zombies. Returns count."""
