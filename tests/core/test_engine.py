@@ -5,21 +5,23 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 
 from gennaker.engine import operations as ops
 from gennaker.engine.messages import RunTask
 from gennaker.engine.queue import Delivery
 from gennaker.engine.worker import Worker
 from gennaker.errors import Conflict, Forbidden, GennakerError
-from gennaker.runtime import Runtime
+from gennaker.runtime import Runtime, build_runtime
+from gennaker.spec.config import Config
 from gennaker.spec.models import StageConfig
 from gennaker.stages.base import Capabilities, StageType, Task, TaskContext, TaskResult
 from gennaker.store.tables import messages
-from tests.core.conftest import detail, finished, stage_status, start, wait_for
+from tests.core.conftest import FAST, detail, finished, stage_status, start, wait_for
 
 HEAD = "name: p\napplication: shop\nparameters: [{name: version, default: '1.0.0'}]\n"
 
@@ -586,3 +588,56 @@ def test_a_worker_loop_outlives_a_round_that_raises(runtime: Runtime, caplog: py
     worker._every(0.01, work, "heartbeat")
     assert len(rounds) == 3
     assert "heartbeat failed" in caplog.text and "a bug in one round" in caplog.text
+
+
+def _unreadable_row(rt: Runtime, execution_id: str, stage_id: str | None = None) -> None:
+    """A queue row of a kind this version does not know (as a newer one might write during an upgrade)."""
+    with rt.db.begin() as conn:
+        conn.execute(
+            insert(messages).values(
+                kind="FutureThing",
+                execution_id=execution_id,
+                stage_id=stage_id,
+                payload={},
+                due_at=time.time(),
+                held=False,
+                attempts=0,
+            )
+        )
+
+
+def test_a_queue_row_that_makes_no_message_stops_nothing_else(runtime: Runtime, tmp_path: Path) -> None:
+    """Its claim used to raise in the claim loop, which died: nothing ran on that worker again."""
+    _unreadable_row(runtime, "e-from-a-newer-version")
+    worker = runtime.worker(threads=2)
+    worker.start()
+    try:
+        eid = start(runtime, tmp_path, "name: p\napplication: shop\nstages:\n  - {id: a, type: wait, duration: 0s}\n")
+        assert finished(runtime, eid, timeout=10)["status"] == "SUCCEEDED"
+        with runtime.db.read() as conn:  # retried later (a newer worker may take it meanwhile), not lost
+            row = conn.execute(select(messages).where(messages.c.kind == "FutureThing")).one()
+        assert row.attempts >= 1 and row.due_at > time.time() - 0.5 and row.lease_owner is None
+    finally:
+        worker.stop()
+
+
+def test_a_queue_row_that_never_makes_a_message_is_dead_lettered_and_fails_its_execution(
+    tmp_path: Path,
+) -> None:
+    rt = build_runtime(
+        f"sqlite:///{tmp_path / 'g.db'}", config=Config(), settings=replace(FAST, max_message_attempts=1)
+    )
+    pipeline = "name: p\napplication: shop\nstages:\n  - {id: a, type: manual_judgment}\n"
+    eid = start(rt, tmp_path, pipeline)
+    worker = rt.worker(threads=2)
+    worker.start()
+    try:
+        wait_for(lambda: stage_status(rt, eid).get("a") in ("RUNNING", "WAITING"))
+        _unreadable_row(rt, eid, "a")
+        ex = finished(rt, eid, timeout=10)
+    finally:
+        worker.stop()
+        rt.db.dispose()
+    assert ex["status"] == "FAILED"
+    stage = next(s for s in ex["stages"] if s["stage_id"] == "a")
+    assert "unknown message kind 'FutureThing'" in (stage.get("message") or ""), stage

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from gennaker.engine import messages
-from gennaker.engine.messages import CancelStage, RunTask, StartExecution, StartStage
+from gennaker.engine.messages import CancelStage, RunTask, StartExecution, StartStage, Unreadable
 from gennaker.engine.runner import HANDLERS, Engine
 
 EXAMPLES = [
@@ -48,5 +48,5 @@ def test_a_row_that_makes_no_message_is_refused(kind: str, stage_id: str | None,
 
 
 def test_every_message_type_has_exactly_one_handler_on_the_engine() -> None:
-    assert set(HANDLERS) == {StartExecution, StartStage, RunTask, CancelStage}
+    assert set(HANDLERS) == {StartExecution, StartStage, RunTask, CancelStage, Unreadable}
     assert all(getattr(Engine, h.__name__) is h for h in HANDLERS.values())

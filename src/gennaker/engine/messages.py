@@ -49,7 +49,20 @@ class CancelStage:
     attempt: int | None = None
 
 
-Message = StartExecution | StartStage | RunTask | CancelStage
+@dataclass(frozen=True)
+class Unreadable:
+    """A queue row that makes no message: a kind this version does not know (written by a newer one
+    during an upgrade), a missing field. Never written to the queue. Its handler fails, so the worker
+    retries it with backoff (a newer worker may take it meanwhile), then dead-letters it, which fails
+    its stage (or its execution) with ``error``; a claim never fails over it."""
+
+    execution_id: str
+    stage_id: str | None
+    kind: str
+    error: str
+
+
+Message = StartExecution | StartStage | RunTask | CancelStage | Unreadable
 
 _TYPES: dict[str, type[Message]] = {t.__name__: t for t in (StartExecution, StartStage, RunTask, CancelStage)}
 _COLUMNS = ("execution_id", "stage_id")  # stored in columns of their own, not in the payload
@@ -68,6 +81,14 @@ def encode(message: Message) -> tuple[str, str, str | None, dict[str, Any]]:
     """(kind, execution_id, stage_id, payload) of a queue row."""
     payload = {f.name: getattr(message, f.name) for f in dataclasses.fields(message) if f.name not in _COLUMNS}
     return kind(type(message)), message.execution_id, stage_of(message), payload
+
+
+def read_row(kind_: str, execution_id: str, stage_id: str | None, payload: dict[str, Any]) -> Message:
+    """``decode``, or the ``Unreadable`` message of a row that makes none."""
+    try:
+        return decode(kind_, execution_id, stage_id, payload)
+    except ValueError as exc:
+        return Unreadable(execution_id, stage_id, kind_, str(exc))
 
 
 def decode(kind_: str, execution_id: str, stage_id: str | None, payload: dict[str, Any]) -> Message:

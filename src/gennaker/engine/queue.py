@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 
-from gennaker.engine.messages import Message, RunTask, decode, encode, kind
+from gennaker.engine.messages import Message, RunTask, encode, kind, read_row
 from gennaker.store.db import Database
 from gennaker.store.tables import messages, workers
 
@@ -165,7 +165,7 @@ def claim_in(
     """Claim due messages in the caller's transaction: they are ours once it commits."""
     params = {"now": now, "me": worker_id, "until": now + lease, "lim": limit, "live_since": now - worker_ttl}
     rows = conn.execute(_CLAIM[conn.dialect.name != "sqlite"], params).all()
-    out = [Delivery(r.id, decode(r.kind, r.execution_id, r.stage_id, r.payload or {}), r.attempts) for r in rows]
+    out = [Delivery(r.id, read_row(r.kind, r.execution_id, r.stage_id, r.payload or {}), r.attempts) for r in rows]
     out.sort(key=lambda d: d.id)
     return out
 

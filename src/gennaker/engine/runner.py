@@ -36,7 +36,15 @@ from sqlalchemy.exc import DBAPIError
 from gennaker.engine import counters, queue, secrets, views
 from gennaker.engine import logs as stage_logs
 from gennaker.engine.events import EventHook, ExecutionEvent
-from gennaker.engine.messages import CancelStage, Message, RunTask, StartExecution, StartStage, stage_of
+from gennaker.engine.messages import (
+    CancelStage,
+    Message,
+    RunTask,
+    StartExecution,
+    StartStage,
+    Unreadable,
+    stage_of,
+)
 from gennaker.engine.model import EXECUTION_DONE, STAGE_ACTIVE, STAGE_LETS_THROUGH, Status
 from gennaker.engine.queue import Delivery
 from gennaker.engine.views import CAPABILITIES
@@ -809,6 +817,10 @@ class Engine:
             self._ack(conn, delivery, worker_id)
 
     # ---- dead letters ---------------------------------------------------------------------------
+    def refuse_unreadable(self, delivery: Delivery[Unreadable], worker_id: str) -> None:
+        """A row that makes no message fails like a handler that raises: retried, then dead-lettered."""
+        raise ValueError(delivery.message.error)
+
     def dead_letter(self, delivery: Delivery[Message], worker_id: str, error: str) -> None:
         """A message that kept failing to be handled: fail its stage so the execution does not hang."""
         msg = delivery.message
@@ -835,6 +847,7 @@ HANDLERS: Mapping[type[Message], Callable[[Engine, Any, str], None]] = {
     StartStage: Engine.start_stage,
     RunTask: Engine.run_task,
     CancelStage: Engine.cancel_stage,
+    Unreadable: Engine.refuse_unreadable,
 }
 
 
