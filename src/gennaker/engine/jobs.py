@@ -452,6 +452,10 @@ class JobRunner:
                 log.warning("claiming jobs failed: %s", exc.orig)
                 self._stop.wait(1.0)
                 continue
+            except Exception:  # a bug: logged whole; the loop must not die of it (no job would run)
+                log.exception("claiming jobs failed")
+                self._stop.wait(1.0)
+                continue
             for job in batch:
                 with self._lock:
                     self._inflight[job.id] = job

@@ -126,6 +126,10 @@ class Worker:
                     log.warning("claiming messages failed: %s", exc.orig)
                     self._stop.wait(1.0)
                     continue
+                except Exception:  # a bug: logged whole; the loop must not die of it (nothing would run)
+                    log.exception("claiming messages failed")
+                    self._stop.wait(1.0)
+                    continue
             for msg in batch:
                 if self._adopt(msg):
                     self._pool.submit(self._handle_and_continue, msg).add_done_callback(self._done)
