@@ -102,6 +102,19 @@ def fresh_postgres(prefix: str = "gennaker_test") -> Iterator[tuple[str, str]]:
         admin.close()
 
 
+@contextmanager
+def fresh_postgres_database(prefix: str = "gennaker_test") -> Iterator[Any]:
+    """``fresh_postgres``, opened (migrated) as a ``Database``, disposed before it is dropped."""
+    from gennaker.store.db import open_database
+
+    with fresh_postgres(prefix) as (_name, url):
+        database = open_database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI (CI=true) a skipped test is a failure: every system part must be there."""
     if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):

@@ -18,7 +18,7 @@ from gennaker.ops.incidents import incident_settings, store
 from gennaker.ops.incidents.intake import AlarmTransition, IntakeResult, record_transition
 from gennaker.ops.incidents.settings import IncidentSettings
 from gennaker.store.db import Database, open_database
-from tests.conftest import fresh_postgres
+from tests.conftest import fresh_postgres_database
 
 SETTINGS = incident_settings(
     {
@@ -39,12 +39,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         yield database
         database.dispose()
         return
-    with fresh_postgres("gennaker_inc") as (_name, url):
-        database = open_database(url)
-        try:
-            yield database
-        finally:
-            database.dispose()
+    with fresh_postgres_database("gennaker_inc") as database:
+        yield database
 
 
 def take(

@@ -19,7 +19,7 @@ from gennaker.engine import jobs
 from gennaker.engine.job_tables import jobs as jobs_table
 from gennaker.engine.jobs import Done, Failed, Job, JobContext, JobRunner, JobSettings, NewJob, Retry
 from gennaker.store.db import Database, open_database
-from tests.conftest import fresh_postgres
+from tests.conftest import fresh_postgres_database
 from tests.core.conftest import wait_for
 
 
@@ -32,12 +32,8 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def pg_db() -> Iterator[Database]:
-    with fresh_postgres("gennaker_jobs") as (_name, url):
-        d = open_database(url)
-        try:
-            yield d
-        finally:
-            d.dispose()
+    with fresh_postgres_database("gennaker_jobs") as d:
+        yield d
 
 
 class Clock:
