@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
@@ -641,3 +642,15 @@ def test_a_queue_row_that_never_makes_a_message_is_dead_lettered_and_fails_its_e
     assert ex["status"] == "FAILED"
     stage = next(s for s in ex["stages"] if s["stage_id"] == "a")
     assert "unknown message kind 'FutureThing'" in (stage.get("message") or ""), stage
+
+
+def test_an_error_that_escapes_a_task_thread_is_logged_not_lost(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task thread's work runs in a pool future; what escapes it (none of the handler's own errors,
+    which are handled inside) would otherwise sit in the future, never seen."""
+    worker = runtime.worker(threads=1)
+    escaped: Future[None] = Future()
+    escaped.set_exception(RuntimeError("escaped the task thread"))
+    worker._done(escaped)
+    assert "escaped the task thread" in caplog.text

@@ -160,7 +160,10 @@ class Worker:
             if self._inflight.get(msg.id) is msg:
                 del self._inflight[msg.id]
 
-    def _done(self, _f: Future[None]) -> None:
+    def _done(self, f: Future[None]) -> None:
+        exc = None if f.cancelled() else f.exception()
+        if exc is not None:  # the handlers' own errors are handled inside: this is a bug, never to be lost
+            log.error("a task thread stopped on an error", exc_info=exc)
         self._wake.set()
 
     def _handle_and_continue(self, msg: Delivery[Message]) -> None:
