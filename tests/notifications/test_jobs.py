@@ -240,3 +240,22 @@ def test_a_job_whose_lease_ran_out_is_not_started_again_beside_itself(db: Databa
     row = _job(db, "s1")
     assert runs == [1]
     assert [a["outcome"] for a in row["attempt_rows"]] == ["done"]
+
+
+def test_an_error_recording_a_job_s_outcome_is_logged_and_the_job_tried_again(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with db.begin() as conn:
+        jobs.schedule(conn, "echo", "e1", {}, time.time())
+    clock = Clock()
+    runner = JobRunner(db, {"echo": lambda job, ctx: Done()}, "w1", JobSettings(lease=5.0), clock=clock)
+
+    def broken_finish(*_a: object) -> bool:
+        raise RuntimeError("a bug recording the outcome")
+
+    monkeypatch.setattr(jobs, "finish", broken_finish)
+    assert runner.run_due() == 1
+    assert "a bug recording the outcome" in caplog.text
+    monkeypatch.undo()
+    clock.t += 6  # the lease ran out: claimed and run again
+    assert runner.run_due() == 1 and _job(db, "e1")["status"] == "done"

@@ -408,6 +408,8 @@ class JobRunner:
             finish(self.db, job, self.worker_id, outcome, self.clock())
         except DBAPIError as exc:  # not recorded: the lease runs out and the job is tried again
             log.warning("finishing job %s failed: %s", job.key, exc.orig)
+        except Exception:  # a bug outside the handler (which run_one guards): logged whole, tried again likewise
+            log.exception("finishing job %s failed", job.key)
         finally:
             with self._lock:
                 self._inflight.pop(job.id, None)
