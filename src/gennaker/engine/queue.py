@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 
 from gennaker.engine.messages import Message, RunTask, encode, kind, read_row
+from gennaker.store import hot
 from gennaker.store.db import Database
 from gennaker.store.tables import messages, workers
 
@@ -91,7 +92,8 @@ def push(
     affinity: str | None = None,
 ) -> None:
     kind_, execution_id, stage_id, payload = encode(message)
-    conn.execute(
+    hot.execute(
+        conn,
         _INSERT,
         {
             "kind": kind_,
@@ -132,7 +134,7 @@ def push_leased(
     thread): the claim is committed with the state change that made the message, so it costs no claim
     transaction of its own. Nobody else can claim it before ``until``; if the worker dies, the lease
     runs out and it is claimable like any other."""
-    mid = conn.execute(_INSERT_LEASED, _leased_row(message, due_at, worker_id, until)).scalar_one()
+    mid = hot.execute(conn, _INSERT_LEASED, _leased_row(message, due_at, worker_id, until)).scalar_one()
     return Delivery(int(mid), message, 1, snapshot)
 
 
@@ -164,7 +166,7 @@ def claim_in(
 ) -> list[Delivery[Message]]:
     """Claim due messages in the caller's transaction: they are ours once it commits."""
     params = {"now": now, "me": worker_id, "until": now + lease, "lim": limit, "live_since": now - worker_ttl}
-    rows = conn.execute(_CLAIM[conn.dialect.name != "sqlite"], params).all()
+    rows = hot.execute(conn, _CLAIM[conn.dialect.name != "sqlite"], params).all()
     out = [Delivery(r.id, read_row(r.kind, r.execution_id, r.stage_id, r.payload or {}), r.attempts) for r in rows]
     out.sort(key=lambda d: d.id)
     return out
@@ -172,7 +174,7 @@ def claim_in(
 
 def ack(conn: Connection, delivery: Delivery[Message], worker_id: str) -> bool:
     """Delete a handled message; False if our lease was lost (someone else has it now)."""
-    return conn.execute(_ACK, {"mid": delivery.id, "owner": worker_id}).rowcount == 1
+    return hot.execute(conn, _ACK, {"mid": delivery.id, "owner": worker_id}).rowcount == 1
 
 
 def ack_statement(drop_polls: bool) -> Any:
@@ -238,7 +240,7 @@ def drop_stage_polls(conn: Connection, execution_id: str, stage_id: str, now: fl
     """Delete a finished stage's leftover RunTask messages that nobody holds; ``up_to``: only those of
     that attempt and earlier ones."""
     params: dict[str, Any] = {"eid": execution_id, "sid": stage_id, "now": now, "attempt": up_to}
-    conn.execute(_DROP_POLLS[up_to is not None], params)
+    hot.execute(conn, _DROP_POLLS[up_to is not None], params)
 
 
 def pending_for(conn: Connection, execution_id: str) -> int:

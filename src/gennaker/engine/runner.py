@@ -19,8 +19,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import (
+    ARRAY,
     JSON,
     Connection,
+    String,
+    any_,
     bindparam,
     case,
     func,
@@ -52,6 +55,7 @@ from gennaker.errors import GennakerError
 from gennaker.spec import expressions
 from gennaker.spec.durations import format_duration
 from gennaker.stages.base import StageType, TaskContext, TaskResult
+from gennaker.store import hot
 from gennaker.store.db import Database
 from gennaker.store.tables import executions, messages, pipelines, stages
 
@@ -69,9 +73,16 @@ _EXEC_COLS = [
 _SEL_EXEC = select(*_EXEC_COLS).where(executions.c.id == bindparam("eid"))
 _SEL_EXEC_LOCK = _SEL_EXEC.with_for_update()
 _SEL_STAGE = select(stages).where(stages.c.execution_id == bindparam("eid"), stages.c.stage_id == bindparam("sid"))
-_SEL_STAGES = select(stages).where(
-    stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
-)
+# by id: an expanding IN on SQLite, ``= ANY(array)`` on PostgreSQL (one statement for any count of ids,
+# which store/hot.py runs on the driver directly)
+_SEL_STAGES = {
+    True: select(stages).where(
+        stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
+    ),
+    False: select(stages).where(
+        stages.c.execution_id == bindparam("eid"), stages.c.stage_id == any_(bindparam("ids", type_=ARRAY(String)))
+    ),
+}
 _SEL_STATUSES = select(stages.c.stage_id, stages.c.status).where(
     stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
 )
@@ -219,22 +230,25 @@ class Engine:
             if delivery.id not in conn.execute(queue.ack_statement(drop), params).scalars().all():
                 raise LeaseLost.of(delivery)
             return self._lock_execution(conn, execution_id)
-        row = conn.execute(_ACK_AND_LOCK[drop], params).one()
+        row = hot.execute(conn, _ACK_AND_LOCK[drop], params).one()
         if not row.acked:
             raise LeaseLost.of(delivery)
         return None if row.id is None else row
 
     # ---- rows -----------------------------------------------------------------------------------
     def _lock_execution(self, conn: Connection, execution_id: str) -> Any:
-        return conn.execute(_SEL_EXEC if self.db.is_sqlite else _SEL_EXEC_LOCK, {"eid": execution_id}).first()
+        return hot.execute(conn, _SEL_EXEC if self.db.is_sqlite else _SEL_EXEC_LOCK, {"eid": execution_id}).first()
 
     @staticmethod
     def _stage(conn: Connection, execution_id: str, stage_id: str) -> Any:
-        return conn.execute(_SEL_STAGE, {"eid": execution_id, "sid": stage_id}).first()
+        return hot.execute(conn, _SEL_STAGE, {"eid": execution_id, "sid": stage_id}).first()
+
+    def _stages(self, conn: Connection, execution_id: str, stage_ids: list[str]) -> Any:
+        return hot.execute(conn, _SEL_STAGES[self.db.is_sqlite], {"eid": execution_id, "ids": stage_ids})
 
     @staticmethod
     def _set_stage(conn: Connection, execution_id: str, stage_id: str, **values: Any) -> None:
-        conn.execute(_UPD_STAGE, {"_eid": execution_id, "_sid": stage_id, **values})
+        hot.execute(conn, _UPD_STAGE, {"_eid": execution_id, "_sid": stage_id, **values})
 
     def _push(
         self,
@@ -317,7 +331,7 @@ class Engine:
                 ).scalar_one()
                 if running >= ex.concurrency_limit:
                     return  # stays queued; started when a running one finishes
-            ex = conn.execute(_START_EXEC, {"eid": ex.id, "now": self.clock()}).one()
+            ex = hot.execute(conn, _START_EXEC, {"eid": ex.id, "now": self.clock()}).one()
             self._emit(conn, "pipeline.starting", ex, status=Status.RUNNING)
             roots = sorted((r for r in rows if not r.requires), key=lambda r: r.idx)
             if roots:
@@ -351,7 +365,7 @@ class Engine:
             else:
                 statement = select(stages).where(*_UNSTARTED)
             self._capabilities = (key, statement)
-        return list(conn.execute(statement, {"eid": execution_id}))
+        return list(hot.execute(conn, statement, {"eid": execution_id}))
 
     def _lock_pipeline(self, conn: Connection, name: str) -> None:
         # Serializes concurrency-limit decisions for one pipeline across workers.
@@ -441,10 +455,10 @@ class Engine:
         taker = None if self.db.is_sqlite else self._taker()
         if taker:  # the row written and the first task pushed leased to this thread, in one statement
             leased = queue.leased_params(first, due_at=now, worker_id=taker, until=self._lease_until())
-            row = conn.execute(_UPD_STAGE_ROW_PUSHING, {**values, **leased}).one()
+            row = hot.execute(conn, _UPD_STAGE_ROW_PUSHING, {**values, **leased}).one()
             self._next.taken = Delivery(int(row.message_id), first, 1, snapshot=(ex, row, config))
         else:
-            row = conn.execute(_UPD_STAGE_ROW, values).one()
+            row = hot.execute(conn, _UPD_STAGE_ROW, values).one()
             self._push(conn, first, snapshot=(ex, row, config))
         if self.on_event is not None:
             self._emit(conn, "stage.starting", ex, st, status=plan.status, attempt=attempt)
@@ -487,7 +501,7 @@ class Engine:
             ex, st, config = delivery.snapshot
         else:
             with self.db.read() as conn:
-                ex = conn.execute(_SEL_EXEC, {"eid": msg.execution_id}).first()
+                ex = hot.execute(conn, _SEL_EXEC, {"eid": msg.execution_id}).first()
                 st = self._stage(conn, msg.execution_id, msg.stage_id)
         if (
             ex is None
@@ -516,7 +530,7 @@ class Engine:
         with self.db.begin() as conn:
             polls_of = (msg.stage_id, attempt) if ends else None
             ex = self._ack_and_lock(conn, delivery, worker_id, msg.execution_id, polls_of)
-            rows = {r.stage_id: r for r in conn.execute(_SEL_STAGES, {"eid": msg.execution_id, "ids": wanted})}
+            rows = {r.stage_id: r for r in self._stages(conn, msg.execution_id, wanted)}
             st = rows.pop(msg.stage_id)
             stale = (
                 ex.status not in (Status.RUNNING, Status.PAUSED)
@@ -751,7 +765,7 @@ class Engine:
         if not dependents:
             return False
         if read is None:
-            read = {r.stage_id: r for r in conn.execute(_SEL_STAGES, {"eid": ex.id, "ids": list(dependents)})}
+            read = {r.stage_id: r for r in self._stages(conn, ex.id, list(dependents))}
         rows = [read[d] for d in dependents if d in read]
         status = {finished: finished_status}
         needed = sorted({r for row in rows for r in row.requires} - status.keys())
@@ -774,7 +788,7 @@ class Engine:
 
     def _maybe_complete(self, conn: Connection, ex: Any, now: float) -> None:
         """Finish the execution when nothing is left to do: no message queued, no stage active."""
-        counts: dict[str, int] = dict(conn.execute(_SEL_COUNTS_AND_QUEUED, {"eid": ex.id}).all())
+        counts: dict[str, int] = dict(hot.execute(conn, _SEL_COUNTS_AND_QUEUED, {"eid": ex.id}).all())
         if counts.pop(_QUEUED, 0) or any(counts.get(s) for s in STAGE_ACTIVE):
             return
         status, message = final_status(counts)
@@ -786,7 +800,7 @@ class Engine:
         self._end_execution(conn, ex, status, message, now)
 
     def _end_execution(self, conn: Connection, ex: Any, status: Status, message: str | None, now: float) -> None:
-        conn.execute(_END_EXEC, {"eid": ex.id, "status": status, "now": now, "message": message})
+        hot.execute(conn, _END_EXEC, {"eid": ex.id, "status": status, "now": now, "message": message})
         if status == Status.SUCCEEDED:
             self._emit(conn, "pipeline.complete", ex, status=status, message=message)
         elif status in (Status.FAILED, Status.TERMINAL):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 from gennaker.errors import ConfigError
+from gennaker.store import hot
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -136,8 +138,14 @@ def _sqlite_engine(url: str) -> Engine:
 IDLE_PING_AFTER = 1.0
 
 
+def _json_from_bytes(data: bytes | str) -> Any:
+    return json.loads(data.decode() if isinstance(data, bytes) else data)
+
+
 def _postgres_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_size=10, max_overflow=20)
+    # JSON columns arrive as UTF-8 bytes: decoded first, json.loads skips guessing their encoding
+    engine = create_engine(url, pool_size=10, max_overflow=20, json_deserializer=_json_from_bytes)
+    setattr(engine.dialect, hot.ATTRIBUTE, hot.HotStatements(engine.dialect))  # this engine's only
 
     @event.listens_for(engine.pool, "checkin")
     def _on_checkin(_dbapi_conn: Any, record: Any) -> None:

@@ -1,0 +1,161 @@
+"""The engine's hot statements on PostgreSQL, sent to the driver directly.
+
+A no-op stage is four or five prebuilt statements, and most of a worker's CPU per statement was
+SQLAlchemy's execution around the driver's (the compiled-cache lookup, building parameters, setting
+up a result and its column descriptions), not the statement itself. ``execute`` compiles each
+statement once per parameter shape, exactly as SQLAlchemy would for this dialect, and then only binds
+the values (with the types' own bind processors) and runs the SQL on the psycopg connection of the
+caller's transaction: the same SQL, in the same transaction, the same values back.
+
+It steps aside, and SQLAlchemy executes as usual, where it could differ: on SQLite (the dialect
+has no ``HotStatements``), when anyone listens to the engine's statement events (the tests and
+benches that count statements), and for an expanding ``IN`` parameter. A driver error is raised
+as SQLAlchemy's (``DBAPIError``), and a connection the error broke is invalidated, so callers and
+the pool see what they would have seen.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Dialect
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
+
+ATTRIBUTE = "gennaker_hot_statements"  # where a PostgreSQL engine's dialect keeps its HotStatements
+# The engine's hot statements are prebuilt (a few dozen shapes). A caller that builds a statement per
+# call must not grow the cache without end: past this many, new ones go through SQLAlchemy.
+MAX_STATEMENTS = 256
+
+
+class Rows:
+    """The part of SQLAlchemy's Result the engine reads: rows by attribute, index and ``_mapping``."""
+
+    def __init__(self, rows: list[Any], rowcount: int):
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+    def all(self) -> list[Any]:
+        return list(self._rows)
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Any:
+        if not self._rows:
+            raise NoResultFound("No row was found when one was required")
+        if len(self._rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when exactly one was required")
+        return self._rows[0]
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalars(self) -> Rows:
+        return Rows([r[0] for r in self._rows], self.rowcount)
+
+
+def _row_class(names: Sequence[str]) -> type:
+    base = namedtuple("Row", names, rename=True)  # type: ignore[misc]  # (names are known only here)
+
+    def mapping(self: Any) -> dict[str, Any]:  # ``_mapping`` as SQLAlchemy's Row has it, by column name
+        return dict(zip(names, self, strict=True))
+
+    return type("Row", (base,), {"__slots__": (), "_mapping": property(mapping)})
+
+
+@dataclass
+class _Compiled:
+    sql: str
+    defaults: dict[str, Any]  # the statement's own values (literals SQLAlchemy made bind parameters)
+    processors: dict[str, Callable[[Any], Any]]
+    result_types: list[Any]  # the result columns' types, to check their result processors once
+    make_row: Callable[[Sequence[Any]], Any] | None = None  # known after the first execution
+
+
+class HotStatements:
+    """A PostgreSQL dialect's compiled hot statements (one per engine: no global cache)."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        # by the statement's id (kept beside its entry, so that the id is never another's) and the
+        # parameters' names (an UPDATE sets the columns it is given values for)
+        self._compiled: dict[tuple[int, frozenset[str]], tuple[Any, _Compiled | None]] = {}
+
+    def compiled(self, statement: Any, keys: frozenset[str]) -> _Compiled | None:
+        key = (id(statement), keys)
+        try:
+            return self._compiled[key][1]
+        except KeyError:
+            if len(self._compiled) >= MAX_STATEMENTS:
+                return None
+        compiled = statement.compile(dialect=self.dialect, column_keys=sorted(keys))
+        entry: _Compiled | None = None
+        if not any(b.expanding for b in compiled.binds.values()):
+            processors = {}
+            for name, bind in compiled.binds.items():
+                proc = bind.type.dialect_impl(self.dialect).bind_processor(self.dialect)
+                if proc is not None:
+                    processors[name] = proc
+            defaults = {n: b.effective_value for n, b in compiled.binds.items() if n not in keys and not b.required}
+            columns: Any = getattr(statement, "exported_columns", None) or getattr(statement, "selected_columns", ())
+            entry = _Compiled(compiled.string, defaults, processors, [c.type for c in columns])
+        self._compiled[key] = (statement, entry)
+        return entry
+
+
+def execute(conn: Connection, statement: Any, params: Mapping[str, Any]) -> Any:
+    """``conn.execute(statement, params)``, on PostgreSQL run on the driver directly (see the module)."""
+    hot: HotStatements | None = getattr(conn.dialect, ATTRIBUTE, None)
+    if hot is None or conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute:
+        return conn.execute(statement, params)
+    entry = hot.compiled(statement, frozenset(params))
+    if entry is None:
+        return conn.execute(statement, params)
+    values = {**entry.defaults, **params}
+    for name, proc in entry.processors.items():
+        values[name] = proc(values[name])
+    raw: Any = conn.connection.driver_connection
+    try:
+        with raw.cursor() as cur:
+            cur.execute(entry.sql, values)
+            # A statement with no result columns of its own returns no rows (SQLAlchemy adds RETURNING
+            # of the key to an INSERT whose caller reads none). The cursor's description is read
+            # only once: it builds a column object per column at every reading.
+            if not entry.result_types:
+                return Rows([], cur.rowcount)
+            make_row = entry.make_row or _settle(hot.dialect, entry, cur.description)
+            return Rows([make_row(r) for r in cur.fetchall()], cur.rowcount)
+    except raw.Error as exc:
+        broken = bool(raw.broken)
+        if broken:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            entry.sql, values, exc, raw.Error, connection_invalidated=broken, dialect=hot.dialect
+        ) from exc
+
+
+def _settle(dialect: Dialect, entry: _Compiled, description: Sequence[Any]) -> Callable[[Sequence[Any]], Any]:
+    """At a statement's first execution, when the result columns' database types are known: how a row
+    is made, with each column's result processor as SQLAlchemy would apply it (usually none)."""
+    if len(entry.result_types) != len(description):  # a statement whose columns are not its own
+        raise RuntimeError(f"cannot tell the result columns' types of {entry.sql!r}")
+    make = _row_class([c.name for c in description])._make  # type: ignore[attr-defined]
+    processors = [
+        type_.dialect_impl(dialect).result_processor(dialect, column.type_code)
+        for type_, column in zip(entry.result_types, description, strict=True)
+    ]
+    if any(processors):
+
+        def make_row(values: Sequence[Any]) -> Any:
+            return make([v if p is None else p(v) for p, v in zip(processors, values, strict=True)])
+
+        entry.make_row = make_row
+    else:
+        entry.make_row = make
+    return entry.make_row

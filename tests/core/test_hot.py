@@ -1,0 +1,212 @@
+"""store/hot.py: on PostgreSQL the engine's hot statements run on the driver directly. They must read
+and write exactly as SQLAlchemy's execution of the same statements, and fail as it fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Numeric, bindparam, cast, event, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from gennaker.engine import operations as ops
+from gennaker.engine import queue, runner
+from gennaker.engine.messages import StartStage
+from gennaker.runtime import Runtime
+from gennaker.store import hot
+from gennaker.store.db import Database
+from gennaker.store.tables import engine_counters as counters
+from tests.conftest import admin_conn
+from tests.core.conftest import finished
+
+CHAIN = """name: chain
+application: shop
+parameters: [{name: v, default: "0"}]
+stages:
+  - {id: a, type: wait, duration: 0s}
+  - {id: b, type: wait, duration: 0s, requires: [a], name: second}
+  - {id: c, type: manual_judgment, requires: [b]}
+"""
+
+
+@pytest.fixture
+def execution(pg_runtime: Runtime, worker_on_pg: Any) -> str:
+    """An execution waiting at its judgment: a, b done, c waiting, its messages in the queue."""
+    from tests.core.conftest import wait_for
+
+    eid = ops.start_execution(pg_runtime.db, pg_runtime.pipeline_from_text(CHAIN), {"v": "1"}, "tester")
+    wait_for(lambda: _stage_status(pg_runtime, eid, "c") == "WAITING")
+    return eid
+
+
+@pytest.fixture
+def worker_on_pg(pg_runtime: Runtime) -> Iterator[Any]:
+    w = pg_runtime.worker(threads=2)
+    w.start()
+    yield w
+    w.stop()
+
+
+def _stage_status(rt: Runtime, eid: str, sid: str) -> str | None:
+    with rt.db.read() as conn:
+        row = runner.Engine._stage(conn, eid, sid)
+    return None if row is None else str(row.status)
+
+
+def _both(db: Database, statement: Any, params: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The statement through SQLAlchemy and directly, each in a transaction rolled back."""
+    out = []
+    for run in (lambda c: c.execute(statement, params), lambda c: hot.execute(c, statement, params)):
+        with db.engine.connect() as conn, conn.begin() as tx:
+            result = run(conn)
+            rows = result.all() if _returns_rows(statement) else []
+            out.append([(tuple(r), dict(r._mapping)) for r in rows])
+            tx.rollback()
+    return out[0], out[1]
+
+
+def _returns_rows(statement: Any) -> bool:
+    return bool(getattr(statement, "exported_columns", None) or getattr(statement, "selected_columns", None))
+
+
+def test_the_engine_s_statements_read_the_same_rows_directly(pg_runtime: Runtime, execution: str) -> None:
+    db = pg_runtime.db
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        (runner._SEL_EXEC, {"eid": execution}),
+        (runner._SEL_STAGE, {"eid": execution, "sid": "b"}),
+        (runner._SEL_STAGES[False], {"eid": execution, "ids": ["a", "c", "b", "nope"]}),
+        (runner._SEL_COUNTS_AND_QUEUED, {"eid": execution}),
+        (runner._START_EXEC, {"eid": execution, "now": 5.0}),
+        (runner._UPD_STAGE_ROW, {"_eid": execution, "_sid": "c", "message": "m", "context": {"k": [1, None]}}),
+        (runner._SEL_EXEC_LOCK, {"eid": "no-such-execution"}),
+    ]
+    for statement, params in cases:
+        through_sqlalchemy, direct = _both(db, statement, params)
+        assert direct == through_sqlalchemy, statement
+    # what they read is what the engine reads: JSON as Python values, floats, and None
+    (_, stage), *_ = _both(db, runner._SEL_STAGE, {"eid": execution, "sid": "b"})[1]
+    assert stage["name"] == "second" and stage["requires"] == ["a"] and isinstance(stage["started_at"], float)
+    assert stage["worker_id"] is None and stage["context"]["capabilities"]["waits"] is True
+
+
+def test_a_result_column_that_needs_processing_is_processed_as_sqlalchemy_does(pg_runtime: Runtime) -> None:
+    statement = select(cast(bindparam("x"), Numeric(10, 2, asdecimal=False)).label("v"))
+    through_sqlalchemy, direct = _both(pg_runtime.db, statement, {"x": "1.25"})
+    assert direct == through_sqlalchemy == [((1.25,), {"v": 1.25})]
+    assert isinstance(direct[0][0][0], float)  # (the driver gives a Decimal; the type's processor a float)
+
+
+def test_a_write_counts_its_rows_and_an_insert_returns_none(pg_runtime: Runtime, execution: str) -> None:
+    with pg_runtime.db.begin() as conn:
+        done = hot.execute(conn, runner._UPD_STAGE, {"_eid": execution, "_sid": "a", "message": "x"})
+        none = hot.execute(conn, runner._UPD_STAGE, {"_eid": execution, "_sid": "zz", "message": "x"})
+        pushed = hot.execute(conn, queue._INSERT, {**_message(execution), "held": False, "affinity": None})
+        assert (done.rowcount, none.rowcount, pushed.rowcount) == (1, 0, 1)
+        assert pushed.all() == []  # (SQLAlchemy's INSERT carries a RETURNING of the key nobody asked for)
+        conn.rollback()
+
+
+def _message(execution: str) -> dict[str, Any]:
+    return {
+        "kind": "StartStage",
+        "execution_id": execution,
+        "stage_id": "c",
+        "payload": {},
+        "due_at": 0.0,
+        "attempts": 0,
+    }
+
+
+def test_statements_go_through_sqlalchemy_while_someone_listens_to_them(pg_runtime: Runtime, execution: str) -> None:
+    """The tests and benches that count statements count every one: with a listener, no shortcut."""
+    seen: list[str] = []
+
+    def on_statement(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        seen.append(statement)
+
+    with pg_runtime.db.read() as conn:
+        hot.execute(conn, runner._SEL_EXEC, {"eid": execution}).one()
+    assert seen == []  # (the statement was run directly: nobody was told)
+    event.listen(pg_runtime.db.engine, "before_cursor_execute", on_statement)
+    try:
+        with pg_runtime.db.read() as conn:
+            row = hot.execute(conn, runner._SEL_EXEC, {"eid": execution}).one()
+    finally:
+        event.remove(pg_runtime.db.engine, "before_cursor_execute", on_statement)
+    assert row.id == execution and len(seen) == 1 and seen[0].startswith("SELECT executions.id")
+
+
+def test_a_driver_error_is_sqlalchemy_s_and_the_transaction_rolls_back(pg_runtime: Runtime) -> None:
+    statement = insert(counters).values(name=bindparam("n"), value=bindparam("v"))
+    with pytest.raises(IntegrityError, match="duplicate key"), pg_runtime.db.begin() as conn:
+        hot.execute(conn, statement, {"n": "twice", "v": 1})
+        hot.execute(conn, statement, {"n": "twice", "v": 2})
+    with pg_runtime.db.read() as conn:  # nothing of the failed transaction stayed, and the pool is fine
+        assert conn.execute(select(counters.c.name).where(counters.c.name == "twice")).all() == []
+
+
+def test_a_connection_the_server_dropped_is_invalidated_and_replaced(pg_runtime: Runtime) -> None:
+    db = pg_runtime.db
+    with pytest.raises(OperationalError) as raised, db.begin() as conn:
+        pid = hot.execute(conn, select(_backend_pid()), {}).scalar_one()
+        _terminate(pid)
+        hot.execute(conn, runner._SEL_EXEC, {"eid": "x"})
+    assert isinstance(raised.value, DBAPIError) and raised.value.connection_invalidated
+    with db.begin() as conn:  # the next transaction gets a working connection (the dead one is gone)
+        assert hot.execute(conn, select(_backend_pid()), {}).scalar_one() != pid
+
+
+def _backend_pid() -> Any:
+    from sqlalchemy import func
+
+    return func.pg_backend_pid().label("pid")
+
+
+def _terminate(pid: int) -> None:
+    admin = admin_conn()
+    try:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    finally:
+        admin.close()
+
+
+def test_a_handling_whose_connection_dies_is_retried_and_runs_once(pg_runtime: Runtime, worker_on_pg: Any) -> None:
+    """The engine on the direct path: a connection killed under a stage's handling loses nothing."""
+    killed: list[int] = []
+    original = hot.execute
+
+    def kill_once(conn: Connection, statement: Any, params: Any) -> Any:
+        if statement is runner._UPD_STAGE_ROW_PUSHING and not killed:
+            killed.append(original(conn, select(_backend_pid()), {}).scalar_one())
+            _terminate(killed[0])
+        return original(conn, statement, params)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hot, "execute", kill_once)
+        three_waits = CHAIN.replace("manual_judgment", "wait, duration: 0s")
+        eid = ops.start_execution(pg_runtime.db, pg_runtime.pipeline_from_text(three_waits), {}, "t")
+        d = finished(pg_runtime, eid, timeout=60)
+    assert killed and d["status"] == "SUCCEEDED"
+    assert [s["attempt"] for s in d["stages"]] == [1, 1, 1]
+
+
+def test_sqlite_is_left_to_sqlalchemy(runtime: Runtime) -> None:
+    assert getattr(runtime.db.engine.dialect, hot.ATTRIBUTE, None) is None
+    with runtime.db.read() as conn:
+        assert type(hot.execute(conn, runner._SEL_EXEC, {"eid": "x"})).__name__ == "CursorResult"
+
+
+def test_a_message_pushed_directly_is_claimed_as_any(pg_runtime: Runtime) -> None:
+    with pg_runtime.db.begin() as conn:
+        queue.push(conn, StartStage("e1", "s1"), due_at=0.0)
+    (claimed,) = queue.claim(pg_runtime.db, "w", 10.0, 5.0, 10, 10.0)
+    assert claimed.message == StartStage("e1", "s1") and claimed.attempts == 1
+
+
+def test_statements_built_per_call_do_not_grow_the_cache_without_end(pg_runtime: Runtime) -> None:
+    with pg_runtime.db.read() as conn:
+        for i in range(hot.MAX_STATEMENTS + 50):
+            assert hot.execute(conn, select(bindparam("x").label(f"c{i % 3}")), {"x": i}).scalar_one() == i
+    statements = getattr(pg_runtime.db.engine.dialect, hot.ATTRIBUTE)
+    assert len(statements._compiled) == hot.MAX_STATEMENTS
