@@ -73,11 +73,12 @@ _EXEC_COLS = [
 _SEL_EXEC = select(*_EXEC_COLS).where(executions.c.id == bindparam("eid"))
 _SEL_EXEC_LOCK = _SEL_EXEC.with_for_update()
 _SEL_STAGE = select(stages).where(stages.c.execution_id == bindparam("eid"), stages.c.stage_id == bindparam("sid"))
-# by id: an expanding IN on SQLite, ``= ANY(array)`` on PostgreSQL (one statement for any count of ids,
-# which store/hot.py runs on the driver directly)
+# by id: ``IN json_each(array)`` on SQLite, ``= ANY(array)`` on PostgreSQL: one statement for any count
+# of ids (an expanding IN is another per count), which store/hot.py runs on the driver directly
+_SQLITE_IDS = func.json_each(bindparam("ids", type_=JSON)).table_valued("value")
 _SEL_STAGES = {
     True: select(stages).where(
-        stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
+        stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(select(_SQLITE_IDS.c.value))
     ),
     False: select(stages).where(
         stages.c.execution_id == bindparam("eid"), stages.c.stage_id == any_(bindparam("ids", type_=ARRAY(String)))
@@ -87,11 +88,18 @@ _SEL_STATUSES = select(stages.c.stage_id, stages.c.status).where(
     stages.c.execution_id == bindparam("eid"), stages.c.stage_id.in_(bindparam("ids", expanding=True))
 )
 _UPD_STAGE = update(stages).where(stages.c.execution_id == bindparam("_eid"), stages.c.stage_id == bindparam("_sid"))
-_UPD_STAGE_ROW = _UPD_STAGE.returning(*stages.c)  # the row as committed: carried to the stage's first task
-# PostgreSQL: the same, and the stage's first task pushed leased to this thread, in one statement
-_UPD_STAGE_ROW_PUSHING = _UPD_STAGE.add_cte(queue.LEASED_CTE).returning(
-    *stages.c, select(queue.LEASED_CTE.c.id).scalar_subquery().label("message_id")
+# PostgreSQL: a stage row's update and its first task pushed leased to this thread, in one statement
+_UPD_STAGE_PUSHING = _UPD_STAGE.add_cte(queue.LEASED_CTE).returning(
+    select(queue.LEASED_CTE.c.id).scalar_subquery().label("message_id")
 )
+# A stage row as a transition wrote it (the row it read under the execution's lock, with the values it
+# set), carried to the stage's first task: not read back (RETURNING the row decoded its six JSON
+# columns again, a tenth of a no-op stage on SQLite).
+_StageRow = hot.row_class([c.key for c in stages.c])
+
+
+def _as_written(row: Any, values: Mapping[str, Any]) -> Any:
+    return _StageRow._make([values[k] if k in values else getattr(row, k) for k in _StageRow._fields])
 _START_EXEC = (
     update(executions)
     .where(executions.c.id == bindparam("eid"))
@@ -227,7 +235,7 @@ class Engine:
         params["now"] = self.clock()  # (leftover polls are those whose lease ran out by now)
         drop = polls_of is not None
         if self.db.is_sqlite:  # (no row locks there: BEGIN IMMEDIATE took the database's write lock)
-            if delivery.id not in conn.execute(queue.ack_statement(drop), params).scalars().all():
+            if delivery.id not in hot.execute(conn, queue.ack_statement(drop), params).scalars().all():
                 raise LeaseLost.of(delivery)
             return self._lock_execution(conn, execution_id)
         row = hot.execute(conn, _ACK_AND_LOCK[drop], params).one()
@@ -453,12 +461,14 @@ class Engine:
             "worker_id": None,
         }
         taker = None if self.db.is_sqlite else self._taker()
+        row = _as_written(st, values)
         if taker:  # the row written and the first task pushed leased to this thread, in one statement
             leased = queue.leased_params(first, due_at=now, worker_id=taker, until=self._lease_until())
-            row = hot.execute(conn, _UPD_STAGE_ROW_PUSHING, {**values, **leased}).one()
-            self._next.taken = Delivery(int(row.message_id), first, 1, snapshot=(ex, row, config))
+            pushed = hot.execute(conn, _UPD_STAGE_PUSHING, {**values, **leased}).one()  # (one: it was there)
+            self._next.taken = Delivery(int(pushed.message_id), first, 1, snapshot=(ex, row, config))
         else:
-            row = hot.execute(conn, _UPD_STAGE_ROW, values).one()
+            if hot.execute(conn, _UPD_STAGE, values).rowcount != 1:
+                raise RuntimeError(f"stage {st.stage_id} of execution {ex.id} is gone")  # (read under a lock)
             self._push(conn, first, snapshot=(ex, row, config))
         if self.on_event is not None:
             self._emit(conn, "stage.starting", ex, st, status=plan.status, attempt=attempt)

@@ -130,6 +130,7 @@ def _sqlite_engine(url: str) -> Engine:
         pooled.dbapi_connection.execute("BEGIN" if pooled.info.get("readonly") else "BEGIN IMMEDIATE")
 
     engine.dialect.do_begin = _begin  # type: ignore[method-assign,assignment]  # this engine's dialect only
+    setattr(engine.dialect, hot.ATTRIBUTE, hot.HotStatements(engine.dialect))
     return engine
 
 

@@ -1,17 +1,19 @@
-"""The engine's hot statements on PostgreSQL, sent to the driver directly.
+"""The engine's hot statements, sent to the driver directly.
 
 A no-op stage is four or five prebuilt statements, and most of a worker's CPU per statement was
 SQLAlchemy's execution around the driver's (the compiled-cache lookup, building parameters, setting
-up a result and its column descriptions), not the statement itself. ``execute`` compiles each
-statement once per parameter shape, exactly as SQLAlchemy would for this dialect, and then only binds
-the values (with the types' own bind processors) and runs the SQL on the psycopg connection of the
-caller's transaction: the same SQL, in the same transaction, the same values back.
+up a result and its column descriptions), not the statement itself; on SQLite, where a statement is
+a function call and not a round trip, that was most of a stage's time. ``execute`` compiles each
+statement once per parameter shape, exactly as SQLAlchemy would for the dialect, and then only
+binds the values (with the types' own bind processors), runs the SQL on the DBAPI connection of the
+caller's transaction (psycopg or sqlite3), and makes the rows (with the types' result processors):
+the same SQL, in the same transaction, the same values back.
 
-It steps aside, and SQLAlchemy executes as usual, where it could differ: on SQLite (the dialect
-has no ``HotStatements``), when anyone listens to the engine's statement events (the tests and
-benches that count statements), and for an expanding ``IN`` parameter. A driver error is raised
-as SQLAlchemy's (``DBAPIError``), and a connection the error broke is invalidated, so callers and
-the pool see what they would have seen.
+It steps aside, and SQLAlchemy executes as usual, where it could differ: for an engine without
+``HotStatements``, when anyone listens to the engine's statement events (the tests and benches that
+count statements), and for an expanding ``IN`` parameter. A driver error is raised as SQLAlchemy's
+(``DBAPIError``), and a connection the error broke is invalidated, so callers and the pool see what
+they would have seen.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 
-ATTRIBUTE = "gennaker_hot_statements"  # where a PostgreSQL engine's dialect keeps its HotStatements
+ATTRIBUTE = "gennaker_hot_statements"  # where an engine's dialect keeps its HotStatements
 # The engine's hot statements are prebuilt (a few dozen shapes). A caller that builds a statement per
 # call must not grow the cache without end: past this many, new ones go through SQLAlchemy.
 MAX_STATEMENTS = 256
@@ -60,7 +62,8 @@ class Rows:
         return Rows([r[0] for r in self._rows], self.rowcount)
 
 
-def _row_class(names: Sequence[str]) -> type:
+def row_class(names: Sequence[str]) -> Any:
+    """A row type as this module makes them: a named tuple with ``_mapping`` (SQLAlchemy's Row's)."""
     base = namedtuple("Row", names, rename=True)  # type: ignore[misc]  # (names are known only here)
 
     def mapping(self: Any) -> dict[str, Any]:  # ``_mapping`` as SQLAlchemy's Row has it, by column name
@@ -72,6 +75,7 @@ def _row_class(names: Sequence[str]) -> type:
 @dataclass
 class _Compiled:
     sql: str
+    order: tuple[str, ...] | None  # a positional paramstyle's (sqlite3's ``?``) bind names, in order
     defaults: dict[str, Any]  # the statement's own values (literals SQLAlchemy made bind parameters)
     processors: dict[str, Callable[[Any], Any]]
     result_types: list[Any]  # the result columns' types, to check their result processors once
@@ -79,10 +83,13 @@ class _Compiled:
 
 
 class HotStatements:
-    """A PostgreSQL dialect's compiled hot statements (one per engine: no global cache)."""
+    """A dialect's compiled hot statements (one per engine: no global cache)."""
 
     def __init__(self, dialect: Dialect):
         self.dialect = dialect
+        # sqlite3 runs a statement as its rows are read: one that returns rows nobody wants is
+        # still read to its end (psycopg has them all once the statement returns)
+        self.read_to_end = dialect.name == "sqlite"
         # by the statement's id (kept beside its entry, so that the id is never another's) and the
         # parameters' names (an UPDATE sets the columns it is given values for)
         self._compiled: dict[tuple[int, frozenset[str]], tuple[Any, _Compiled | None]] = {}
@@ -104,13 +111,14 @@ class HotStatements:
                     processors[name] = proc
             defaults = {n: b.effective_value for n, b in compiled.binds.items() if n not in keys and not b.required}
             columns: Any = getattr(statement, "exported_columns", None) or getattr(statement, "selected_columns", ())
-            entry = _Compiled(compiled.string, defaults, processors, [c.type for c in columns])
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            entry = _Compiled(compiled.string, order, defaults, processors, [c.type for c in columns])
         self._compiled[key] = (statement, entry)
         return entry
 
 
 def execute(conn: Connection, statement: Any, params: Mapping[str, Any]) -> Any:
-    """``conn.execute(statement, params)``, on PostgreSQL run on the driver directly (see the module)."""
+    """``conn.execute(statement, params)``, run on the driver directly where it can be (see the module)."""
     hot: HotStatements | None = getattr(conn.dialect, ATTRIBUTE, None)
     if hot is None or conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute:
         return conn.execute(statement, params)
@@ -120,24 +128,31 @@ def execute(conn: Connection, statement: Any, params: Mapping[str, Any]) -> Any:
     values = {**entry.defaults, **params}
     for name, proc in entry.processors.items():
         values[name] = proc(values[name])
+    bound: Any = values if entry.order is None else [values[n] for n in entry.order]
+    if not conn.in_transaction():
+        conn.begin()  # as SQLAlchemy's first statement would (on SQLite: Database.read's BEGIN)
     raw: Any = conn.connection.driver_connection
+    cur = raw.cursor()
     try:
-        with raw.cursor() as cur:
-            cur.execute(entry.sql, values)
-            # A statement with no result columns of its own returns no rows (SQLAlchemy adds RETURNING
-            # of the key to an INSERT whose caller reads none). The cursor's description is read
-            # only once: it builds a column object per column at every reading.
-            if not entry.result_types:
-                return Rows([], cur.rowcount)
-            make_row = entry.make_row or _settle(hot.dialect, entry, cur.description)
-            return Rows([make_row(r) for r in cur.fetchall()], cur.rowcount)
+        cur.execute(entry.sql, bound)
+        # A statement with no result columns of its own returns no rows (SQLAlchemy adds RETURNING
+        # of the key to an INSERT whose caller reads none). The cursor's description is read only
+        # once: psycopg builds a column object per column at every reading.
+        if not entry.result_types:
+            if hot.read_to_end:
+                cur.fetchall()
+            return Rows([], cur.rowcount)
+        make_row = entry.make_row or _settle(hot.dialect, entry, cur.description)
+        return Rows([make_row(r) for r in cur.fetchall()], cur.rowcount)
     except raw.Error as exc:
-        broken = bool(raw.broken)
+        broken = bool(getattr(raw, "broken", False))  # (psycopg's: the connection is lost)
         if broken:
             conn.invalidate(exc)
         raise DBAPIError.instance(
-            entry.sql, values, exc, raw.Error, connection_invalidated=broken, dialect=hot.dialect
+            entry.sql, bound, exc, raw.Error, connection_invalidated=broken, dialect=hot.dialect
         ) from exc
+    finally:
+        cur.close()
 
 
 def _settle(dialect: Dialect, entry: _Compiled, description: Sequence[Any]) -> Callable[[Sequence[Any]], Any]:
@@ -145,9 +160,10 @@ def _settle(dialect: Dialect, entry: _Compiled, description: Sequence[Any]) -> C
     is made, with each column's result processor as SQLAlchemy would apply it (usually none)."""
     if len(entry.result_types) != len(description):  # a statement whose columns are not its own
         raise RuntimeError(f"cannot tell the result columns' types of {entry.sql!r}")
-    make = _row_class([c.name for c in description])._make  # type: ignore[attr-defined]
+    # (a column description is a sequence: name, type code, … for psycopg and sqlite3 alike)
+    make = row_class([c[0] for c in description])._make
     processors = [
-        type_.dialect_impl(dialect).result_processor(dialect, column.type_code)
+        type_.dialect_impl(dialect).result_processor(dialect, column[1])
         for type_, column in zip(entry.result_types, description, strict=True)
     ]
     if any(processors):
