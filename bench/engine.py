@@ -137,6 +137,45 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
 
+def yardstick() -> str:
+    """The machine's speed in this run, for comparing runs: this VM's speed moves by 2x over a day.
+    A fixed piece of Python (JSON in and out, as a stage's rows are) and a no-op round trip to
+    PostgreSQL (``SELECT 1``), each the median CPU time of several tries on one thread."""
+    import json
+
+    import psycopg
+
+    row = {"context": {"resolved": {"duration": 0.0, "when": None}, "base": 0}, "tasks": [{"name": "wait"}]}
+
+    def python() -> None:
+        for _ in range(2000):
+            json.loads(json.dumps(row))
+
+    conn = psycopg.connect(PG.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+    def round_trips() -> None:
+        for _ in range(500):
+            conn.execute("SELECT 1").fetchall()
+
+    def cpu(work: Callable[[], None], n: int) -> float:
+        tries = []
+        for _ in range(5):
+            t0 = time.thread_time()
+            work()
+            tries.append((time.thread_time() - t0) / n)
+        return statistics.median(tries)
+
+    try:
+        py, rt = cpu(python, 2000), cpu(round_trips, 500)
+    finally:
+        conn.close()
+    return (
+        f"| the machine's speed in this run (yardstick) | {py * 1e6:.1f} µs of CPU per JSON round trip of a "
+        f"stage-like row in Python; {rt * 1e6:.0f} µs of client CPU per `SELECT 1` round trip to PostgreSQL; "
+        f"{load()} |"
+    )
+
+
 def run_one(rt: Runtime, text: str, threads: int = 4) -> dict:
     pipeline = rt.pipeline_from_text(text)
     w = rt.worker(threads=threads)
@@ -330,7 +369,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        rows = overhead(tmp, 100 if args.quick else 1000, 100)
+        rows = [yardstick()]
+        rows += overhead(tmp, 100 if args.quick else 1000, 100)
         rows += waiting(tmp, 100 if args.quick else 1000)
         rows += throughput(tmp, 200 if args.quick else 1000, [1, 2, 4])
     body = [machine_line(), "", "| measurement | result |", "|---|---|", *rows]
