@@ -264,3 +264,10 @@ def test_the_row_a_stage_s_first_task_is_handed_is_the_row_as_committed(each_db:
         stored = conn.execute(select(stages).where(stages.c.execution_id == eid, stages.c.stage_id == "a")).one()
     assert handed._mapping == dict(stored._mapping) and tuple(handed) == tuple(stored)
     assert handed.status == "WAITING" and handed.attempt == 1 and handed.tasks[0]["status"] == "RUNNING"
+
+
+def test_a_value_computed_at_each_execution_is_left_to_sqlalchemy(each_db: Runtime) -> None:
+    values = iter(range(10))
+    statement = select(bindparam("n", callable_=lambda: next(values), type_=Integer).label("n"))
+    with each_db.db.read() as conn:
+        assert [hot.execute(conn, statement, {}).scalar_one() for _ in range(3)] == [0, 1, 2]

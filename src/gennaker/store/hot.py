@@ -11,9 +11,9 @@ the same SQL, in the same transaction, the same values back.
 
 It steps aside, and SQLAlchemy executes as usual, where it could differ: for an engine without
 ``HotStatements``, when anyone listens to the engine's statement events (the tests and benches that
-count statements), and for an expanding ``IN`` parameter. A driver error is raised as SQLAlchemy's
-(``DBAPIError``), and a connection the error broke is invalidated, so callers and the pool see what
-they would have seen.
+count statements), and for an expanding ``IN`` or a callable bind value. A driver error is raised as
+SQLAlchemy's (``DBAPIError``), and a connection the error broke is invalidated, so callers and the
+pool see what they would have seen.
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ class HotStatements:
                 return None
         compiled = statement.compile(dialect=self.dialect, column_keys=sorted(keys))
         entry: _Compiled | None = None
-        if not any(b.expanding for b in compiled.binds.values()):
+        # (an expanding IN is rendered per count of values, a callable value per execution)
+        if not any(b.expanding or b.callable is not None for b in compiled.binds.values()):
             processors = {}
             for name, bind in compiled.binds.items():
                 proc = bind.type.dialect_impl(self.dialect).bind_processor(self.dialect)
