@@ -100,6 +100,8 @@ _StageRow = hot.row_class([c.key for c in stages.c])
 
 def _as_written(row: Any, values: Mapping[str, Any]) -> Any:
     return _StageRow._make([values[k] if k in values else getattr(row, k) for k in _StageRow._fields])
+
+
 _START_EXEC = (
     update(executions)
     .where(executions.c.id == bindparam("eid"))
