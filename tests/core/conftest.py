@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,21 @@ def each_db(request: pytest.FixtureRequest) -> Runtime:
     return request.getfixturevalue("runtime" if request.param == "sqlite" else "pg_runtime")
 
 
+@contextmanager
+def running_worker(rt: Runtime, threads: int = 4) -> Iterator[Worker]:
+    """A worker of ``rt`` started for the block, stopped after it."""
+    w = rt.worker(threads=threads)
+    w.start()
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
 @pytest.fixture
 def worker(runtime: Runtime) -> Iterator[Worker]:
-    w = runtime.worker(threads=4)
-    w.start()
-    yield w
-    w.stop()
+    with running_worker(runtime) as w:
+        yield w
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, every: float = 0.05) -> Any:

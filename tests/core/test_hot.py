@@ -19,7 +19,7 @@ from gennaker.store.db import Database
 from gennaker.store.tables import engine_counters as counters
 from gennaker.store.tables import stages
 from tests.conftest import admin_conn
-from tests.core.conftest import finished
+from tests.core.conftest import finished, running_worker
 
 CHAIN = """name: chain
 application: shop
@@ -43,10 +43,8 @@ def execution(each_db: Runtime, worker_on: Any) -> str:
 
 @pytest.fixture
 def worker_on(each_db: Runtime) -> Iterator[Any]:
-    w = each_db.worker(threads=2)
-    w.start()
-    yield w
-    w.stop()
+    with running_worker(each_db, threads=2) as w:
+        yield w
 
 
 def _stage_status(rt: Runtime, eid: str, sid: str) -> str | None:
@@ -211,12 +209,8 @@ def test_a_handling_whose_connection_dies_is_retried_and_runs_once(pg_runtime: R
         mp.setattr(hot, "execute", kill_once)
         three_waits = CHAIN.replace("manual_judgment", "wait, duration: 0s")
         eid = ops.start_execution(pg_runtime.db, pg_runtime.pipeline_from_text(three_waits), {}, "t")
-        w = pg_runtime.worker(threads=2)
-        w.start()
-        try:
+        with running_worker(pg_runtime, threads=2):
             d = finished(pg_runtime, eid, timeout=60)
-        finally:
-            w.stop()
     assert killed and d["status"] == "SUCCEEDED"
     assert [s["attempt"] for s in d["stages"]] == [1, 1, 1]
 
