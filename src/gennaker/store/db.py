@@ -145,7 +145,15 @@ def _json_from_bytes(data: bytes | str) -> Any:
 
 def _postgres_engine(url: str) -> Engine:
     # JSON columns arrive as UTF-8 bytes: decoded first, json.loads skips guessing their encoding
-    engine = create_engine(url, pool_size=10, max_overflow=20, json_deserializer=_json_from_bytes)
+    # psycopg prepares none of its own statements: at every rollback of a connection with any, it
+    # deallocates all the session's prepared statements, store/libpq.py's too (and a read ends in one)
+    engine = create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        json_deserializer=_json_from_bytes,
+        connect_args={"prepare_threshold": None},
+    )
     setattr(engine.dialect, hot.ATTRIBUTE, hot.HotStatements(engine.dialect))  # this engine's only
 
     @event.listens_for(engine.pool, "checkin")

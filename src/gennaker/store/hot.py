@@ -18,6 +18,7 @@ pool see what they would have seen.
 
 from __future__ import annotations
 
+import itertools
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class _Compiled:
     processors: dict[str, Callable[[Any], Any]]
     result_types: list[Any]  # the result columns' types, to check their result processors once
     make_row: Callable[[Sequence[Any]], Any] | None = None  # known after the first execution
+    pq: Any = None  # PostgreSQL: the statement as store/libpq.py runs it (None: it cannot)
 
 
 class HotStatements:
@@ -93,6 +95,12 @@ class HotStatements:
         # by the statement's id (kept beside its entry, so that the id is never another's) and the
         # parameters' names (an UPDATE sets the columns it is given values for)
         self._compiled: dict[tuple[int, frozenset[str]], tuple[Any, _Compiled | None]] = {}
+        self._names = itertools.count()
+        self.libpq: Any = None  # psycopg's connections: statements run on libpq beneath it
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            from gennaker.store import libpq  # (psycopg is installed only for PostgreSQL)
+
+            self.libpq = libpq.Connections(dialect, row_class)
 
     def compiled(self, statement: Any, keys: frozenset[str]) -> _Compiled | None:
         key = (id(statement), keys)
@@ -114,6 +122,11 @@ class HotStatements:
             columns: Any = getattr(statement, "exported_columns", None) or getattr(statement, "selected_columns", ())
             order = tuple(compiled.positiontup or ()) if compiled.positional else None
             entry = _Compiled(compiled.string, order, defaults, processors, [c.type for c in columns])
+            if self.libpq is not None:
+                from gennaker.store import libpq
+
+                name = f"gennaker_{next(self._names)}"  # (itertools.count: unique across threads too)
+                entry.pq = libpq.statement(entry.sql, compiled.binds, entry.result_types, name, self.dialect)
         self._compiled[key] = (statement, entry)
         return entry
 
@@ -127,12 +140,22 @@ def execute(conn: Connection, statement: Any, params: Mapping[str, Any]) -> Any:
     if entry is None:
         return conn.execute(statement, params)
     values = {**entry.defaults, **params}
-    for name, proc in entry.processors.items():
-        values[name] = proc(values[name])
-    bound: Any = values if entry.order is None else [values[n] for n in entry.order]
     if not conn.in_transaction():
         conn.begin()  # as SQLAlchemy's first statement would (on SQLite: Database.read's BEGIN)
     raw: Any = conn.connection.driver_connection
+    if entry.pq is not None and entry.pq.usable and hot.libpq.usable(raw):
+        from gennaker.store import libpq
+
+        try:
+            rows, rowcount = hot.libpq.execute(raw, entry.pq, values)
+            return Rows(rows, rowcount)
+        except libpq.Unsupported:
+            pass  # nothing was run: the cursor runs it
+        except raw.Error as exc:
+            raise _driver_error(conn, hot, entry.sql, values, exc, raw) from exc
+    for name, proc in entry.processors.items():
+        values[name] = proc(values[name])
+    bound: Any = values if entry.order is None else [values[n] for n in entry.order]
     cur = raw.cursor()
     try:
         cur.execute(entry.sql, bound)
@@ -146,14 +169,17 @@ def execute(conn: Connection, statement: Any, params: Mapping[str, Any]) -> Any:
         make_row = entry.make_row or _settle(hot.dialect, entry, cur.description)
         return Rows([make_row(r) for r in cur.fetchall()], cur.rowcount)
     except raw.Error as exc:
-        broken = bool(getattr(raw, "broken", False))  # (psycopg's: the connection is lost)
-        if broken:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            entry.sql, bound, exc, raw.Error, connection_invalidated=broken, dialect=hot.dialect
-        ) from exc
+        raise _driver_error(conn, hot, entry.sql, bound, exc, raw) from exc
     finally:
         cur.close()
+
+
+def _driver_error(conn: Connection, hot: HotStatements, sql: str, bound: Any, exc: Exception, raw: Any) -> Exception:
+    """The driver's error as SQLAlchemy raises it; a connection it broke is invalidated first."""
+    broken = bool(getattr(raw, "broken", False))  # (psycopg's: the connection is lost)
+    if broken:
+        conn.invalidate(exc)
+    return DBAPIError.instance(sql, bound, exc, raw.Error, connection_invalidated=broken, dialect=hot.dialect)
 
 
 def _settle(dialect: Dialect, entry: _Compiled, description: Sequence[Any]) -> Callable[[Sequence[Any]], Any]:
