@@ -135,8 +135,9 @@ def test_bad_version_opens_one_incident_and_rollback_resolves_it(local: Local) -
         opened = local.incidents()
         assert len(opened) == 1 and opened[0]["status"] == "triggered", opened
         assert opened[0]["source"] == "condition" and opened[0]["application"] == "shop"
-        fired = local.transitions("ALARM")
-        assert len(fired) == 1 and "shop-web-v002" in fired[0].reason and "> 0.02 in all" in fired[0].reason
+        fired = local.transitions("ALARM")  # (on a loaded machine it may flap already: merged, see below)
+        assert fired and "shop-web-v002" in fired[0].reason and "> 0.02 in all" in fired[0].reason
+        assert all(f.outcome == "merged" for f in fired[1:]), fired
 
         local.provider.enable_server_group("shop-web-v001")  # roll back by hand: the good group serves
         local.provider.disable_server_group("shop-web-v002")
