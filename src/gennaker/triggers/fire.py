@@ -25,6 +25,7 @@ from gennaker.spec.limits import DEFAULT_LIMITS, Limits
 from gennaker.spec.models import Pipeline
 from gennaker.spec.triggers import PipelineTrigger, Trigger
 from gennaker.spec.yamlload import load_yaml
+from gennaker.store import hot
 from gennaker.store.db import Database
 from gennaker.store.tables import pipelines
 from gennaker.triggers.tables import trigger_deliveries, trigger_firings
@@ -36,6 +37,8 @@ MAX_SUMMARY = 500  # characters of a commit message or author kept with a delive
 Parse = Callable[[str, str], Pipeline]  # (text, file name) -> a validated pipeline
 
 
+# read at every execution's end (in the transaction that ends it): prebuilt, run on the driver
+_REGISTERED = select(pipelines.c.name, pipelines.c.updated_at).where(pipelines.c.registered.is_(True))
 _TEXTS = select(pipelines.c.name, pipelines.c.text, pipelines.c.updated_at).where(
     pipelines.c.name.in_(bindparam("names", expanding=True))
 )
@@ -52,9 +55,7 @@ class Catalog:
     def registered(self, conn: Connection) -> list[Pipeline]:
         """Every registered pipeline. Read on every execution's end (pipeline triggers): the documents'
         texts are read only for versions not parsed yet, not all of them each time."""
-        rows = conn.execute(
-            select(pipelines.c.name, pipelines.c.updated_at).where(pipelines.c.registered.is_(True))
-        ).all()
+        rows = hot.execute(conn, _REGISTERED, {}).all()
         with self._lock:
             unseen = [r.name for r in rows if (c := self._parsed.get(r.name)) is None or c[0] != r.updated_at]
         fresh = {r.name: r for r in conn.execute(_TEXTS, {"names": unseen})} if unseen else {}
