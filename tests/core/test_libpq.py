@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import Float, Numeric, String, bindparam, cast, func, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ARRAY, Connection, Float, Numeric, String, any_, bindparam, cast, func, insert, select, text
+from sqlalchemy.exc import DataError, IntegrityError
 
 from gennaker.engine import runner
 from gennaker.runtime import Runtime
@@ -171,3 +171,14 @@ def test_waiting_for_the_server_lets_the_other_threads_run(pg_runtime: Runtime) 
         idle = counted_during(lambda: time.sleep(1.0))
         waiting = counted_during(lambda: hot.execute(conn, sleep, {"s": 1.0}))
     assert waiting > idle * 0.3, (waiting, idle)
+
+
+def test_a_text_value_with_a_nul_is_refused_as_through_the_cursor_never_cut_short(pg_runtime: Runtime) -> None:
+    """libpq reads a text parameter up to its first NUL: 'a\\x00b' was stored as 'a'. PostgreSQL's text
+    holds no NUL; psycopg refuses the value, and so does the hot path (by leaving it to psycopg)."""
+    plain = select(bindparam("x", type_=String).label("x"))
+    by_array = select(stages.c.stage_id).where(stages.c.stage_id == any_(bindparam("ids", type_=ARRAY(String))))
+    for statement, params in ((plain, {"x": "a\x00b"}), (by_array, {"ids": ["ok", "a\x00b"]})):
+        for run in (Connection.execute, hot.execute):
+            with pytest.raises(DataError, match="NUL"), pg_runtime.db.begin() as conn:
+                run(conn, statement, params).all()

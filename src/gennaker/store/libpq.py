@@ -43,7 +43,7 @@ def _text(value: Any) -> bytes | None:
     if value is None:
         return None
     if isinstance(value, str):  # (a str enum too: its value)
-        return value.encode()
+        return _no_nul(value.encode())
     if isinstance(value, bool):
         return b"t" if value else b"f"
     if isinstance(value, int):
@@ -53,13 +53,21 @@ def _text(value: Any) -> bytes | None:
     raise Unsupported(type(value).__name__)
 
 
+def _no_nul(text: bytes) -> bytes:
+    """libpq reads a text parameter up to its first NUL: one would cut the value short, silently.
+    (PostgreSQL's text holds none: psycopg refuses such a value, with the error SQLAlchemy raises.)"""
+    if b"\x00" in text:
+        raise Unsupported("a NUL in a text value")
+    return text
+
+
 def _array_of_text(value: Any) -> bytes | None:
     if value is None:
         return None
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise Unsupported("an array of other than strings")
     quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value)
-    return ("{" + ",".join(quoted) + "}").encode()
+    return _no_nul(("{" + ",".join(quoted) + "}").encode())
 
 
 def _encoder(type_: Any, dialect: Dialect) -> Callable[[Any], bytes | None]:
@@ -208,8 +216,8 @@ class Connections:
 
 
 def _wait(pg: Any) -> None:
-    """Until a result can be read without blocking (the GIL released while polling)."""
-    pg.consume_input()
+    """Until a result can be read without blocking (the GIL released while polling). Input is read
+    only while libpq lacks it: a statement's end is usually read with its result."""
     while pg.is_busy():
         poller = select.poll()
         poller.register(pg.socket, select.POLLIN)
