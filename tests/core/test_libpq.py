@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from gennaker.runtime import Runtime
 from gennaker.store import hot
 from gennaker.store.tables import engine_counters as counters
 from gennaker.store.tables import executions, stages
+from tests.conftest import POSTGRES_URL, admin_conn
 
 _INSERT_COUNTER = insert(counters).values(name=bindparam("n"), value=bindparam("v"))
 _COUNTER = select(counters.c.value).where(counters.c.name == bindparam("n"))
@@ -182,3 +184,27 @@ def test_a_text_value_with_a_nul_is_refused_as_through_the_cursor_never_cut_shor
         for run in (Connection.execute, hot.execute):
             with pytest.raises(DataError, match="NUL"), pg_runtime.db.begin() as conn:
                 run(conn, statement, params).all()
+
+
+def test_a_connection_that_does_not_speak_utf8_goes_through_the_cursor() -> None:
+    """Text is sent and read as UTF-8 here: on a LATIN1 connection psycopg's cursor runs the statement."""
+    from gennaker.store.db import open_database
+
+    admin = admin_conn()
+    name = f"gennaker_test_latin1_{uuid.uuid4().hex[:8]}"
+    try:
+        admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        db = open_database(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}", migrate=False)
+        try:
+            statement = select(bindparam("x", type_=String).label("x"))
+            with db.begin() as conn:
+                assert conn.connection.driver_connection.info.encoding != "utf-8"
+                assert hot.execute(conn, statement, {"x": "é"}).all() == [("é",)]
+                length = select(func.length(bindparam("x", type_=String)).label("n"))
+                assert hot.execute(conn, length, {"x": "é"}).scalar_one() == 1  # (one character, not 2 bytes)
+                assert not any(n.startswith("gennaker_") for n in _prepared_here(conn))
+        finally:
+            db.dispose()
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -145,7 +145,8 @@ class Connections:
     def __init__(self, dialect: Dialect, make_row_class: Callable[[list[str]], Any]):
         self.dialect = dialect
         self.make_row_class = make_row_class
-        self._prepared: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+        # (None: a connection whose encoding is not UTF-8, which this module does not speak)
+        self._prepared: weakref.WeakKeyDictionary[Any, set[bytes] | None] = weakref.WeakKeyDictionary()
 
     def usable(self, raw: Any) -> bool:
         """Whether this psycopg connection's state is one this module runs statements in."""
@@ -162,10 +163,14 @@ class Connections:
     def execute(self, raw: Any, stmt: Statement, values: Mapping[str, Any]) -> tuple[list[Any], int]:
         """Run ``stmt`` (rows, rowcount). Raises Unsupported before anything is sent, psycopg's error
         after."""
+        if raw not in self._prepared:  # a connection new to it
+            self._prepared[raw] = set() if raw.info.encoding == "utf-8" else None
+        prepared = self._prepared[raw]
+        if prepared is None:
+            raise Unsupported("a connection whose encoding is not UTF-8")
         encoded = [encode(values[n]) for n, encode in stmt.params]
         with raw.lock:
             pg = raw.pgconn
-            prepared = self._prepared.setdefault(raw, set())
             if stmt.name not in prepared:
                 self._prepare(raw, stmt)
                 prepared.add(stmt.name)
