@@ -208,3 +208,34 @@ def test_a_connection_that_does_not_speak_utf8_goes_through_the_cursor() -> None
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+FAN = """name: fan
+application: shop
+stages:
+  - {id: a, type: wait, duration: 0s}
+  - {id: b, type: wait, duration: 0s, requires: [a]}
+  - {id: c, type: wait, duration: 0s, requires: [a]}
+  - {id: d, type: manual_judgment, requires: [b, c]}
+"""
+
+
+def test_every_statement_the_engine_runs_goes_on_libpq(pg_runtime: Runtime) -> None:
+    """None falls back to the cursor unseen: queue.push's INSERT did (SQLAlchemy's RETURNING of the key
+    nobody reads made its description look foreign)."""
+    from gennaker.engine import operations as ops
+    from tests.core.conftest import finished, running_worker, wait_for
+
+    eid = ops.start_execution(pg_runtime.db, pg_runtime.pipeline_from_text(FAN), {}, "tester")
+    with running_worker(pg_runtime, threads=2):
+        wait_for(lambda: _status(pg_runtime, eid, "d") == "WAITING")
+        ops.judge(pg_runtime.db, eid, "d", "tester", "approve", None)
+        assert finished(pg_runtime, eid)["status"] == "SUCCEEDED"
+    ways = getattr(pg_runtime.db.engine.dialect, hot.ATTRIBUTE).ways()
+    assert len(ways) >= 8 and [str(s) for s, way in ways if way != "libpq"] == []
+
+
+def _status(rt: Runtime, eid: str, sid: str) -> str | None:
+    with rt.db.read() as conn:
+        row = runner.Engine._stage(conn, eid, sid)
+    return None if row is None else str(row.status)

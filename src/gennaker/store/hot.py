@@ -102,6 +102,17 @@ class HotStatements:
 
             self.libpq = libpq.Connections(dialect, row_class)
 
+    def ways(self) -> list[tuple[Any, str]]:
+        """Each statement compiled so far and how it runs now: on ``libpq``, on the ``driver``'s cursor,
+        or through ``sqlalchemy`` (for the tests that hold the engine's statements to the fast path)."""
+        out = []
+        for statement, entry in list(self._compiled.values()):
+            if entry is None:
+                out.append((statement, "sqlalchemy"))
+            else:
+                out.append((statement, "libpq" if entry.pq is not None and entry.pq.usable else "driver"))
+        return out
+
     def compiled(self, statement: Any, keys: frozenset[str]) -> _Compiled | None:
         key = (id(statement), keys)
         try:

@@ -200,6 +200,9 @@ class Connections:
         desc = _one(raw, lambda: pg.send_describe_prepared(stmt.name))
         if stmt.make_row is not None:
             return
+        if not stmt.result_types:  # no rows are read (the key SQLAlchemy RETURNs from an INSERT: not ours)
+            stmt.make_row = tuple
+            return
         oids = [desc.ftype(i) for i in range(desc.nfields)]
         try:
             if len(oids) != len(stmt.result_types):  # (columns that are not the statement's own)
