@@ -1,7 +1,7 @@
 """store/libpq.py: on PostgreSQL the hot statements run on libpq beneath psycopg, prepared once per
 connection, a transaction's BEGIN pipelined with its first statement. They must write and read what
 SQLAlchemy's execution would, keep the transaction's meaning, fail as it fails, and never hold the
-GIL while the server works."""
+GIL while the server works. (One test holds SQLite's statements to their fast path too.)"""
 
 from __future__ import annotations
 
@@ -220,19 +220,20 @@ stages:
 """
 
 
-def test_every_statement_the_engine_runs_goes_on_libpq(pg_runtime: Runtime) -> None:
-    """None falls back to the cursor unseen: queue.push's INSERT did (SQLAlchemy's RETURNING of the key
-    nobody reads made its description look foreign)."""
+def test_every_statement_the_engine_runs_goes_on_the_fast_path(each_db: Runtime) -> None:
+    """None falls back unseen: on PostgreSQL queue.push's INSERT went to the cursor (SQLAlchemy's
+    RETURNING of the key nobody reads made its description look foreign). On SQLite: the driver."""
     from gennaker.engine import operations as ops
     from tests.core.conftest import finished, running_worker, wait_for
 
-    eid = ops.start_execution(pg_runtime.db, pg_runtime.pipeline_from_text(FAN), {}, "tester")
-    with running_worker(pg_runtime, threads=2):
-        wait_for(lambda: _status(pg_runtime, eid, "d") == "WAITING")
-        ops.judge(pg_runtime.db, eid, "d", "tester", "approve", None)
-        assert finished(pg_runtime, eid)["status"] == "SUCCEEDED"
-    ways = getattr(pg_runtime.db.engine.dialect, hot.ATTRIBUTE).ways()
-    assert len(ways) >= 8 and [str(s) for s, way in ways if way != "libpq"] == []
+    eid = ops.start_execution(each_db.db, each_db.pipeline_from_text(FAN), {}, "tester")
+    with running_worker(each_db, threads=2):
+        wait_for(lambda: _status(each_db, eid, "d") == "WAITING")
+        ops.judge(each_db.db, eid, "d", "tester", "approve", None)
+        assert finished(each_db, eid)["status"] == "SUCCEEDED"
+    ways = getattr(each_db.db.engine.dialect, hot.ATTRIBUTE).ways()
+    fast = "driver" if each_db.db.is_sqlite else "libpq"
+    assert len(ways) >= 8 and [str(s) for s, way in ways if way != fast] == []
 
 
 def _status(rt: Runtime, eid: str, sid: str) -> str | None:
