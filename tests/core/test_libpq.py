@@ -240,3 +240,27 @@ def _status(rt: Runtime, eid: str, sid: str) -> str | None:
     with rt.db.read() as conn:
         row = runner.Engine._stage(conn, eid, sid)
     return None if row is None else str(row.status)
+
+
+def test_a_connection_that_died_between_transactions_fails_the_pipelined_first_statement_cleanly(
+    pg_runtime: Runtime,
+) -> None:
+    """The server closed the connection while it sat between transactions: the next transaction's first
+    statement (sent in a pipeline with its BEGIN) fails as SQLAlchemy's would, the connection is
+    invalidated, and the next transaction gets a working one."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from tests.core.test_hot import _terminate
+
+    db = pg_runtime.db
+    with db.engine.connect() as conn:
+        pid = conn.execute(select(func.pg_backend_pid())).scalar_one()
+        conn.rollback()
+        _terminate(pid)
+        time.sleep(0.2)
+        with pytest.raises(OperationalError) as raised, conn.begin():
+            hot.execute(conn, runner._SEL_EXEC, {"eid": "x"})
+        assert isinstance(raised.value, DBAPIError) and raised.value.connection_invalidated
+    with db.begin() as conn:
+        assert hot.execute(conn, runner._SEL_EXEC, {"eid": "x"}).all() == []
+        assert conn.execute(select(func.pg_backend_pid())).scalar_one() != pid
