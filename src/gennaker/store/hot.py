@@ -154,16 +154,13 @@ def execute(conn: Connection, statement: Any, params: Mapping[str, Any]) -> Any:
     if not conn.in_transaction():
         conn.begin()  # as SQLAlchemy's first statement would (on SQLite: Database.read's BEGIN)
     raw: Any = conn.connection.driver_connection
-    if entry.pq is not None and entry.pq.usable and hot.libpq.usable(raw):
-        from gennaker.store import libpq
-
+    if entry.pq is not None:
         try:
-            rows, rowcount = hot.libpq.execute(raw, entry.pq, values)
-            return Rows(rows, rowcount)
-        except libpq.Unsupported:
-            pass  # nothing was run: the cursor runs it
+            ran = hot.libpq.execute(raw, entry.pq, values)  # (None: nothing was sent; the cursor runs it)
         except raw.Error as exc:
             raise _driver_error(conn, hot, entry.sql, values, exc, raw) from exc
+        if ran is not None:
+            return Rows(*ran)
     for name, proc in entry.processors.items():
         values[name] = proc(values[name])
     bound: Any = values if entry.order is None else [values[n] for n in entry.order]

@@ -86,11 +86,6 @@ def _encoder(type_: Any, dialect: Dialect) -> Callable[[Any], bytes | None]:
     raise Unsupported(f"a parameter of type {type(impl).__name__}")
 
 
-def _json_loader(dialect: Dialect) -> Callable[[bytes], Any]:
-    loads: Callable[[bytes], Any] = getattr(dialect, "_json_deserializer", None) or json.loads
-    return loads
-
-
 def _loader(oid: int, dialect: Dialect) -> Callable[[bytes], Any]:
     """How a result column of this PostgreSQL type is read from its text form."""
     if oid == 16:
@@ -102,7 +97,8 @@ def _loader(oid: int, dialect: Dialect) -> Callable[[bytes], Any]:
     if oid in (19, 25, 705, 1042, 1043):
         return bytes.decode
     if oid in (114, 3802):
-        return _json_loader(dialect)
+        loads: Callable[[bytes], Any] = getattr(dialect, "_json_deserializer", None) or json.loads
+        return loads
     raise Unsupported(f"a result column of type oid {oid}")
 
 
@@ -160,9 +156,17 @@ class Connections:
         plain = raw.isolation_level is None and raw.read_only is None and raw.deferrable is None
         return status == pq.TransactionStatus.IDLE and plain
 
-    def execute(self, raw: Any, stmt: Statement, values: Mapping[str, Any]) -> tuple[list[Any], int]:
-        """Run ``stmt`` (rows, rowcount). Raises Unsupported before anything is sent, psycopg's error
-        after."""
+    def execute(self, raw: Any, stmt: Statement, values: Mapping[str, Any]) -> tuple[list[Any], int] | None:
+        """Run ``stmt``: (rows, rowcount), or None, with nothing sent, where it cannot (the caller's cursor
+        runs it then). A server's or a connection's error is raised as psycopg's."""
+        if not stmt.usable or not self.usable(raw):
+            return None
+        try:
+            return self._execute(raw, stmt, values)
+        except Unsupported:
+            return None
+
+    def _execute(self, raw: Any, stmt: Statement, values: Mapping[str, Any]) -> tuple[list[Any], int]:
         if raw not in self._prepared:  # a connection new to it
             self._prepared[raw] = set() if raw.info.encoding == "utf-8" else None
         prepared = self._prepared[raw]
@@ -223,22 +227,24 @@ class Connections:
         stmt.make_row = self.make_row_class([(desc.fname(i) or b"").decode() for i in range(desc.nfields)])._make
 
 
+def _poll(pg: Any, events: int) -> None:
+    """Block (the GIL released) until the socket is ready, then read what has arrived."""
+    poller = select.poll()
+    poller.register(pg.socket, events)
+    poller.poll()
+    pg.consume_input()
+
+
 def _wait(pg: Any) -> None:
-    """Until a result can be read without blocking (the GIL released while polling). Input is read
-    only while libpq lacks it: a statement's end is usually read with its result."""
+    """Until a result can be read without blocking. Input is read only while libpq lacks it: a
+    statement's end is usually read with its result."""
     while pg.is_busy():
-        poller = select.poll()
-        poller.register(pg.socket, select.POLLIN)
-        poller.poll()
-        pg.consume_input()
+        _poll(pg, select.POLLIN)
 
 
 def _flush(pg: Any) -> None:
     while pg.flush():  # (a nonblocking connection's send buffer is full: wait until it drains)
-        poller = select.poll()
-        poller.register(pg.socket, select.POLLOUT | select.POLLIN)
-        poller.poll()
-        pg.consume_input()
+        _poll(pg, select.POLLOUT | select.POLLIN)
 
 
 def _check(raw: Any, res: Any) -> Any:
@@ -260,7 +266,7 @@ def _one(raw: Any, send: Callable[[], None]) -> Any:
             break
         results.append(res)
     if not results:
-        raise pq_error(raw)
+        raise _no_result(raw)
     for res in results:
         _check(raw, res)
     return results[-1]
@@ -298,10 +304,10 @@ def _begin_and_run(raw: Any, name: bytes, encoded: list[bytes | None]) -> Any:
             continue  # (after the error that aborted it, raised below)
         _check(raw, res)
     if len(results) != 2:
-        raise pq_error(raw)
+        raise _no_result(raw)
     return _check(raw, results[1])
 
 
-def pq_error(raw: Any) -> Exception:
+def _no_result(raw: Any) -> Exception:
     why = raw.pgconn.error_message.decode(errors="replace").strip() or "the connection was lost"
     return OperationalError(f"the statement got no result: {why}")
